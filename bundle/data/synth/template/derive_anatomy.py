@@ -6,7 +6,7 @@ Run once by a maintainer; the simulator only reads the ``.npz``. The inputs are 
 (``pip download --no-deps nilearn`` then unzip ``nilearn/datasets/data/``). Licence of the template:
 see ``LICENSE_ICBM152.txt`` beside this file.
 
-    python -m bundle.data.synth.anatomy.derive_anatomy DIR_WITH_NIFTI_FILES
+    python -m bundle.data.synth.template.derive_anatomy DIR_WITH_NIFTI_FILES
 """
 
 from __future__ import annotations

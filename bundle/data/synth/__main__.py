@@ -1,0 +1,45 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Command line: ``python -m bundle.data.synth --task {cmb,epvs_lacune} --n N --out DIR --seed S [--montage]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cohort import TASKS, generate_cohort
+from .montage import montage
+from .summary import format_summary, summarise
+
+
+def _spacing(text: str) -> tuple[float, float, float]:
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"spacing must be one or three positive numbers in mm, got {text!r}")
+    return tuple(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bundle.data.synth", description=__doc__)
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--n", type=int, required=True, help="number of subjects")
+    parser.add_argument("--out", required=True, help="output folder (datalist.json and sub-XXXX/ folders)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spacing", type=_spacing, default=(1.0, 1.0, 1.0), help="mm, e.g. 1 or 0.5,0.5,2")
+    parser.add_argument("--modalities", default=None, help="comma-separated subset/order of t1,t2,flair,swi")
+    parser.add_argument("--montage", action="store_true", help="also write DIR/montage.png")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+    mods = tuple(args.modalities.split(",")) if args.modalities else None
+    datalist = generate_cohort(args.task, args.n, args.out, args.seed, args.spacing, mods, progress=not args.quiet)
+    print(format_summary(summarise(datalist)))
+    if args.montage:
+        print(f"montage: {montage(datalist, datalist.parent / 'montage.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
