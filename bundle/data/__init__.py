@@ -1,0 +1,19 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Data model: datalist loading and validation, NIfTI loading, VALDO import, simulator (``bundle.data.synth``)."""
+
+from .datalist import PATH_KEYS, SPLITS, DatalistError, load_datalist, resolve_entry, save_datalist
+from .subject import CLASSES, RATER_CHOICES, LoadSubjectd, load_volume, validate_lesions
+
+__all__ = [
+    "CLASSES",
+    "PATH_KEYS",
+    "RATER_CHOICES",
+    "SPLITS",
+    "DatalistError",
+    "LoadSubjectd",
+    "load_datalist",
+    "load_volume",
+    "resolve_entry",
+    "save_datalist",
+    "validate_lesions",
+]

@@ -1,0 +1,128 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The project's data model: a decathlon-style datalist of subjects (see ``docs/data.md``).
+
+Each entry of the ``training`` / ``validation`` / ``testing`` lists::
+
+    {"subject": "sub-0001",
+     "image": ["sub-0001/t1.nii.gz", "sub-0001/t2.nii.gz"],   # modality order of the datalist's "modalities"
+     "label": "sub-0001/label.nii.gz",      # optional instance map: 0 background, 1..N one id per object
+     "lesions": "sub-0001/lesions.json",    # optional per-object records (id, class, raters, centre_mm, ...)
+     "count": 12,                           # optional weak label: number of objects
+     "mask": "sub-0001/brainmask.nii.gz"}   # optional brain / ROI mask
+
+Relative paths resolve against ``dataset_dir`` (by default the datalist's folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["DatalistError", "PATH_KEYS", "SPLITS", "load_datalist", "resolve_entry", "save_datalist"]
+
+SPLITS = ("training", "validation", "testing")
+PATH_KEYS = ("image", "label", "lesions", "mask", "mimics")
+
+
+class DatalistError(ValueError):
+    """A datalist, or a file it names, is not valid input; the message names the subject and the file."""
+
+
+def _resolve(base: Path, value):
+    if isinstance(value, (list, tuple)):
+        return [_resolve(base, v) for v in value]
+    path = Path(os.path.expanduser(str(value)))
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def resolve_entry(entry: dict, dataset_dir: str | os.PathLike, check_files: bool = True) -> dict:
+    """Copy of ``entry`` with every path key made absolute, checked for existence.
+
+    Raises:
+        DatalistError: the entry has no ``subject`` or ``image``, or ``count`` is not a non-negative integer.
+        FileNotFoundError: a file it names does not exist (message names the subject and the path).
+    """
+    if not isinstance(entry, dict) or "subject" not in entry:
+        raise DatalistError(f"datalist entry {entry!r} has no 'subject'")
+    subject = entry["subject"]
+    if "image" not in entry:
+        raise DatalistError(f"{subject}: datalist entry has no 'image'")
+    out = dict(entry)
+    if isinstance(out["image"], str):
+        out["image"] = [out["image"]]
+    for key in PATH_KEYS:
+        if key in out and out[key] is not None:
+            out[key] = _resolve(Path(dataset_dir), out[key])
+            for path in out[key] if isinstance(out[key], list) else [out[key]]:
+                if check_files and not Path(path).is_file():
+                    raise FileNotFoundError(f"{subject}: {key} file {path} does not exist")
+    if "count" in out and (not isinstance(out["count"], int) or isinstance(out["count"], bool) or out["count"] < 0):
+        raise DatalistError(f"{subject}: 'count' must be a non-negative integer, got {out['count']!r}")
+    return out
+
+
+def load_datalist(
+    path: str | os.PathLike,
+    split: str = "training",
+    dataset_dir: str | os.PathLike | None = None,
+    modalities: Sequence[str] | None = None,
+    check_files: bool = True,
+) -> list[dict]:
+    """Entries of one split with absolute paths.
+
+    Args:
+        path: datalist JSON.
+        split: ``training``, ``validation`` or ``testing``.
+        dataset_dir: folder relative paths resolve against; defaults to the datalist's folder.
+        modalities: the channel order the caller expects; checked against the datalist's ``modalities`` key and
+            against the number of images of each entry.
+        check_files: raise if a referenced file is missing.
+
+    Raises:
+        FileNotFoundError: the datalist or a file it names is missing.
+        DatalistError: invalid JSON, unknown or missing split, modality order or count mismatch.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"datalist {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatalistError(f"datalist {path} is not valid JSON: {err}") from err
+    if split not in SPLITS:
+        raise DatalistError(f"unknown split {split!r} for datalist {path}; expected one of {SPLITS}")
+    if split not in data:
+        raise DatalistError(f"datalist {path} has no {split!r} list (it has {[k for k in SPLITS if k in data]})")
+    declared = data.get("modalities")
+    if modalities is not None and declared is not None and list(declared) != list(modalities):
+        raise DatalistError(f"datalist {path} has modalities {declared}, the config expects {list(modalities)}")
+    base = Path(dataset_dir) if dataset_dir else path.parent
+    entries = [resolve_entry(e, base, check_files) for e in data[split]]
+    n_expected = len(modalities) if modalities is not None else (len(declared) if declared else None)
+    for e in entries:
+        if n_expected is not None and len(e["image"]) != n_expected:
+            raise DatalistError(f"{e['subject']}: {len(e['image'])} images given, {n_expected} modalities expected")
+    return entries
+
+
+def save_datalist(data: dict, path: str | os.PathLike) -> Path:
+    """Write a datalist atomically, with paths made relative to its folder where possible."""
+    from .io import write_json
+
+    root = Path(path).parent.resolve()
+
+    def rel(value):
+        if isinstance(value, list):
+            return [rel(v) for v in value]
+        try:
+            return str(Path(value).resolve().relative_to(root))
+        except ValueError:
+            return str(value)
+
+    out = dict(data)
+    for split in SPLITS:
+        if split in out:
+            out[split] = [{k: rel(v) if k in PATH_KEYS else v for k, v in e.items()} for e in out[split]]
+    return write_json(out, path)

@@ -1,0 +1,165 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Load and validate one datalist entry into MONAI dict data.
+
+``LoadSubjectd`` reads each modality with MONAI's ``LoadImage`` (NIfTI via nibabel, affine in RAS mm kept in the
+``MetaTensor``), stacks them as channels, and checks every promise of the data model; each failure names the
+subject and the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import LoadImage, MapTransform
+
+from ..data.datalist import DatalistError
+
+__all__ = ["CLASSES", "RATER_CHOICES", "LoadSubjectd", "load_volume", "validate_lesions"]
+
+CLASSES = ("cmb", "epvs", "lacune")
+RATER_CHOICES = ("nothing", "lacune", "epvs", "undecided", "cmb")
+
+
+def load_volume(path: str, subject: str, what: str = "image") -> MetaTensor:
+    """Read one 3D NIfTI as a (1, H, W, D) float32 MetaTensor.
+
+    Raises:
+        FileNotFoundError: missing file.
+        DatalistError: unreadable/corrupt file, or not a 3D volume.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{subject}: {what} file {path} does not exist")
+    try:
+        img = LoadImage(reader="NibabelReader", image_only=True, dtype=np.float32)(path)
+    except Exception as err:  # nibabel/zlib raise many types for truncated or non-NIfTI files
+        raise DatalistError(f"{subject}: {what} file {path} could not be read as NIfTI ({type(err).__name__}: {err})")
+    while img.ndim > 3 and img.shape[-1] == 1:  # (X, Y, Z, 1) volumes are 3D
+        img = img[..., 0]
+    if img.ndim != 3:
+        raise DatalistError(f"{subject}: {what} file {path} has shape {tuple(img.shape)}, expected a 3D volume")
+    return img[None]
+
+
+def _same_grid(a: MetaTensor, b: MetaTensor, atol: float) -> str | None:
+    if a.shape[1:] != b.shape[1:]:
+        return f"shape {tuple(b.shape[1:])} differs from {tuple(a.shape[1:])}"
+    diff = float((a.affine.double() - b.affine.double()).abs().max())
+    if diff > atol:
+        return f"affine differs by up to {diff:.4g} (tolerance {atol:g})"
+    return None
+
+
+def validate_lesions(
+    records, subject: str, path: str, label: torch.Tensor | None, classes: Sequence[str] = CLASSES
+) -> list[dict]:
+    """Check per-object records against the class list and the instance label map.
+
+    Raises:
+        DatalistError: not a list of records with ``id`` and ``class``, unknown class or rater answer, duplicate
+            ids, ids absent from the label map or label ids without a record.
+    """
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "id" in r and "class" in r for r in records):
+        raise DatalistError(f"{subject}: {path} must be a JSON list of records with 'id' and 'class'")
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise DatalistError(f"{subject}: {path} has duplicate lesion ids")
+    for r in records:
+        if r["class"] not in classes:
+            raise DatalistError(f"{subject}: {path} lesion {r['id']} has unknown class {r['class']!r}; known: {list(classes)}")
+        bad = [a for a in r.get("raters", []) if a not in (*RATER_CHOICES, *classes)]
+        if bad:
+            raise DatalistError(f"{subject}: {path} lesion {r['id']} has unknown rater answers {bad}")
+    if label is not None:
+        present = set(int(v) for v in torch.unique(label).tolist()) - {0}
+        missing = sorted(set(ids) - present)
+        if missing:
+            raise DatalistError(f"{subject}: {path} lists lesion ids {missing} absent from the label map")
+        unlisted = sorted(present - set(ids))
+        if unlisted:
+            raise DatalistError(f"{subject}: label ids {unlisted} have no record in {path}")
+    return records
+
+
+class LoadSubjectd(MapTransform):
+    """Load a resolved datalist entry (see :func:`bundle.data.load_datalist`) into tensors and records.
+
+    Output: ``image`` (C, H, W, D) float32 ``MetaTensor`` (channels in datalist order, affine of the first
+    modality), ``label`` (1, H, W, D) int instance map, ``mask`` (1, H, W, D) binary, ``lesions`` list of dicts;
+    ``subject`` and the other entry keys pass through. Metadata gains ``subject`` and ``spacing``.
+
+    Args:
+        keys: volume keys to load; the first must be the image. Usually ``("image", "label", "mask")``.
+        lesions_key: key of the per-object JSON (``None`` to skip).
+        classes: allowed class names in the records.
+        affine_atol: largest allowed difference (mm) between the affines of two volumes of a subject.
+        allow_missing_keys: do not fail when an optional key is absent from the entry.
+
+    Raises:
+        FileNotFoundError, DatalistError: see :func:`load_volume`, :func:`validate_lesions` and the grid, value
+            and label checks; every message starts with the subject id and names the file.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = ("image", "label", "mask"),
+        lesions_key: str | None = "lesions",
+        classes: Sequence[str] = CLASSES,
+        affine_atol: float = 1e-3,
+        allow_missing_keys: bool = True,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.lesions_key = lesions_key
+        self.classes = tuple(classes)
+        self.affine_atol = affine_atol
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        subject = str(d.get("subject", "<no subject>"))
+        ref = None
+        for key in self.key_iterator(d):
+            paths = d[key] if isinstance(d[key], (list, tuple)) else [d[key]]
+            vols = [load_volume(str(p), subject, str(key)) for p in paths]
+            ref = ref if ref is not None else vols[0]
+            for p, v in zip(paths, vols):
+                problem = _same_grid(ref, v, self.affine_atol)
+                if problem:
+                    raise DatalistError(f"{subject}: {key} file {p} is not on the grid of {paths[0] if key == 'image' else 'the image'}: {problem}")
+                self._check_values(v, subject, str(key), str(p))
+            d[key] = self._combine(key, vols, paths, subject)
+        if self.lesions_key and d.get(self.lesions_key) is not None:
+            path = str(d[self.lesions_key])
+            try:
+                records = json.loads(Path(path).read_text())
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{subject}: lesions file {path} does not exist") from None
+            except json.JSONDecodeError as err:
+                raise DatalistError(f"{subject}: lesions file {path} is not valid JSON: {err}") from err
+            d[self.lesions_key] = validate_lesions(records, subject, path, d.get("label"), self.classes)
+        return d
+
+    @staticmethod
+    def _check_values(v: MetaTensor, subject: str, key: str, path: str) -> None:
+        bad = int((~torch.isfinite(v)).sum())
+        if bad:
+            raise DatalistError(f"{subject}: {key} file {path} has {bad} non-finite (NaN/inf) voxels")
+        if key in ("label", "mask"):
+            if bool((v < 0).any()) or bool((v != torch.round(v)).any()):
+                raise DatalistError(f"{subject}: {key} file {path} must hold non-negative integers")
+
+    @staticmethod
+    def _combine(key, vols: list[MetaTensor], paths, subject: str) -> MetaTensor:
+        out = vols[0] if len(vols) == 1 else MetaTensor(torch.cat([v.as_tensor() for v in vols]), meta=vols[0].meta)
+        if key == "label":
+            out = out.to(torch.int32)
+        elif key == "mask":
+            out = (out > 0).to(torch.float32)
+        out.meta["subject"] = subject
+        out.meta["filename_or_obj"] = str(paths[0])
+        out.meta["spacing"] = [float(s) for s in out.pixdim]
+        return out

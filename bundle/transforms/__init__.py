@@ -1,0 +1,28 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Preprocessing transforms (array + dictionary pairs), used from configs as ``bundle.transforms.<Name>``."""
+
+from .array import (
+    HistogramPeakNormalize,
+    N4BiasFieldCorrection,
+    SoftROIMask,
+    TrimRescale,
+    WhiteMatterZScore,
+    estimate_white_matter,
+    histogram_peak,
+)
+from .dictionary import HistogramPeakNormalized, N4BiasFieldCorrectiond, SoftROIMaskd, TrimRescaled, WhiteMatterZScored
+
+__all__ = [
+    "HistogramPeakNormalize",
+    "HistogramPeakNormalized",
+    "N4BiasFieldCorrection",
+    "N4BiasFieldCorrectiond",
+    "SoftROIMask",
+    "SoftROIMaskd",
+    "TrimRescale",
+    "TrimRescaled",
+    "WhiteMatterZScore",
+    "WhiteMatterZScored",
+    "estimate_white_matter",
+    "histogram_peak",
+]

@@ -1,0 +1,107 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Dictionary wrappers of :mod:`bundle.transforms.array` for configs."""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping
+
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+
+from .array import HistogramPeakNormalize, N4BiasFieldCorrection, SoftROIMask, TrimRescale, WhiteMatterZScore
+
+__all__ = ["N4BiasFieldCorrectiond", "HistogramPeakNormalized", "WhiteMatterZScored", "SoftROIMaskd", "TrimRescaled"]
+
+
+class N4BiasFieldCorrectiond(MapTransform):
+    """Dict version of :class:`N4BiasFieldCorrection`; ``mask_key`` (optional) restricts the fit."""
+
+    def __init__(self, keys: KeysCollection, mask_key: str | None = None, allow_missing_keys: bool = False, **kwargs):
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key = mask_key
+        self.op = N4BiasFieldCorrection(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        mask = d.get(self.mask_key) if self.mask_key else None
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key], mask)
+        return d
+
+
+class HistogramPeakNormalized(MapTransform):
+    """Dict version of :class:`HistogramPeakNormalize`; ``mask_key`` (optional) selects the brain voxels."""
+
+    def __init__(self, keys: KeysCollection, mask_key: str | None = None, allow_missing_keys: bool = False, **kwargs):
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key = mask_key
+        self.op = HistogramPeakNormalize(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        mask = d.get(self.mask_key) if self.mask_key else None
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key], mask)
+        return d
+
+
+class WhiteMatterZScored(MapTransform):
+    """Dict version of :class:`WhiteMatterZScore`.
+
+    Args:
+        wm_key: key of a given white-matter mask; if absent from the data, WM is estimated.
+        brain_key: key of the brain mask used for the estimate (defaults to non-zero voxels).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        wm_key: str | None = "wm",
+        brain_key: str | None = "mask",
+        allow_missing_keys: bool = False,
+        **kwargs,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.wm_key, self.brain_key = wm_key, brain_key
+        self.op = WhiteMatterZScore(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        wm = d.get(self.wm_key) if self.wm_key else None
+        brain = d.get(self.brain_key) if self.brain_key else None
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key], wm, brain)
+        return d
+
+
+class SoftROIMaskd(MapTransform):
+    """Dict version of :class:`SoftROIMask`: masks ``keys`` with the smoothed, dilated ``roi_key`` and replaces
+    ``roi_key`` by the dilated binary ROI (so ``CropForegroundd(source_key=roi_key)`` crops around it)."""
+
+    def __init__(self, keys: KeysCollection, roi_key: str = "mask", allow_missing_keys: bool = False, **kwargs):
+        super().__init__(keys, allow_missing_keys)
+        self.roi_key = roi_key
+        self.op = SoftROIMask(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        dilated = None
+        for key in self.key_iterator(d):
+            d[key], dilated = self.op(d[key], d[self.roi_key])
+        if dilated is not None:
+            d[self.roi_key] = dilated
+        return d
+
+
+class TrimRescaled(MapTransform):
+    """Dict version of :class:`TrimRescale`."""
+
+    def __init__(self, keys: KeysCollection, upper: float = 99.0, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.op = TrimRescale(upper)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key])
+        return d
