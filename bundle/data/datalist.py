@@ -8,7 +8,8 @@ Each entry of the ``training`` / ``validation`` / ``testing`` lists::
      "label": "sub-0001/label.nii.gz",      # optional instance map: 0 background, 1..N one id per object
      "lesions": "sub-0001/lesions.json",    # optional per-object records (id, class, raters, centre_mm, ...)
      "count": 12,                           # optional weak label: number of objects
-     "mask": "sub-0001/brainmask.nii.gz"}   # optional brain / ROI mask
+     "mask": "sub-0001/brainmask.nii.gz",   # optional brain mask
+     "roi": "sub-0001/roi.nii.gz"}          # optional region of interest (e.g. basal ganglia for GP-Unet)
 
 Relative paths resolve against ``dataset_dir`` (by default the datalist's folder).
 """
@@ -23,7 +24,7 @@ from typing import Sequence
 __all__ = ["DatalistError", "PATH_KEYS", "SPLITS", "load_datalist", "resolve_entry", "save_datalist"]
 
 SPLITS = ("training", "validation", "testing")
-PATH_KEYS = ("image", "label", "lesions", "mask", "mimics")
+PATH_KEYS = ("image", "label", "lesions", "mask", "roi", "mimics")
 
 
 class DatalistError(ValueError):

@@ -24,6 +24,7 @@ __all__ = ["CLASSES", "RATER_CHOICES", "LoadSubjectd", "load_volume", "validate_
 
 CLASSES = ("cmb", "epvs", "lacune")
 RATER_CHOICES = ("nothing", "lacune", "epvs", "undecided", "cmb")
+MASK_KEYS = ("mask", "roi")
 
 
 def load_volume(path: str, subject: str, what: str = "image") -> MetaTensor:
@@ -90,11 +91,12 @@ class LoadSubjectd(MapTransform):
     """Load a resolved datalist entry (see :func:`bundle.data.load_datalist`) into tensors and records.
 
     Output: ``image`` (C, H, W, D) float32 ``MetaTensor`` (channels in datalist order, affine of the first
-    modality), ``label`` (1, H, W, D) int instance map, ``mask`` (1, H, W, D) binary, ``lesions`` list of dicts;
+    modality), ``label`` (1, H, W, D) int instance map, ``mask`` and ``roi`` (1, H, W, D) binary, ``lesions`` list
+    of dicts;
     ``subject`` and the other entry keys pass through. Metadata gains ``subject`` and ``spacing``.
 
     Args:
-        keys: volume keys to load; the first must be the image. Usually ``("image", "label", "mask")``.
+        keys: volume keys to load; the first must be the image.
         lesions_key: key of the per-object JSON (``None`` to skip).
         classes: allowed class names in the records.
         affine_atol: largest allowed difference (mm) between the affines of two volumes of a subject.
@@ -107,7 +109,7 @@ class LoadSubjectd(MapTransform):
 
     def __init__(
         self,
-        keys: KeysCollection = ("image", "label", "mask"),
+        keys: KeysCollection = ("image", "label", "mask", "roi"),
         lesions_key: str | None = "lesions",
         classes: Sequence[str] = CLASSES,
         affine_atol: float = 1e-3,
@@ -148,7 +150,7 @@ class LoadSubjectd(MapTransform):
         bad = int((~torch.isfinite(v)).sum())
         if bad:
             raise DatalistError(f"{subject}: {key} file {path} has {bad} non-finite (NaN/inf) voxels")
-        if key in ("label", "mask"):
+        if key in ("label", *MASK_KEYS):
             if bool((v < 0).any()) or bool((v != torch.round(v)).any()):
                 raise DatalistError(f"{subject}: {key} file {path} must hold non-negative integers")
 
@@ -157,7 +159,7 @@ class LoadSubjectd(MapTransform):
         out = vols[0] if len(vols) == 1 else MetaTensor(torch.cat([v.as_tensor() for v in vols]), meta=vols[0].meta)
         if key == "label":
             out = out.to(torch.int32)
-        elif key == "mask":
+        elif key in MASK_KEYS:
             out = (out > 0).to(torch.float32)
         out.meta["subject"] = subject
         out.meta["filename_or_obj"] = str(paths[0])

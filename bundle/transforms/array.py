@@ -145,7 +145,8 @@ def estimate_white_matter(channel: np.ndarray, brain: np.ndarray, wm_brightest: 
     v = channel[brain]
     if v.size < 3:
         raise ValueError("brain mask has fewer than 3 voxels; cannot estimate white matter")
-    centres = np.percentile(v, [15, 50, 85]).astype(float)
+    lo, hi = np.percentile(v, [1, 99])
+    centres = lo + (hi - lo) * np.array([0.2, 0.5, 0.8])  # spread over the range: robust to unequal class sizes
     for _ in range(iters):
         assign = np.argmin(np.abs(v[:, None] - centres[None]), axis=1)
         centres = np.array([v[assign == k].mean() if (assign == k).any() else centres[k] for k in range(3)])

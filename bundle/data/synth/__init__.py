@@ -1,0 +1,25 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Simulator of extremely small objects on real brain anatomy (see ``docs/data.md``).
+
+CLI: ``python -m bundle.data.synth --task {cmb,epvs_lacune} --n N --out DIR --seed S [--montage]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .cohort import TASKS, generate_cohort, generate_subject
+from .montage import montage
+from .summary import format_summary, summarise
+
+__all__ = ["TASKS", "demo", "format_summary", "generate_cohort", "generate_subject", "montage", "summarise"]
+
+
+def demo(task: str = "cmb", n: int = 4, out_dir: str = "eso_demo", seed: int = 0, spacing=(1.0, 1.0, 1.0)) -> dict:
+    """Simulate a small cohort, write its montage, print and return its summary (the bundle's demo job)."""
+    datalist = generate_cohort(task, int(n), out_dir, int(seed), tuple(float(s) for s in spacing))
+    summary = summarise(datalist)
+    summary["montage"] = str(montage(datalist, Path(out_dir) / "montage.png"))
+    print(format_summary(summary))
+    print(f"montage: {summary['montage']}")
+    return summary

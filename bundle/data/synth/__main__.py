@@ -30,11 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modalities", default=None, help="comma-separated subset/order of t1,t2,flair,swi")
     parser.add_argument("--montage", action="store_true", help="also write DIR/montage.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace a cohort made with other settings in --out")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be at least 1")
     mods = tuple(args.modalities.split(",")) if args.modalities else None
-    datalist = generate_cohort(args.task, args.n, args.out, args.seed, args.spacing, mods, progress=not args.quiet)
+    try:
+        datalist = generate_cohort(
+            args.task, args.n, args.out, args.seed, args.spacing, mods, progress=not args.quiet, overwrite=args.overwrite
+        )
+    except (FileExistsError, ValueError) as err:
+        parser.error(str(err))
     print(format_summary(summarise(datalist)))
     if args.montage:
         print(f"montage: {montage(datalist, datalist.parent / 'montage.png')}")

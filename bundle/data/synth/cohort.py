@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -131,7 +132,8 @@ def generate_subject(
         raise ValueError(f"unknown modality {unknown}; expected some of {list(MODALITIES)}")
     rng = np.random.default_rng([seed, index])
     anat = build_anatomy(spacing, rng)
-    sampler = ObjectSampler(anat.affine, region_masks(anat), rng)
+    regions = region_masks(anat)
+    sampler = ObjectSampler(anat.affine, regions, rng)
     objects = _draw_objects(task, sampler, rng)
     texture = texture_field(anat.shape, rng)
     images = {m: tissue_image(anat, m, texture) for m in modalities}
@@ -149,6 +151,8 @@ def generate_subject(
     entry["label"] = str(write_nifti(label, anat.affine, folder / f"{sid}_label.nii.gz", np.int16).relative_to(out_dir))
     entry["lesions"] = str(write_json(records, folder / f"{sid}_lesions.json").relative_to(out_dir))
     entry["mask"] = str(write_nifti(anat.brain, anat.affine, folder / f"{sid}_brainmask.nii.gz", np.uint8).relative_to(out_dir))
+    roi = regions["basal_ganglia"] & (anat.brain > 0)
+    entry["roi"] = str(write_nifti(roi, anat.affine, folder / f"{sid}_roi-basalganglia.nii.gz", np.uint8).relative_to(out_dir))
     mimics = [_mimic_record(o) for o in objects if not o.labelled]
     entry["mimics"] = str(write_json(mimics, folder / f"{sid}_mimics.json").relative_to(out_dir))
     entry["count"] = len(records)
@@ -172,21 +176,48 @@ def generate_cohort(
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     modalities: tuple[str, ...] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Simulate ``n`` subjects and write ``out_dir/datalist.json`` (60/20/20 training/validation/testing split).
 
+    A folder that already holds a cohort made with the same settings is reused as it is; one made with other
+    settings is left untouched unless ``overwrite``.
+
     Returns:
         Path of the datalist.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds a cohort made with other settings and ``overwrite`` is false.
     """
     out_dir = Path(out_dir)
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    settings = {
+        "task": task,
+        "n": int(n),
+        "seed": int(seed),
+        "spacing": [float(s) for s in spacing],
+        "modalities": list(modalities or TASKS[task]["modalities"]),
+    }
+    existing = out_dir / "datalist.json"
+    if existing.is_file() and not overwrite:
+        try:
+            previous = json.loads(existing.read_text()).get("simulator")
+        except json.JSONDecodeError:
+            previous = None
+        if previous == settings:
+            return existing
+        raise FileExistsError(
+            f"{out_dir} already holds a datalist.json made with other settings ({previous}); choose another output "
+            "folder or pass overwrite=True (CLI: --overwrite)"
+        )
     splits = _split(n)
     datalist = {
         "name": f"synthetic_{task}",
         "description": f"brain_mri_eso_detection simulator, task {task}, seed {seed}",
-        "task": task,
-        "modalities": list(modalities or TASKS[task]["modalities"]),
+        "modalities": settings["modalities"],
         "classes": list(TASKS[task]["classes"]),
-        "seed": seed,
+        "simulator": settings,
         "training": [],
         "validation": [],
         "testing": [],

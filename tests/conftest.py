@@ -1,0 +1,48 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Shared fixtures: small synthetic cohorts made by the project's own simulator, and tiny hand-made volumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bundle.data.synth import generate_cohort
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cmb_cohort(tmp_path_factory) -> Path:
+    """Three 1 mm microbleed subjects with SWI and T2 (about 20 s)."""
+    out = tmp_path_factory.mktemp("cmb")
+    return generate_cohort("cmb", 3, out, seed=3, modalities=("swi", "t2"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def epvs_cohort(tmp_path_factory) -> Path:
+    """Three 1 mm EPVS/lacune subjects with T1, T2, FLAIR and SWI (about 20 s)."""
+    out = tmp_path_factory.mktemp("epvs")
+    return generate_cohort("epvs_lacune", 3, out, seed=5, modalities=("t1", "t2", "flair", "swi"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def coarse_cohort(tmp_path_factory) -> Path:
+    """Two fast 2 mm EPVS/lacune subjects for pipeline tests."""
+    out = tmp_path_factory.mktemp("coarse")
+    return generate_cohort("epvs_lacune", 2, out, seed=2, spacing=(2.0, 2.0, 2.0), progress=False)
+
+
+def write_nii(path: Path, array, affine=None, dtype=np.float32) -> str:
+    """Write a small NIfTI for hand-made test cases and return its path as a string."""
+    affine = np.diag([1.0, 1.0, 1.0, 1.0]) if affine is None else affine
+    nib.save(nib.Nifti1Image(np.asarray(array, dtype=dtype), affine), str(path))
+    return str(path)
+
+
+def sphere(shape, centre, radius) -> np.ndarray:
+    """Boolean ball of ``radius`` voxels at ``centre``."""
+    grid = np.indices(shape)
+    return ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(0) <= radius**2

@@ -1,0 +1,94 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Datalist loading: path resolution, round trip, and errors naming the culprit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import write_nii
+
+from bundle.data import DatalistError, load_datalist, save_datalist
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "s1").mkdir()
+    for name in ("t1", "t2", "label", "mask"):
+        write_nii(tmp_path / "s1" / f"{name}.nii.gz", [[[0.0]]])
+    (tmp_path / "s1" / "lesions.json").write_text("[]")
+    entry = {
+        "subject": "s1",
+        "image": ["s1/t1.nii.gz", "s1/t2.nii.gz"],
+        "label": "s1/label.nii.gz",
+        "lesions": "s1/lesions.json",
+        "mask": "s1/mask.nii.gz",
+        "count": 0,
+    }
+    data = {"modalities": ["t1", "t2"], "training": [entry], "testing": [{"subject": "s1", "image": "s1/t1.nii.gz"}]}
+    (tmp_path / "datalist.json").write_text(json.dumps(data))
+    return tmp_path
+
+
+def test_relative_paths_resolve_against_datalist_folder(folder):
+    (entry,) = load_datalist(folder / "datalist.json", "training", modalities=["t1", "t2"])
+    assert entry["image"] == [str(folder / "s1/t1.nii.gz"), str(folder / "s1/t2.nii.gz")]
+    assert entry["lesions"] == str(folder / "s1/lesions.json")
+    assert entry["count"] == 0 and entry["subject"] == "s1"
+
+
+def test_dataset_dir_overrides_base(folder, tmp_path_factory):
+    other = tmp_path_factory.mktemp("elsewhere")
+    (other / "datalist.json").write_text((folder / "datalist.json").read_text())
+    (entry,) = load_datalist(other / "datalist.json", "training", dataset_dir=folder)
+    assert Path(entry["mask"]) == folder / "s1/mask.nii.gz"
+
+
+def test_single_image_string_becomes_list(folder):
+    data = json.loads((folder / "datalist.json").read_text())
+    data.pop("modalities")
+    (folder / "datalist.json").write_text(json.dumps(data))
+    (entry,) = load_datalist(folder / "datalist.json", "testing")
+    assert entry["image"] == [str(folder / "s1/t1.nii.gz")]
+
+
+def test_round_trip_keeps_entries(folder, tmp_path):
+    entries = load_datalist(folder / "datalist.json", "training")
+    out = save_datalist({"modalities": ["t1", "t2"], "training": entries}, folder / "copy.json")
+    saved = json.loads(out.read_text())
+    assert saved["training"][0]["image"] == ["s1/t1.nii.gz", "s1/t2.nii.gz"]  # written relative again
+    assert load_datalist(out, "training") == entries
+
+
+@pytest.mark.parametrize(
+    "mutate, split, exc, match",
+    [
+        (lambda d: d, "validation", DatalistError, r"has no 'validation' list"),
+        (lambda d: d, "train", DatalistError, r"unknown split 'train'"),
+        (lambda d: d["training"][0].pop("subject"), "training", DatalistError, r"has no 'subject'"),
+        (lambda d: d["training"][0].pop("image"), "training", DatalistError, r"s1: datalist entry has no 'image'"),
+        (lambda d: d["training"][0].update(count=-1), "training", DatalistError, r"s1: 'count' must be a non-negative"),
+        (lambda d: d["training"][0].update(count=2.5), "training", DatalistError, r"s1: 'count' must be a non-negative"),
+        (lambda d: d["training"][0].update(label="s1/x.nii.gz"), "training", FileNotFoundError, r"s1: label file .*x\.nii\.gz does not exist"),
+        (lambda d: d.update(modalities=["t2", "t1"]), "training", DatalistError, r"modalities \['t2', 't1'\], the config expects \['t1', 't2'\]"),
+        (lambda d: d["training"][0]["image"].pop(), "training", DatalistError, r"s1: 1 images given, 2 modalities expected"),
+    ],
+)
+def test_invalid_datalists(folder, mutate, split, exc, match):
+    data = json.loads((folder / "datalist.json").read_text())
+    mutate(data)
+    (folder / "datalist.json").write_text(json.dumps(data))
+    with pytest.raises(exc, match=match):
+        load_datalist(folder / "datalist.json", split, modalities=["t1", "t2"])
+
+
+def test_missing_datalist(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"datalist .*none\.json does not exist"):
+        load_datalist(tmp_path / "none.json")
+
+
+def test_datalist_not_json(tmp_path):
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(DatalistError, match=r"datalist .*bad\.json is not valid JSON"):
+        load_datalist(tmp_path / "bad.json")

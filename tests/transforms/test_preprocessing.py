@@ -1,0 +1,137 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Numeric tests of the preprocessing transforms on phantoms small enough to reason about."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import sphere
+from monai.data import MetaTensor
+
+from bundle.transforms import (
+    HistogramPeakNormalize,
+    HistogramPeakNormalized,
+    N4BiasFieldCorrection,
+    SoftROIMask,
+    TrimRescale,
+    WhiteMatterZScore,
+    estimate_white_matter,
+    histogram_peak,
+)
+
+SHAPE = (40, 40, 40)
+
+
+def _phantom(seed=0, noise=2.0):
+    """Brain-like ball: WM core (100), GM shell (60), CSF centre (30); returns image and tissue masks."""
+    rng = np.random.default_rng(seed)
+    brain = sphere(SHAPE, (20, 20, 20), 17)
+    wm = sphere(SHAPE, (20, 20, 20), 14) & ~sphere(SHAPE, (20, 20, 20), 4)  # WM is the most common tissue
+    csf = sphere(SHAPE, (20, 20, 20), 4)
+    img = np.where(brain, 60.0, 0.0)
+    img[wm] = 100.0
+    img[csf] = 30.0
+    img = (img + rng.normal(0, noise, SHAPE)) * brain
+    return img.astype(np.float32), brain, wm, csf
+
+
+def _cv(x):
+    return float(x.std() / x.mean())
+
+
+def test_n4_lowers_white_matter_cv_under_known_bias():
+    img, brain, wm, _ = _phantom()
+    x = np.linspace(-1, 1, SHAPE[0])[:, None, None]
+    z = np.linspace(-1, 1, SHAPE[2])[None, None, :]
+    bias = np.exp(0.5 * x + 0.3 * z**2 - 0.1).astype(np.float32)
+    biased = MetaTensor(torch.from_numpy(img * bias)[None], affine=torch.eye(4))
+    out = N4BiasFieldCorrection(shrink_factor=2)(biased, torch.from_numpy(brain)[None])
+    assert isinstance(out, MetaTensor) and out.shape == (1, *SHAPE)
+    before, after = _cv(biased[0].numpy()[wm]), _cv(out[0].numpy()[wm])
+    assert before > 0.15
+    assert after < 0.5 * before, (before, after)
+    clean = _cv(img[wm])
+    assert after < clean + 0.03  # close to the noise-only floor
+
+
+def test_histogram_peak_maps_to_half_and_is_linear():
+    img, brain, wm, _ = _phantom()
+    mt = MetaTensor(torch.from_numpy(img * 7.3)[None])
+    out = HistogramPeakNormalize()(mt)
+    vals = out[0].numpy()[brain]
+    assert histogram_peak(vals) == pytest.approx(0.5, abs=0.01)  # the peak (WM, most voxels) is now 0.5
+    assert float(out[0].numpy()[wm].mean()) == pytest.approx(0.5, abs=0.02)
+    ratio = out[0].numpy()[brain] / (img * 7.3)[brain]
+    assert np.ptp(ratio) < 1e-5  # one linear factor
+
+
+def test_histogram_peak_uses_mask_only():
+    img, brain, wm, _ = _phantom()
+    img = img.copy()
+    img[:6] = 500.0  # a big block outside the mask would dominate the histogram
+    d = {"image": MetaTensor(torch.from_numpy(img)[None]), "mask": torch.from_numpy(brain[None].astype(np.float32))}
+    out = HistogramPeakNormalized("image", mask_key="mask")(d)
+    assert float(out["image"][0].numpy()[wm].mean()) == pytest.approx(0.5, abs=0.02)
+
+
+def test_histogram_peak_raises_on_empty():
+    with pytest.raises(ValueError, match="no voxels"):
+        HistogramPeakNormalize()(torch.zeros(1, 4, 4, 4))
+
+
+def test_white_matter_zscore_with_given_mask():
+    img, brain, wm, _ = _phantom()
+    two = np.stack([img, 3.0 * img + 10.0])  # second channel: another contrast
+    out = WhiteMatterZScore()(torch.from_numpy(two), wm_mask=torch.from_numpy(wm)[None])
+    for c in range(2):
+        assert float(out[c][torch.from_numpy(wm)].mean()) == pytest.approx(0.0, abs=1e-4)
+        assert float(out[c][torch.from_numpy(wm)].std(unbiased=False)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_white_matter_estimated_from_t1():
+    img, brain, wm, _ = _phantom()
+    est = estimate_white_matter(img, brain)
+    dice = 2 * (est & wm).sum() / (est.sum() + wm.sum())
+    assert dice > 0.97
+    out = WhiteMatterZScore(reference_channel=0)(torch.from_numpy(img)[None], brain_mask=torch.from_numpy(brain)[None])
+    assert float(out[0][torch.from_numpy(wm)].mean()) == pytest.approx(0.0, abs=0.05)
+    gm = brain & ~wm & ~sphere(SHAPE, (20, 20, 20), 4)
+    assert float(out[0][torch.from_numpy(gm)].mean()) == pytest.approx(-40.0 / 2.0, rel=0.1)  # (60-100)/sd(noise=2)
+
+
+def test_soft_roi_mask_dilates_by_mm_and_smooths():
+    roi = np.zeros((31, 31, 31), np.float32)
+    roi[15, 15, 15] = 1
+    img = MetaTensor(torch.ones(1, 31, 31, 31), affine=torch.eye(4))
+    out, dilated = SoftROIMask(dilation_mm=3.0, sigma_mm=2.0)(img, torch.from_numpy(roi)[None])
+    assert int(dilated.sum()) == 123  # lattice points within 3 voxels of the centre
+    o = out[0].numpy()
+    assert 0.5 < o[15, 15, 15] < 1.0  # smoothed: below 1 even at the centre of a small ROI
+    assert o[15, 15, 20] < o[15, 15, 18] < o[15, 15, 15]  # decays with distance
+    assert o[15, 15, 28] < 1e-3
+
+
+def test_soft_roi_mask_respects_anisotropic_spacing():
+    roi = np.zeros((21, 21, 21), np.float32)
+    roi[10, 10, 10] = 1
+    img = MetaTensor(torch.ones(1, 21, 21, 21), affine=torch.diag(torch.tensor([1.0, 1.0, 2.0, 1.0])))
+    _, dilated = SoftROIMask(dilation_mm=3.0, sigma_mm=2.0)(img, torch.from_numpy(roi)[None])
+    d = dilated[0].numpy() > 0
+    assert d[10, 10, 11] and not d[10, 10, 12]  # 2 mm per slice: 3 mm reach one slice
+    assert d[13, 10, 10] and not d[14, 10, 10]
+
+
+def test_soft_roi_mask_empty_roi():
+    with pytest.raises(ValueError, match="ROI mask is empty"):
+        SoftROIMask()(torch.ones(1, 8, 8, 8), torch.zeros(1, 8, 8, 8))
+
+
+def test_trim_rescale_top_percent():
+    vals = np.zeros((1, 10, 10, 10), np.float32)
+    vals[0, :, :, 1:] = np.arange(1, 901).reshape(10, 10, 9)  # 900 non-zero values 1..900
+    out = TrimRescale(upper=99.0)(torch.from_numpy(vals)).numpy()
+    top = np.percentile(np.arange(1, 901), 99.0)
+    assert out.max() == pytest.approx(1.0) and out.min() == 0.0
+    assert (out == 1.0).sum() == (np.arange(1, 901) >= top).sum()  # the top 1 % is trimmed to 1
+    assert out[0, 0, 0, 1] == pytest.approx(1.0 / top)
