@@ -185,20 +185,23 @@ def region_masks(anat: Anatomy) -> dict[str, np.ndarray]:
     Returns:
         ``basal_ganglia`` (putamen, pallidum, caudate, internal capsule), ``thalamus``, ``pallidum``,
         ``centrum_semiovale`` (deep white matter above the ventricles), ``lobar`` (cortico-subcortical junction of
-        the cerebrum), ``inferior_edge`` (brain boundary near the skull base, where susceptibility artefacts arise).
+        the cerebrum, at least 6 mm inside the brain surface so bloomed CMBs are not cut by the brain mask),
+        ``inferior_edge`` (brain boundary near the skull base, where susceptibility artefacts arise).
     """
     x, y, z = anat.mni
     inside = anat.brain > 0
     cerebrum = inside & ~((y < -45) & (z < -8)) & (z > -35)
     bg = nucleus(anat, "putamen") | nucleus(anat, "pallidum") | nucleus(anat, "caudate")
     bg |= nucleus(anat, "internal_capsule")
-    eroded = ndi.binary_erosion(inside, iterations=max(1, int(round(3.0 / anat.spacing.min()))))
+    step = float(anat.spacing.min())
+    eroded = ndi.binary_erosion(inside, iterations=max(1, int(round(3.0 / step))))
     edge = inside & ~eroded
+    deep = ndi.binary_erosion(eroded, iterations=max(1, int(round(3.0 / step))))  # >= 6 mm from the surface
     return {
         "basal_ganglia": bg & inside & (anat.csf < 0.3),
         "thalamus": nucleus(anat, "thalamus") & inside & (anat.csf < 0.3),
         "pallidum": nucleus(anat, "pallidum") & inside,
         "centrum_semiovale": (anat.wm > 0.85) & (z > 20) & (z < 48) & (np.abs(x) > 8) & (np.abs(x) < 36),
-        "lobar": cerebrum & (anat.gm > 0.3) & (anat.gm < 0.7) & (anat.wm > 0.25) & (z > -20),
+        "lobar": cerebrum & deep & (anat.gm > 0.3) & (anat.gm < 0.7) & (anat.wm > 0.25) & (z > -20),
         "inferior_edge": edge & (z < -8) & ((y > 25) | (np.abs(x) > 35)) & (y > -40),
     }
