@@ -33,8 +33,17 @@ def test_metadata_validates_against_schema(tmp_path):
     _verify(meta, tmp_path)
     assert meta["name"] == "brain_mri_eso_detection"
     assert meta["version"] in meta["changelog"]
-    for key in ("image_classes", "label_classes", "pred_classes", "eval_metrics", "intended_use", "references",
-                "data_source", "data_type", "required_packages_version"):
+    for key in (
+        "image_classes",
+        "label_classes",
+        "pred_classes",
+        "eval_metrics",
+        "intended_use",
+        "references",
+        "data_source",
+        "data_type",
+        "required_packages_version",
+    ):
         assert key in meta
     assert set(meta["network_data_format"]) == {"inputs", "outputs"}
     assert "image" in meta["network_data_format"]["inputs"] and "pred" in meta["network_data_format"]["outputs"]
@@ -107,8 +116,20 @@ def test_gpunet_preprocessing_from_config(coarse_entry):
 def test_demo_config_runs_as_documented(tmp_path):
     out = tmp_path / "demo"
     cmd = [
-        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(REPO / "configs" / "demo.yaml"),
-        "--n_subjects", "2", "--spacing", "[2.0, 2.0, 2.0]", "--output_dir", str(out), "--task", "epvs_lacune",
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(REPO / "configs" / "demo.yaml"),
+        "--n_subjects",
+        "2",
+        "--spacing",
+        "[2.0, 2.0, 2.0]",
+        "--output_dir",
+        str(out),
+        "--task",
+        "epvs_lacune",
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 0, res.stderr[-3000:]

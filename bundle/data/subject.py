@@ -72,7 +72,9 @@ def validate_lesions(
         raise DatalistError(f"{subject}: {path} has duplicate lesion ids")
     for r in records:
         if r["class"] not in classes:
-            raise DatalistError(f"{subject}: {path} lesion {r['id']} has unknown class {r['class']!r}; known: {list(classes)}")
+            raise DatalistError(
+                f"{subject}: {path} lesion {r['id']} has unknown class {r['class']!r}; known: {list(classes)}"
+            )
         bad = [a for a in r.get("raters", []) if a not in (*RATER_CHOICES, *classes)]
         if bad:
             raise DatalistError(f"{subject}: {path} lesion {r['id']} has unknown rater answers {bad}")
@@ -131,7 +133,8 @@ class LoadSubjectd(MapTransform):
             for p, v in zip(paths, vols):
                 problem = _same_grid(ref, v, self.affine_atol)
                 if problem:
-                    raise DatalistError(f"{subject}: {key} file {p} is not on the grid of {paths[0] if key == 'image' else 'the image'}: {problem}")
+                    where = paths[0] if key == "image" else "the image"
+                    raise DatalistError(f"{subject}: {key} file {p} is not on the grid of {where}: {problem}")
                 self._check_values(v, subject, str(key), str(p))
             d[key] = self._combine(key, vols, paths, subject)
         if self.lesions_key and d.get(self.lesions_key) is not None:

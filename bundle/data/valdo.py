@@ -3,9 +3,11 @@
 
 Layouts (one folder per subject, ``sub-XXX/``):
 
-* Task 1, EPVS: ``sub-XXX_space-T1_desc-masked_{T1,T2,FLAIR}.nii.gz``, ``sub-XXX_space-T1_desc-Rater<N>_PVSSeg.nii.gz``
+* Task 1, EPVS: ``sub-XXX_space-T1_desc-masked_{T1,T2,FLAIR}.nii.gz``,
+  ``sub-XXX_space-T1_desc-Rater<N>_PVSSeg.nii.gz``
 * Task 2, microbleeds: ``sub-XXX_space-T2S_desc-masked_{T2S,T1,T2}.nii.gz``, ``sub-XXX_space-T2S_CMB.nii.gz``
-* Task 3, lacunes: ``sub-XXX_space-T1_desc-masked_{T1,T2,FLAIR}.nii.gz``, ``sub-XXX_space-T1_desc-Rater<N>_Lacunes.nii.gz``
+* Task 3, lacunes: ``sub-XXX_space-T1_desc-masked_{T1,T2,FLAIR}.nii.gz``,
+  ``sub-XXX_space-T1_desc-Rater<N>_Lacunes.nii.gz``
 
 CLI::
 
@@ -33,9 +35,19 @@ from .io import write_json, write_nifti
 __all__ = ["VALDO_TASKS", "import_valdo", "instances_from_mask"]
 
 VALDO_TASKS = {
-    1: {"space": "T1", "mods": {"t1": "T1", "t2": "T2", "flair": "FLAIR"}, "label": r"desc-Rater(\d+)_PVSSeg", "class": "epvs"},
+    1: {
+        "space": "T1",
+        "mods": {"t1": "T1", "t2": "T2", "flair": "FLAIR"},
+        "label": r"desc-Rater(\d+)_PVSSeg",
+        "class": "epvs",
+    },
     2: {"space": "T2S", "mods": {"swi": "T2S", "t1": "T1", "t2": "T2"}, "label": r"()CMB", "class": "cmb"},
-    3: {"space": "T1", "mods": {"t1": "T1", "t2": "T2", "flair": "FLAIR"}, "label": r"desc-Rater(\d+)_Lacunes", "class": "lacune"},
+    3: {
+        "space": "T1",
+        "mods": {"t1": "T1", "t2": "T2", "flair": "FLAIR"},
+        "label": r"desc-Rater(\d+)_Lacunes",
+        "class": "lacune",
+    },
 }
 
 

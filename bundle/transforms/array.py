@@ -61,7 +61,13 @@ class N4BiasFieldCorrection(Transform):
         spline_distance_mm: B-spline control-point spacing of the field, in mm.
     """
 
-    def __init__(self, shrink_factor: int = 4, iterations=(50, 50, 30), convergence: float = 1e-6, spline_distance_mm: float = 100.0):
+    def __init__(
+        self,
+        shrink_factor: int = 4,
+        iterations=(50, 50, 30),
+        convergence: float = 1e-6,
+        spline_distance_mm: float = 100.0,
+    ):
         self.shrink_factor = int(shrink_factor)
         self.iterations = [int(i) for i in iterations]
         self.convergence = convergence
@@ -76,7 +82,9 @@ class N4BiasFieldCorrection(Transform):
         spacing = _spacing(img)
         out = np.empty_like(arr)
         for c, chan in enumerate(arr):
-            image = sitk.GetImageFromArray(np.ascontiguousarray(chan.transpose(2, 1, 0)))  # sitk is (x, y, z) = (i, j, k)
+            image = sitk.GetImageFromArray(
+                np.ascontiguousarray(chan.transpose(2, 1, 0))
+            )  # sitk is (x, y, z) = (i, j, k)
             image.SetSpacing(spacing)
             fit_mask = m if m is not None else chan > 0
             mask_img = sitk.GetImageFromArray(np.ascontiguousarray(fit_mask.transpose(2, 1, 0)).astype(np.uint8))
@@ -134,7 +142,9 @@ class HistogramPeakNormalize(Transform):
         return convert_to_dst_type(out, img)[0]
 
 
-def estimate_white_matter(channel: np.ndarray, brain: np.ndarray, wm_brightest: bool = True, iters: int = 30) -> np.ndarray:
+def estimate_white_matter(
+    channel: np.ndarray, brain: np.ndarray, wm_brightest: bool = True, iters: int = 30
+) -> np.ndarray:
     """White-matter mask from 3-class 1D k-means (CSF, GM, WM) of brain intensities.
 
     Args:
@@ -212,7 +222,9 @@ class SoftROIMask(Transform):
         ball = np.zeros(2 * radius + 1, bool)
         ball[tuple((grid + radius).T)] = ((grid * spacing) ** 2).sum(1) <= self.dilation_mm**2 + 1e-6
         dilated = ndi.binary_dilation(m, structure=ball) if self.dilation_mm > 0 else m
-        soft = ndi.gaussian_filter(dilated.astype(np.float32), self.sigma_mm / spacing) if self.sigma_mm > 0 else dilated
+        soft = (
+            ndi.gaussian_filter(dilated.astype(np.float32), self.sigma_mm / spacing) if self.sigma_mm > 0 else dilated
+        )
         out = arr * soft[None]
         return convert_to_dst_type(out, img)[0], convert_to_dst_type(dilated[None].astype(np.float32), roi)[0]
 

@@ -15,7 +15,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bundle.data import LoadSubjectd, load_datalist
@@ -36,19 +35,23 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
 
     _, cold = _timed(generate_subject, "cmb", 0, out / "cold", seed=100)
     print(f"simulator, first 1 mm subject in a fresh process (template load included): {cold:.1f} s")
     for task in ("cmb", "epvs_lacune"):
         datalist, total = _timed(generate_cohort, task, args.n, out / task, seed=1, progress=False)
         s = summarise(datalist)
-        print(f"simulator, {task}, 1 mm, {args.n} subjects: {total / args.n:.1f} s per subject "
-              f"({len(s['modalities'])} modalities)")
+        print(
+            f"simulator, {task}, 1 mm, {args.n} subjects: {total / args.n:.1f} s per subject "
+            f"({len(s['modalities'])} modalities)"
+        )
         for cls, c in s["classes"].items():
-            print(f"  {cls}: {c['per_scan_mean']:.1f} per scan (range {c['per_scan_range']}), diameter "
-                  f"{c['diameter_mm_range']} mm, median {c['voxels_median']:.0f} voxels, "
-                  f"{100 * c['under_10_voxels']:.0f}% under 10 voxels")
+            print(
+                f"  {cls}: {c['per_scan_mean']:.1f} per scan (range {c['per_scan_range']}), diameter "
+                f"{c['diameter_mm_range']} mm, median {c['voxels_median']:.0f} voxels, "
+                f"{100 * c['under_10_voxels']:.0f}% under 10 voxels"
+            )
         if "perfect_rater_agreement" in s:
             print(f"  perfect agreement of 6 raters: {100 * s['perfect_rater_agreement']:.1f}%")
         print(f"  scans without objects: {s['scans_without_objects']} of {args.n}")

@@ -69,10 +69,30 @@ def test_round_trip_keeps_entries(folder, tmp_path):
         (lambda d: d["training"][0].pop("subject"), "training", DatalistError, r"has no 'subject'"),
         (lambda d: d["training"][0].pop("image"), "training", DatalistError, r"s1: datalist entry has no 'image'"),
         (lambda d: d["training"][0].update(count=-1), "training", DatalistError, r"s1: 'count' must be a non-negative"),
-        (lambda d: d["training"][0].update(count=2.5), "training", DatalistError, r"s1: 'count' must be a non-negative"),
-        (lambda d: d["training"][0].update(label="s1/x.nii.gz"), "training", FileNotFoundError, r"s1: label file .*x\.nii\.gz does not exist"),
-        (lambda d: d.update(modalities=["t2", "t1"]), "training", DatalistError, r"modalities \['t2', 't1'\], the config expects \['t1', 't2'\]"),
-        (lambda d: d["training"][0]["image"].pop(), "training", DatalistError, r"s1: 1 images given, 2 modalities expected"),
+        (
+            lambda d: d["training"][0].update(count=2.5),
+            "training",
+            DatalistError,
+            r"s1: 'count' must be a non-negative",
+        ),
+        (
+            lambda d: d["training"][0].update(label="s1/x.nii.gz"),
+            "training",
+            FileNotFoundError,
+            r"s1: label file .*x\.nii\.gz does not exist",
+        ),
+        (
+            lambda d: d.update(modalities=["t2", "t1"]),
+            "training",
+            DatalistError,
+            r"modalities \['t2', 't1'\], the config expects \['t1', 't2'\]",
+        ),
+        (
+            lambda d: d["training"][0]["image"].pop(),
+            "training",
+            DatalistError,
+            r"s1: 1 images given, 2 modalities expected",
+        ),
     ],
 )
 def test_invalid_datalists(folder, mutate, split, exc, match):

@@ -30,7 +30,13 @@ def subject(tmp_path):
     records = [{"id": 1, "class": "epvs", "raters": ["epvs"] * 5 + ["undecided"]}, {"id": 2, "class": "lacune"}]
     (tmp_path / "lesions.json").write_text(json.dumps(records))
     mask = write_nii(tmp_path / "mask.nii.gz", np.ones(SHAPE), AFFINE, np.uint8)
-    entry = {"subject": "sub-x", "image": [t1, t2], "label": lab, "lesions": str(tmp_path / "lesions.json"), "mask": mask}
+    entry = {
+        "subject": "sub-x",
+        "image": [t1, t2],
+        "label": lab,
+        "lesions": str(tmp_path / "lesions.json"),
+        "mask": mask,
+    }
     return tmp_path, entry
 
 
@@ -184,7 +190,9 @@ def test_class_outside_configured_list(subject):
 
 def test_unknown_rater_answer(subject):
     tmp, entry = subject
-    (tmp / "lesions.json").write_text(json.dumps([{"id": 1, "class": "epvs", "raters": ["maybe"]}, {"id": 2, "class": "lacune"}]))
+    (tmp / "lesions.json").write_text(
+        json.dumps([{"id": 1, "class": "epvs", "raters": ["maybe"]}, {"id": 2, "class": "lacune"}])
+    )
     _err(entry, r"sub-x: .*lesion 1 has unknown rater answers \['maybe'\]")
 
 

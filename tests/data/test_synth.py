@@ -48,7 +48,10 @@ def test_labels_match_records(cohort, request):
         affine = d["image"].affine.numpy()
         for r in records:
             np.testing.assert_allclose(affine[:3, :3] @ r["centre_voxel"] + affine[:3, 3], r["centre_mm"], atol=0.01)
-            assert label[tuple(np.clip(np.round(r["centre_voxel"]).astype(int), 0, np.array(label.shape) - 1))] in (0, r["id"])
+            assert label[tuple(np.clip(np.round(r["centre_voxel"]).astype(int), 0, np.array(label.shape) - 1))] in (
+                0,
+                r["id"],
+            )
 
 
 def test_sizes_and_counts_in_range(cmb_cohort, epvs_cohort):
@@ -139,10 +142,16 @@ def test_deterministic_for_a_seed(tmp_path, cmb_cohort):
         a = entry[key] if isinstance(entry[key], list) else [entry[key]]
         b = ref_entry[key] if isinstance(ref_entry[key], list) else [ref_entry[key]]
         for pa, pb in zip(a, b):
-            np.testing.assert_array_equal(nib.load(tmp_path / pa).get_fdata(), nib.load(cmb_cohort.parent / pb).get_fdata())
-    assert json.loads((tmp_path / entry["lesions"]).read_text()) == json.loads((cmb_cohort.parent / ref_entry["lesions"]).read_text())
+            np.testing.assert_array_equal(
+                nib.load(tmp_path / pa).get_fdata(), nib.load(cmb_cohort.parent / pb).get_fdata()
+            )
+    assert json.loads((tmp_path / entry["lesions"]).read_text()) == json.loads(
+        (cmb_cohort.parent / ref_entry["lesions"]).read_text()
+    )
     other = generate_subject("cmb", 1, tmp_path / "other", seed=4, modalities=("swi",))
-    assert not np.array_equal(nib.load(tmp_path / "other" / other["image"][0]).get_fdata(), nib.load(tmp_path / entry["image"][0]).get_fdata())
+    assert not np.array_equal(
+        nib.load(tmp_path / "other" / other["image"][0]).get_fdata(), nib.load(tmp_path / entry["image"][0]).get_fdata()
+    )
 
 
 def test_anisotropic_grid(tmp_path):
@@ -156,7 +165,20 @@ def test_anisotropic_grid(tmp_path):
 
 def test_cli_with_montage_and_reuse(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = ["--task", "epvs_lacune", "--n", "1", "--out", str(out), "--seed", "4", "--spacing", "2", "--montage", "--quiet"]
+    args = [
+        "--task",
+        "epvs_lacune",
+        "--n",
+        "1",
+        "--out",
+        str(out),
+        "--seed",
+        "4",
+        "--spacing",
+        "2",
+        "--montage",
+        "--quiet",
+    ]
     assert synth_main(args) == 0
     text = capsys.readouterr().out
     assert "subjects: training 1" in text and "epvs:" in text and "lacune:" in text

@@ -37,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     mods = tuple(args.modalities.split(",")) if args.modalities else None
     try:
         datalist = generate_cohort(
-            args.task, args.n, args.out, args.seed, args.spacing, mods, progress=not args.quiet, overwrite=args.overwrite
+            args.task,
+            args.n,
+            args.out,
+            args.seed,
+            args.spacing,
+            mods,
+            progress=not args.quiet,
+            overwrite=args.overwrite,
         )
     except (FileExistsError, ValueError) as err:
         parser.error(str(err))

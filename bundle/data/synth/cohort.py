@@ -96,7 +96,11 @@ def _record(idx: int, obj: SimObject, n_vox: int, affine: np.ndarray, rng: np.ra
 
 def _mimic_record(obj: SimObject) -> dict:
     lo, hi = obj.shape.bounds()
-    return {"kind": obj.kind, "centre_mm": np.round(obj.shape.centre, 3).tolist(), "extent_mm": np.round(hi - lo, 2).tolist()}
+    return {
+        "kind": obj.kind,
+        "centre_mm": np.round(obj.shape.centre, 3).tolist(),
+        "extent_mm": np.round(hi - lo, 2).tolist(),
+    }
 
 
 def generate_subject(
@@ -150,9 +154,13 @@ def generate_subject(
     records = [_record(i + 1, o, n, anat.affine, rng) for i, (o, n) in enumerate(kept)]
     entry["label"] = str(write_nifti(label, anat.affine, folder / f"{sid}_label.nii.gz", np.int16).relative_to(out_dir))
     entry["lesions"] = str(write_json(records, folder / f"{sid}_lesions.json").relative_to(out_dir))
-    entry["mask"] = str(write_nifti(anat.brain, anat.affine, folder / f"{sid}_brainmask.nii.gz", np.uint8).relative_to(out_dir))
+    entry["mask"] = str(
+        write_nifti(anat.brain, anat.affine, folder / f"{sid}_brainmask.nii.gz", np.uint8).relative_to(out_dir)
+    )
     roi = regions["basal_ganglia"] & (anat.brain > 0)
-    entry["roi"] = str(write_nifti(roi, anat.affine, folder / f"{sid}_roi-basalganglia.nii.gz", np.uint8).relative_to(out_dir))
+    entry["roi"] = str(
+        write_nifti(roi, anat.affine, folder / f"{sid}_roi-basalganglia.nii.gz", np.uint8).relative_to(out_dir)
+    )
     mimics = [_mimic_record(o) for o in objects if not o.labelled]
     entry["mimics"] = str(write_json(mimics, folder / f"{sid}_mimics.json").relative_to(out_dir))
     entry["count"] = len(records)

@@ -58,7 +58,9 @@ def montage(datalist: str | Path, out_png: str | Path, max_subjects: int = 4, zo
                 ax.set_axis_off()
                 title = f"{entry['subject']} {mods[m]}" + (" zoom" if zoomed else f" z={k}")
                 ax.set_title(title, fontsize=8)
-    fig.suptitle(f"{data.get('name', '')}: red = labelled objects; counts {[e.get('counts') for e in entries]}", fontsize=9)
+    fig.suptitle(
+        f"{data.get('name', '')}: red = labelled objects; counts {[e.get('counts') for e in entries]}", fontsize=9
+    )
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=90, format="png")

@@ -116,8 +116,12 @@ class ObjectSampler:
         def build(c):
             rot = random_rotation(self.rng)
             return SimObject(
-                "cmb", Ellipsoid(c, radii, rot), region, core=Ellipsoid(c, radii / b, rot),
-                contrast=self.rng.uniform(0.85, 1.15), extra={"bloom": b},
+                "cmb",
+                Ellipsoid(c, radii, rot),
+                region,
+                core=Ellipsoid(c, radii / b, rot),
+                contrast=self.rng.uniform(0.85, 1.15),
+                extra={"bloom": b},
             )
 
         return self._try(region, build)

@@ -34,9 +34,7 @@ def ambiguity(obj: SimObject, n_voxels: int) -> tuple[float, float]:
     return total, small / max(small + shape_amb, 1e-6)
 
 
-def rate(
-    obj: SimObject, n_voxels: int, rng: np.random.Generator, n_raters: int = 6, error: float = 0.6
-) -> list[str]:
+def rate(obj: SimObject, n_voxels: int, rng: np.random.Generator, n_raters: int = 6, error: float = 0.6) -> list[str]:
     """Answers of ``n_raters`` raters for one labelled EPVS or lacune object."""
     amb, small_share = ambiguity(obj, n_voxels)
     other = "lacune" if obj.kind == "epvs" else "epvs"
