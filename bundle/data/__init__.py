@@ -1,8 +1,19 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Data model: datalist loading and validation, NIfTI loading, VALDO import, simulator (``bundle.data.synth``)."""
 
-from .datalist import PATH_KEYS, SPLITS, DatalistError, load_datalist, resolve_entry, save_datalist
+from .datalist import (
+    PATH_KEYS,
+    SPLITS,
+    DatalistError,
+    expected_channels,
+    load_datalist,
+    prepare_entry,
+    read_datalist,
+    resolve_entry,
+    save_datalist,
+)
 from .subject import CLASSES, RATER_CHOICES, LoadSubjectd, load_volume, validate_lesions
+from .validate import validate_datalist
 
 __all__ = [
     "CLASSES",
@@ -11,9 +22,13 @@ __all__ = [
     "SPLITS",
     "DatalistError",
     "LoadSubjectd",
+    "expected_channels",
     "load_datalist",
     "load_volume",
+    "prepare_entry",
+    "read_datalist",
     "resolve_entry",
     "save_datalist",
+    "validate_datalist",
     "validate_lesions",
 ]

@@ -21,7 +21,17 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["DatalistError", "PATH_KEYS", "SPLITS", "load_datalist", "resolve_entry", "save_datalist"]
+__all__ = [
+    "DatalistError",
+    "PATH_KEYS",
+    "SPLITS",
+    "expected_channels",
+    "load_datalist",
+    "prepare_entry",
+    "read_datalist",
+    "resolve_entry",
+    "save_datalist",
+]
 
 SPLITS = ("training", "validation", "testing")
 PATH_KEYS = ("image", "label", "lesions", "mask", "roi", "mimics")
@@ -64,6 +74,49 @@ def resolve_entry(entry: dict, dataset_dir: str | os.PathLike, check_files: bool
     return out
 
 
+def read_datalist(path: str | os.PathLike) -> dict:
+    """The datalist JSON as a dict.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DatalistError: not valid JSON, or not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"datalist {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatalistError(f"datalist {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise DatalistError(f"datalist {path} must be a JSON object with training/validation/testing lists")
+    return data
+
+
+def expected_channels(data: dict, path: str | os.PathLike, modalities: Sequence[str] | None) -> int | None:
+    """Number of images each entry must have; checks the datalist's ``modalities`` against the caller's.
+
+    Raises:
+        DatalistError: the datalist declares another modality order than ``modalities``.
+    """
+    declared = data.get("modalities")
+    if modalities is not None and declared is not None and list(declared) != list(modalities):
+        raise DatalistError(f"datalist {path} has modalities {declared}, the config expects {list(modalities)}")
+    if modalities is not None:
+        return len(modalities)
+    return len(declared) if declared else None
+
+
+def prepare_entry(
+    entry: dict, dataset_dir: str | os.PathLike, n_channels: int | None, check_files: bool = True
+) -> dict:
+    """:func:`resolve_entry` plus the check that the entry has ``n_channels`` images (when known)."""
+    out = resolve_entry(entry, dataset_dir, check_files)
+    if n_channels is not None and len(out["image"]) != n_channels:
+        raise DatalistError(f"{out['subject']}: {len(out['image'])} images given, {n_channels} modalities expected")
+    return out
+
+
 def load_datalist(
     path: str | os.PathLike,
     split: str = "training",
@@ -85,27 +138,14 @@ def load_datalist(
         FileNotFoundError: the datalist or a file it names is missing.
         DatalistError: invalid JSON, unknown or missing split, modality order or count mismatch.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"datalist {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatalistError(f"datalist {path} is not valid JSON: {err}") from err
+    data = read_datalist(path)
     if split not in SPLITS:
         raise DatalistError(f"unknown split {split!r} for datalist {path}; expected one of {SPLITS}")
     if split not in data:
         raise DatalistError(f"datalist {path} has no {split!r} list (it has {[k for k in SPLITS if k in data]})")
-    declared = data.get("modalities")
-    if modalities is not None and declared is not None and list(declared) != list(modalities):
-        raise DatalistError(f"datalist {path} has modalities {declared}, the config expects {list(modalities)}")
-    base = Path(dataset_dir) if dataset_dir else path.parent
-    entries = [resolve_entry(e, base, check_files) for e in data[split]]
-    n_expected = len(modalities) if modalities is not None else (len(declared) if declared else None)
-    for e in entries:
-        if n_expected is not None and len(e["image"]) != n_expected:
-            raise DatalistError(f"{e['subject']}: {len(e['image'])} images given, {n_expected} modalities expected")
-    return entries
+    n_channels = expected_channels(data, path, modalities)
+    base = Path(dataset_dir) if dataset_dir else Path(path).parent
+    return [prepare_entry(e, base, n_channels, check_files) for e in data[split]]
 
 
 def save_datalist(data: dict, path: str | os.PathLike) -> Path:

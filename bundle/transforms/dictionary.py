@@ -13,36 +13,34 @@ from .array import HistogramPeakNormalize, N4BiasFieldCorrection, SoftROIMask, T
 __all__ = ["N4BiasFieldCorrectiond", "HistogramPeakNormalized", "WhiteMatterZScored", "SoftROIMaskd", "TrimRescaled"]
 
 
-class N4BiasFieldCorrectiond(MapTransform):
+class _MaskedIntensityd(MapTransform):
+    """Applies ``op(image, mask)`` to every key; ``mask_key`` (optional) names the mask in the data."""
+
+    op_class: type
+
+    def __init__(self, keys: KeysCollection, mask_key: str | None = None, allow_missing_keys: bool = False, **kwargs):
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key = mask_key
+        self.op = self.op_class(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        mask = d.get(self.mask_key) if self.mask_key else None
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key], mask)
+        return d
+
+
+class N4BiasFieldCorrectiond(_MaskedIntensityd):
     """Dict version of :class:`N4BiasFieldCorrection`; ``mask_key`` (optional) restricts the fit."""
 
-    def __init__(self, keys: KeysCollection, mask_key: str | None = None, allow_missing_keys: bool = False, **kwargs):
-        super().__init__(keys, allow_missing_keys)
-        self.mask_key = mask_key
-        self.op = N4BiasFieldCorrection(**kwargs)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        mask = d.get(self.mask_key) if self.mask_key else None
-        for key in self.key_iterator(d):
-            d[key] = self.op(d[key], mask)
-        return d
+    op_class = N4BiasFieldCorrection
 
 
-class HistogramPeakNormalized(MapTransform):
+class HistogramPeakNormalized(_MaskedIntensityd):
     """Dict version of :class:`HistogramPeakNormalize`; ``mask_key`` (optional) selects the brain voxels."""
 
-    def __init__(self, keys: KeysCollection, mask_key: str | None = None, allow_missing_keys: bool = False, **kwargs):
-        super().__init__(keys, allow_missing_keys)
-        self.mask_key = mask_key
-        self.op = HistogramPeakNormalize(**kwargs)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        mask = d.get(self.mask_key) if self.mask_key else None
-        for key in self.key_iterator(d):
-            d[key] = self.op(d[key], mask)
-        return d
+    op_class = HistogramPeakNormalize
 
 
 class WhiteMatterZScored(MapTransform):

@@ -112,3 +112,27 @@ def test_datalist_not_json(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(DatalistError, match=r"datalist .*bad\.json is not valid JSON"):
         load_datalist(tmp_path / "bad.json")
+
+
+def test_validate_cli_reports_every_bad_subject(folder, capsys):
+    import numpy as np
+
+    from bundle.data.validate import main as validate_main
+
+    assert validate_main([str(folder / "datalist.json"), "--split", "training", "--modalities", "t1,t2"]) == 0
+    assert "1 subject(s) valid, 0 problem(s)" in capsys.readouterr().out
+    data = json.loads((folder / "datalist.json").read_text())
+    good = data["training"][0]
+    write_nii(folder / "s1" / "nan.nii.gz", np.full((1, 1, 1), np.nan))
+    data["training"] = [
+        good,
+        {**good, "subject": "s2", "image": ["s1/nan.nii.gz", "s1/t2.nii.gz"]},
+        {**good, "subject": "s3", "mask": "s3/missing.nii.gz"},
+    ]
+    (folder / "datalist.json").write_text(json.dumps(data))
+    assert validate_main([str(folder / "datalist.json"), "--split", "training"]) == 1
+    out = capsys.readouterr().out
+    assert "problem: s2: image file" in out and "nan.nii.gz has 1 non-finite" in out
+    assert "problem: s3: mask file" in out and "missing.nii.gz does not exist" in out
+    assert "1 subject(s) valid, 2 problem(s)" in out
+    assert validate_main([str(folder / "nothing.json")]) == 1

@@ -131,19 +131,23 @@ def build_anatomy(
     n_sub = np.maximum(np.ceil(spacing - 1e-6).astype(int), 1)
     offsets = [((np.arange(n) + 0.5) / n - 0.5) for n in n_sub]
     ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    a33, a3 = affine[:3, :3].astype(np.float32), affine[:3, 3:4].astype(np.float32)
+    t33, t3 = to_tmpl_vox[:3, :3].astype(np.float32), to_tmpl_vox[:3, 3:4].astype(np.float32)
+    lin, disp = lin.astype(np.float32), disp.reshape(3, -1)
+
+    def to_mni(offset: np.ndarray) -> np.ndarray:
+        world = a33 @ (ijk + offset[:, None]) + a3
+        return lin @ (world - centre[:, None]) + centre[:, None] + disp
+
     stack = _template_tensor()
     acc = torch.zeros(len(MAPS), ijk.shape[1])
-    mni_centre = None
+    mni_centre = to_mni(np.zeros(3, np.float32))  # regions are looked up at voxel centres
     for oi in offsets[0]:
         for oj in offsets[1]:
             for ok in offsets[2]:
-                pts = ijk + np.array([oi, oj, ok], np.float32)[:, None]
-                world = affine[:3, :3].astype(np.float32) @ pts + affine[:3, 3:4].astype(np.float32)
-                mni = lin.astype(np.float32) @ (world - centre[:, None]) + centre[:, None] + disp.reshape(3, -1)
-                if mni_centre is None or max(abs(oi), abs(oj), abs(ok)) < 0.26:
-                    mni_centre = mni
-                tv = to_tmpl_vox[:3, :3].astype(np.float32) @ mni + to_tmpl_vox[:3, 3:4].astype(np.float32)
-                acc += _sample(stack, tv) / float(np.prod(n_sub))
+                off = np.array([oi, oj, ok], np.float32)
+                mni = mni_centre if not off.any() else to_mni(off)
+                acc += _sample(stack, t33 @ mni + t3) / float(np.prod(n_sub))
     vol = {k: acc[n].numpy().reshape(shape) for n, k in enumerate(MAPS)}
     vol["brain"] = (vol["brain"] >= 0.5).astype(np.float32)
     return Anatomy(affine=affine, mni=mni_centre.reshape(3, *shape).astype(np.float32), **vol)

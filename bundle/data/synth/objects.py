@@ -41,12 +41,6 @@ class SimObject:
     def labelled(self) -> bool:
         return self.kind in ("cmb", "epvs", "lacune")
 
-    @property
-    def extent_mm(self) -> float:
-        """Radius of a sphere around ``centre`` that holds the object."""
-        lo, hi = self.shape.bounds()
-        return float(np.linalg.norm(hi - lo) / 2.0)
-
     def clearance(self, point: np.ndarray) -> float:
         """Distance (mm) from ``point`` to the object's surface (negative inside), approximated."""
         if isinstance(self.shape, Tube):
