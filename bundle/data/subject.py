@@ -18,7 +18,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform
 
-from ..data.datalist import DatalistError
+from .datalist import DatalistError
 
 __all__ = ["CLASSES", "RATER_CHOICES", "LoadSubjectd", "load_volume", "validate_lesions"]
 

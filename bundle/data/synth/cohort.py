@@ -146,23 +146,23 @@ def generate_subject(
     subj_snr = float(rng.uniform(*snr))
     sid = f"sub-{index:04d}"
     folder = Path(out_dir) / sid
+
+    def nii(array: np.ndarray, name: str, dtype) -> str:
+        return str(write_nifti(array, anat.affine, folder / f"{sid}_{name}.nii.gz", dtype).relative_to(out_dir))
+
+    def js(obj: list, name: str) -> str:
+        return str(write_json(obj, folder / f"{sid}_{name}.json").relative_to(out_dir))
+
     entry = {"subject": sid, "image": []}
     for m in modalities:
         img = acquire(images[m], anat.brain, rng, subj_snr, float(rng.uniform(*bias)), float(rng.uniform(300, 1500)))
-        path = write_nifti(np.round(img), anat.affine, folder / f"{sid}_{m}.nii.gz", np.int16)  # scanners write int16
-        entry["image"].append(str(path.relative_to(out_dir)))
+        entry["image"].append(nii(np.round(img), m, np.int16))  # scanners write int16
     records = [_record(i + 1, o, n, anat.affine, rng) for i, (o, n) in enumerate(kept)]
-    entry["label"] = str(write_nifti(label, anat.affine, folder / f"{sid}_label.nii.gz", np.int16).relative_to(out_dir))
-    entry["lesions"] = str(write_json(records, folder / f"{sid}_lesions.json").relative_to(out_dir))
-    entry["mask"] = str(
-        write_nifti(anat.brain, anat.affine, folder / f"{sid}_brainmask.nii.gz", np.uint8).relative_to(out_dir)
-    )
-    roi = regions["basal_ganglia"] & (anat.brain > 0)
-    entry["roi"] = str(
-        write_nifti(roi, anat.affine, folder / f"{sid}_roi-basalganglia.nii.gz", np.uint8).relative_to(out_dir)
-    )
-    mimics = [_mimic_record(o) for o in objects if not o.labelled]
-    entry["mimics"] = str(write_json(mimics, folder / f"{sid}_mimics.json").relative_to(out_dir))
+    entry["label"] = nii(label, "label", np.int16)
+    entry["lesions"] = js(records, "lesions")
+    entry["mask"] = nii(anat.brain, "brainmask", np.uint8)
+    entry["roi"] = nii(regions["basal_ganglia"] & (anat.brain > 0), "roi-basalganglia", np.uint8)
+    entry["mimics"] = js([_mimic_record(o) for o in objects if not o.labelled], "mimics")
     entry["count"] = len(records)
     entry["counts"] = {c: sum(r["class"] == c for r in records) for c in TASKS[task]["classes"]}
     entry["spacing"] = [float(s) for s in anat.spacing]
