@@ -1,0 +1,26 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Lesion-wise evaluation shared by every detector: objects, matching, figures, FROC/CPM."""
+
+from .froc import LUNA16_FPS, cpm_score, froc_curve
+from .lesion_detection import DEFAULT_SIZE_BINS_MM, evaluate_scan, icc, summarise_scans
+from .lesion_matching import RULES, match_by_distance, match_by_overlap, match_objects
+from .objects import Objects, connected_components, objects_from_instances, objects_from_map, objects_from_table
+
+__all__ = [
+    "DEFAULT_SIZE_BINS_MM",
+    "LUNA16_FPS",
+    "RULES",
+    "Objects",
+    "connected_components",
+    "cpm_score",
+    "evaluate_scan",
+    "froc_curve",
+    "icc",
+    "match_by_distance",
+    "match_by_overlap",
+    "match_objects",
+    "objects_from_instances",
+    "objects_from_map",
+    "objects_from_table",
+    "summarise_scans",
+]
