@@ -4,11 +4,13 @@
 from .froc import LUNA16_FPS, cpm_score, froc_curve
 from .lesion_detection import DEFAULT_SIZE_BINS_MM, evaluate_scan, icc, summarise_scans
 from .lesion_matching import RULES, match_by_distance, match_by_overlap, match_objects
+from .metric import LesionDetectionMetric
 from .objects import Objects, connected_components, objects_from_instances, objects_from_map, objects_from_table
 
 __all__ = [
     "DEFAULT_SIZE_BINS_MM",
     "LUNA16_FPS",
+    "LesionDetectionMetric",
     "RULES",
     "Objects",
     "connected_components",
