@@ -42,10 +42,24 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented JSON atomically and return the path."""
+    """Write ``obj`` as indented, strict JSON atomically (NaN and infinities become null) and return the path."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n")
     return Path(path)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, np.floating):
+        return _finite(float(obj))
+    return obj
 
 
 def write_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, dtype: Any = np.float32) -> Path:

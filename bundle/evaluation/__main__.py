@@ -1,0 +1,8 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""``python -m bundle.evaluation``: see :mod:`bundle.evaluation.evaluate`."""
+
+import sys
+
+from .evaluate import main
+
+sys.exit(main())

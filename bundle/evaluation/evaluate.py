@@ -1,0 +1,147 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Evaluate a detections table or a folder of predicted maps against a datalist; write metrics.json and froc.png.
+
+    python -m bundle.evaluation --datalist D.json [--split testing] --detections detections.csv --output_dir OUT
+    python -m bundle.evaluation --datalist D.json --predictions PRED_DIR --output_dir OUT [--rule overlap]
+
+Predicted maps are ``PRED_DIR/<subject>.nii.gz`` or ``PRED_DIR/<subject>_*.nii.gz`` on the label's grid:
+probabilities or binary masks (split into connected components at ``--threshold``), or instance maps with
+``--instances``. A detections table holds voxel centres only, so it is evaluated with a distance rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..data import SPLITS, DatalistError, load_datalist, load_volume
+from ..data.io import write_json
+from ..inference.detections import read_detections
+from ..metrics import (
+    RULES,
+    evaluate_scan,
+    objects_from_instances,
+    objects_from_map,
+    objects_from_table,
+    summarise_scans,
+)
+from .plots import plot_froc
+
+__all__ = ["evaluate", "main"]
+
+
+def _reference(entry: dict):
+    if not entry.get("label"):
+        raise DatalistError(f"{entry['subject']}: no 'label' to evaluate against")
+    label = load_volume(entry["label"], entry["subject"], "label")
+    records = json.loads(Path(entry["lesions"]).read_text()) if entry.get("lesions") else []
+    classes = {int(r["id"]): str(r["class"]) for r in records}
+    spacing = np.asarray(label.pixdim, float)
+    return objects_from_instances(label[0].numpy().astype(np.int64), spacing, labels=classes), label
+
+
+def _prediction_map(folder: Path, entry: dict, label) -> np.ndarray:
+    sid = entry["subject"]
+    hits = sorted(folder.glob(f"{sid}.nii*")) + sorted(folder.glob(f"{sid}_*.nii*"))
+    if not hits:
+        raise FileNotFoundError(f"{sid}: no predicted map {sid}.nii.gz or {sid}_*.nii.gz in {folder}")
+    pred = load_volume(str(hits[0]), sid, "prediction")
+    if pred.shape != label.shape or not np.allclose(pred.affine, label.affine, atol=1e-3):
+        raise DatalistError(f"{sid}: prediction {hits[0]} is not on the grid of the label {entry['label']}")
+    return pred[0].numpy()
+
+
+def evaluate(
+    datalist: str,
+    output_dir: str,
+    split: str = "testing",
+    detections: str | None = None,
+    predictions: str | None = None,
+    rule: str = "distance_mm",
+    threshold: float = 0.5,
+    connectivity: int = 26,
+    instances: bool = False,
+    **match_kwargs,
+) -> dict:
+    """Compute the pooled and per-scan figures and write ``output_dir/metrics.json`` and ``output_dir/froc.png``.
+
+    Raises:
+        ValueError: neither or both of ``detections``/``predictions``; the overlap rule with a table.
+        FileNotFoundError, DatalistError: missing or invalid inputs (message names the subject and file).
+    """
+    if (detections is None) == (predictions is None):
+        raise ValueError("give exactly one of detections (a CSV table) or predictions (a folder of maps)")
+    if detections is not None and rule == "overlap":
+        raise ValueError("a detections table has no object masks: use rule distance_mm or distance_voxels")
+    entries = load_datalist(datalist, split)
+    table = read_detections(detections) if detections else None
+    unknown = sorted(set(table) - {e["subject"] for e in entries}) if table else []
+    if unknown:
+        raise DatalistError(f"{detections} has subjects {unknown[:5]} that are not in the {split} list of {datalist}")
+    results, per_scan = [], []
+    for entry in entries:
+        ref, label = _reference(entry)
+        if table is not None:
+            pred = objects_from_table(table.get(entry["subject"], []), ref.spacing)
+        else:
+            m = _prediction_map(Path(predictions), entry, label)
+            pred = (
+                objects_from_instances(m.astype(np.int64), ref.spacing)
+                if instances
+                else objects_from_map(m, threshold, connectivity, ref.spacing)
+            )
+        res = evaluate_scan(ref, pred, rule, **match_kwargs)
+        results.append(res)
+        per_scan.append({"subject": entry["subject"], **{k: res[k] for k in ("tp", "fp", "fn", "n_ref", "n_pred")}})
+    figures = summarise_scans(results)
+    settings = {"datalist": str(datalist), "split": split, "rule": rule, **match_kwargs}
+    settings.update({"detections": detections} if detections else {"predictions": predictions, "threshold": threshold})
+    out = {"settings": settings, "pooled": figures, "per_scan": per_scan}
+    write_json(out, Path(output_dir) / "metrics.json")
+    plot_froc(figures, Path(output_dir) / "froc.png", title=f"{Path(datalist).parent.name} / {split} ({rule})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bundle.evaluation", description=__doc__.split("\n\n")[0])
+    p.add_argument("--datalist", required=True)
+    p.add_argument("--split", default="testing", choices=SPLITS)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--detections", help="detections.csv")
+    src.add_argument("--predictions", help="folder of predicted maps")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--rule", choices=RULES, default=None, help="default: overlap for maps, distance_mm for tables")
+    p.add_argument("--min_overlap", type=float, default=None)
+    p.add_argument("--max_distance", type=float, default=None, help="mm or voxels, by rule (5 mm / 3 voxels)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
+    p.add_argument("--instances", action="store_true", help="predicted maps are instance maps")
+    a = p.parse_args(argv)
+    rule = a.rule or ("distance_mm" if a.detections else "overlap")
+    kw = {k: v for k, v in (("min_overlap", a.min_overlap), ("max_distance", a.max_distance)) if v is not None}
+    try:
+        out = evaluate(
+            a.datalist,
+            a.output_dir,
+            a.split,
+            a.detections,
+            a.predictions,
+            rule,
+            a.threshold,
+            a.connectivity,
+            a.instances,
+            **kw,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    f = out["pooled"]
+    print(
+        f"{f['scans']} scans: sensitivity {f['sensitivity']:.3f}, FP per scan {f['fp_per_scan']:.2f}, "
+        f"precision {f['precision']:.3f}, F1 {f['f1']:.3f}, CPM {f['cpm']:.3f}; wrote {a.output_dir}/metrics.json"
+    )
+    return 0

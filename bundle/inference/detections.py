@@ -1,0 +1,105 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The detections table, the one output contract of every detector (``docs/outputs.md``).
+
+``detections.csv``: one row per detected object with ``subject, lesion_id, label, score, x, y, z, i, j, k,
+diameter_mm, volume_mm3`` and then ``p_<class>`` per class where the detector classifies. ``x, y, z`` are world
+RAS millimetres from the input NIfTI's affine; ``i, j, k`` voxel indices in the input image.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..data.io import atomic_path
+from ..metrics.objects import Objects
+
+__all__ = ["COLUMNS", "DetectionTableError", "detection_rows", "read_detections", "write_detections"]
+
+COLUMNS = ("subject", "lesion_id", "label", "score", "x", "y", "z", "i", "j", "k", "diameter_mm", "volume_mm3")
+_NUMERIC = ("score", "x", "y", "z", "i", "j", "k", "diameter_mm", "volume_mm3")
+
+
+class DetectionTableError(ValueError):
+    """A detections table is malformed; the message names the file, the row and the column."""
+
+
+def detection_rows(
+    subject: str,
+    objects: Objects,
+    affine: np.ndarray,
+    class_probs: np.ndarray | None = None,
+    classes: Sequence[str] = (),
+) -> list[dict]:
+    """Rows of one subject from objects found on the input image's grid.
+
+    Args:
+        subject: the datalist entry's ``subject``.
+        objects: detections with centres in voxel coordinates of the input image.
+        affine: 4x4 voxel-to-world (RAS mm) matrix of the input image.
+        class_probs: optional (N, n_classes) probabilities, written as ``p_<class>`` columns.
+        classes: class names of ``class_probs``' columns.
+    """
+    affine = np.asarray(affine, float)
+    world = objects.centres @ affine[:3, :3].T + affine[:3, 3] if len(objects) else np.zeros((0, 3))
+    volume = objects.sizes * float(np.prod(objects.spacing))
+    rows = []
+    for n in range(len(objects)):
+        row = {
+            "subject": subject,
+            "lesion_id": n + 1,
+            "label": str(objects.labels[n]) if objects.labels[n] else "",
+            "score": float(objects.scores[n]),
+            **{ax: round(float(v), 3) for ax, v in zip("xyz", world[n])},
+            **{ax: round(float(v), 3) for ax, v in zip("ijk", objects.centres[n])},
+            "diameter_mm": round(float(objects.diameters_mm[n]), 3),
+            "volume_mm3": round(float(volume[n]), 3),
+        }
+        if class_probs is not None:
+            row.update({f"p_{c}": round(float(p), 6) for c, p in zip(classes, class_probs[n])})
+        rows.append(row)
+    return rows
+
+
+def write_detections(rows: list[dict], path: str | os.PathLike, classes: Sequence[str] = ()) -> Path:
+    """Write rows atomically with the contract's column order (an empty table keeps its header)."""
+    fields = [*COLUMNS, *(f"p_{c}" for c in classes)]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="raise", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+    return Path(path)
+
+
+def read_detections(path: str | os.PathLike) -> dict[str, list[dict]]:
+    """Rows grouped by subject, numeric columns as floats.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DetectionTableError: missing columns or a non-numeric value (names the file, row and column).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detections table {path} does not exist")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("subject", "score", "i", "j", "k") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DetectionTableError(f"{path} lacks the columns {missing} (header: {reader.fieldnames})")
+        out: dict[str, list[dict]] = {}
+        for n, row in enumerate(reader, start=2):
+            for col in _NUMERIC:
+                if col in row and row[col] not in ("", None):
+                    try:
+                        row[col] = float(row[col])
+                    except ValueError:
+                        raise DetectionTableError(f"{path} line {n}: column {col} is not a number: {row[col]!r}")
+            out.setdefault(row["subject"], []).append(row)
+    return out

@@ -1,0 +1,103 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The evaluation command on a simulated cohort: tables and predicted maps, metrics.json and froc.png."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bundle.data import DatalistError, load_datalist
+from bundle.evaluation import main as evaluate_main
+from bundle.inference import detection_rows, write_detections
+from bundle.metrics import objects_from_instances, objects_from_map
+
+
+@pytest.fixture(scope="module")
+def entries(coarse_cohort):
+    return load_datalist(coarse_cohort, "training")
+
+
+def _table_from_labels(entries, path, drop_first=False, extra_fp=False):
+    rows = []
+    for e in entries:
+        img = nib.load(e["label"])
+        objs = objects_from_instances(np.asarray(img.dataobj).astype(np.int64), img.header.get_zooms())
+        subject_rows = detection_rows(e["subject"], objs, img.affine)
+        rows += subject_rows[1:] if drop_first else subject_rows
+        if extra_fp:
+            rows.append({**subject_rows[0], "lesion_id": 999, "i": 1.0, "j": 1.0, "k": 1.0, "score": 0.3})
+    return write_detections(rows, path)
+
+
+def test_perfect_table_and_imperfect_table(coarse_cohort, entries, tmp_path, capsys):
+    n_ref = sum(e["count"] for e in entries)
+    table = _table_from_labels(entries, tmp_path / "perfect.csv")
+    assert (
+        evaluate_main(
+            [
+                "--datalist",
+                str(coarse_cohort),
+                "--split",
+                "training",
+                "--detections",
+                str(table),
+                "--output_dir",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["pooled"]["tp"] == n_ref and m["pooled"]["fp"] == 0 and m["pooled"]["sensitivity"] == 1.0
+    assert m["settings"]["rule"] == "distance_mm" and len(m["per_scan"]) == 2
+    assert (tmp_path / "a" / "froc.png").read_bytes()[:4] == b"\x89PNG"
+    assert "sensitivity 1.000" in capsys.readouterr().out
+    table = _table_from_labels(entries, tmp_path / "worse.csv", drop_first=True, extra_fp=True)
+    evaluate_main(
+        [
+            "--datalist",
+            str(coarse_cohort),
+            "--split",
+            "training",
+            "--detections",
+            str(table),
+            "--output_dir",
+            str(tmp_path / "b"),
+        ]
+    )
+    p = json.loads((tmp_path / "b" / "metrics.json").read_text())["pooled"]
+    assert p["fn"] == 2 and p["fp"] == 2 and p["fp_per_scan"] == 1.0
+    assert p["sensitivity"] == pytest.approx((n_ref - 2) / n_ref)
+
+
+def test_predicted_maps(coarse_cohort, entries, tmp_path):
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    for e in entries:
+        img = nib.load(e["label"])
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine), str(pred_dir / f"{e['subject']}_pred.nii.gz"))
+    args = ["--datalist", str(coarse_cohort), "--split", "training", "--predictions", str(pred_dir)]
+    assert evaluate_main([*args, "--instances", "--output_dir", str(tmp_path / "o")]) == 0
+    p = json.loads((tmp_path / "o" / "metrics.json").read_text())["pooled"]
+    assert p["sensitivity"] == 1.0 and p["fp"] == 0 and p["icc_2_1"] == pytest.approx(1.0)
+    # as binary maps: objects are the 26-connected components (thin objects may split, touching ones merge)
+    assert evaluate_main([*args, "--output_dir", str(tmp_path / "o2")]) == 0
+    p2 = json.loads((tmp_path / "o2" / "metrics.json").read_text())["pooled"]
+    components = sum(len(objects_from_map(np.asarray(nib.load(e["label"]).dataobj) > 0)) for e in entries)
+    assert p2["tp"] + p2["fp"] == components and p2["tp"] <= p["tp"]
+
+
+def test_errors(coarse_cohort, entries, tmp_path, capsys):
+    table = _table_from_labels(entries, tmp_path / "t.csv")
+    base = ["--datalist", str(coarse_cohort), "--split", "training", "--output_dir", str(tmp_path / "e")]
+    assert evaluate_main([*base, "--detections", str(table), "--rule", "overlap"]) == 1
+    assert "a detections table has no object masks" in capsys.readouterr().err
+    assert evaluate_main([*base, "--predictions", str(tmp_path / "none")]) == 1
+    assert "sub-0000: no predicted map" in capsys.readouterr().err
+    (tmp_path / "x.csv").write_text("subject,score,i,j,k\nsub-9999,0.5,1,1,1\n")
+    assert evaluate_main([*base, "--detections", str(tmp_path / "x.csv")]) == 1
+    assert "has subjects ['sub-9999'] that are not in the training list" in capsys.readouterr().err
+    assert issubclass(DatalistError, ValueError)

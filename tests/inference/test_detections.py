@@ -1,0 +1,45 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The detections table contract: columns, world coordinates from the affine, round trip, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bundle.inference import COLUMNS, DetectionTableError, detection_rows, read_detections, write_detections
+from bundle.metrics import objects_from_instances
+
+
+def test_rows_columns_and_world_coordinates(tmp_path):
+    inst = np.zeros((10, 10, 10), np.int64)
+    inst[2, 3, 4] = 1
+    inst[6:8, 6, 6] = 2
+    objs = objects_from_instances(inst, spacing=(0.5, 0.5, 2.0))
+    affine = np.array([[-0.5, 0, 0, 20.0], [0, 0.5, 0, -10.0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]])
+    rows = detection_rows("sub-1", objs, affine, np.array([[0.9, 0.1], [0.2, 0.8]]), ["cmb", "mimic"])
+    assert [r["lesion_id"] for r in rows] == [1, 2]
+    assert (rows[0]["x"], rows[0]["y"], rows[0]["z"]) == (19.0, -8.5, 13.0)  # affine @ (2, 3, 4)
+    assert (rows[1]["i"], rows[1]["j"], rows[1]["k"]) == (6.5, 6.0, 6.0)
+    assert rows[1]["volume_mm3"] == 1.0 and rows[1]["p_mimic"] == 0.8
+    path = write_detections(rows, tmp_path / "detections.csv", ["cmb", "mimic"])
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == [*COLUMNS, "p_cmb", "p_mimic"]
+    back = read_detections(path)["sub-1"]
+    assert back[0]["x"] == 19.0 and back[1]["score"] == 1.0 and back[1]["subject"] == "sub-1"
+
+
+def test_empty_table_keeps_header(tmp_path):
+    path = write_detections([], tmp_path / "d.csv")
+    assert path.read_text().strip() == ",".join(COLUMNS)
+    assert read_detections(path) == {}
+
+
+def test_bad_tables(tmp_path):
+    (tmp_path / "a.csv").write_text("subject,i,j\nsub-1,1,2\n")
+    with pytest.raises(DetectionTableError, match=r"a\.csv lacks the columns \['score', 'k'\]"):
+        read_detections(tmp_path / "a.csv")
+    (tmp_path / "b.csv").write_text("subject,score,i,j,k\nsub-1,high,1,2,3\n")
+    with pytest.raises(DetectionTableError, match=r"b\.csv line 2: column score is not a number: 'high'"):
+        read_detections(tmp_path / "b.csv")
+    with pytest.raises(FileNotFoundError, match="detections table .*c.csv does not exist"):
+        read_detections(tmp_path / "c.csv")
