@@ -11,12 +11,14 @@ from .array import (
     histogram_peak,
 )
 from .dictionary import HistogramPeakNormalized, N4BiasFieldCorrectiond, SoftROIMaskd, TrimRescaled, WhiteMatterZScored
+from .sampling import RandCropAroundObjectd
 
 __all__ = [
     "HistogramPeakNormalize",
     "HistogramPeakNormalized",
     "N4BiasFieldCorrection",
     "N4BiasFieldCorrectiond",
+    "RandCropAroundObjectd",
     "SoftROIMask",
     "SoftROIMaskd",
     "TrimRescale",
