@@ -92,10 +92,11 @@ def main() -> None:
         sc = runs[loss]
         last = {t: sc[t][-1][1] for t in sc if t != "train_loss"}
         best = max(sc["val_lesion_sensitivity"], key=lambda x: x[1])
+        val = f"sensitivity {last['val_lesion_sensitivity']:.3f}, FP/scan {last['val_lesion_fp_per_scan']:.1f}"
+        trn = f"sensitivity {last['train_lesion_sensitivity']:.3f}, FP/scan {last['train_lesion_fp_per_scan']:.1f}"
         print(
             f"{loss}: {time.perf_counter() - start:.0f} s; final train loss {sc['train_loss'][-1][1]:.3f}; "
-            f"last validation: sensitivity {last['val_lesion_sensitivity']:.3f}, FP/scan {last['val_lesion_fp_per_scan']:.1f}; "
-            f"training volumes: sensitivity {last['train_lesion_sensitivity']:.3f}, FP/scan {last['train_lesion_fp_per_scan']:.1f}; "
+            f"last validation: {val}; training volumes: {trn}; "
             f"best validation sensitivity {best[1]:.3f} at iteration {best[0]}",
             flush=True,
         )
