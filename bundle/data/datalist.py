@@ -27,6 +27,7 @@ __all__ = [
     "SPLITS",
     "expected_channels",
     "load_datalist",
+    "load_inference_list",
     "prepare_entry",
     "read_datalist",
     "resolve_entry",
@@ -146,6 +147,21 @@ def load_datalist(
     n_channels = expected_channels(data, path, modalities)
     base = Path(dataset_dir) if dataset_dir else Path(path).parent
     return [prepare_entry(e, base, n_channels, check_files) for e in data[split]]
+
+
+def load_inference_list(
+    path: str | os.PathLike, modalities: Sequence[str] | None = None, dataset_dir: str | os.PathLike | None = None
+) -> list[dict]:
+    """Entries to run inference on: the ``testing`` list, or ``validation`` if there is no (non-empty) ``testing``.
+
+    Raises:
+        DatalistError: neither list exists or both are empty; see :func:`load_datalist` for the rest.
+    """
+    data = read_datalist(path)
+    for split in ("testing", "validation"):
+        if data.get(split):
+            return load_datalist(path, split, dataset_dir, modalities)
+    raise DatalistError(f"datalist {path} has no testing or validation entries to run inference on")
 
 
 def save_datalist(data: dict, path: str | os.PathLike) -> Path:

@@ -1,6 +1,7 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Ignite handlers, used from configs as ``bundle.handlers.<Name>``."""
 
+from .detections_writer import DetectionsWriter
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
 
-__all__ = ["SCALAR_FIGURES", "LesionDetection"]
+__all__ = ["SCALAR_FIGURES", "DetectionsWriter", "LesionDetection"]

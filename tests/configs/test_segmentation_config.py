@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
 from monai.bundle import ConfigParser
 
+from bundle.data import load_inference_list
 from bundle.data.synth import generate_cohort
+from bundle.inference import COLUMNS, read_detections
 
 CONFIGS = ["configs/common.yaml", "configs/segmentation/train.yaml", "configs/segmentation/quick.yaml"]
 LOSSES = ("dice", "ce", "gdl", "tversky", "dice_ce", "gdl_ce")
@@ -51,6 +56,30 @@ def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
     assert (out / "checkpoints" / "best_network.pt").is_file()
     last = list((out / "checkpoints").glob("last_checkpoint_epoch=*.pt"))
     assert len(last) == 1 and {"network", "optimizer", "trainer"} <= set(torch.load(last[0], weights_only=True))
+
+    # inference + evaluation configs with the checkpoint just written
+    inf = tmp_path / "inference"
+    configs = [*CONFIGS, "configs/segmentation/inference.yaml", "configs/segmentation/evaluate.yaml"]
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(REPO / c) for c in configs]),
+        "--datalist", str(seg_cohort), "--output_dir", str(inf),
+        "--checkpoint", str(out / "checkpoints" / "best_network.pt"), "--threshold", "0.3",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    header = (inf / "detections.csv").read_text().splitlines()[0].split(",")
+    assert header == list(COLUMNS)
+    rows = [r for rows in read_detections(inf / "detections.csv").values() for r in rows]
+    testing = load_inference_list(seg_cohort)
+    affine = nib.load(testing[0]["image"][0]).affine
+    for r in rows:
+        assert r["subject"] == testing[0]["subject"] and r["label"] == "cmb"
+        np.testing.assert_allclose(
+            affine[:3, :3] @ [r["i"], r["j"], r["k"]] + affine[:3, 3], [r["x"], r["y"], r["z"]], atol=0.01
+        )
+    metrics = json.loads((inf / "metrics.json").read_text())
+    assert metrics["settings"]["split"] == "testing" and metrics["pooled"]["scans"] == 1
+    assert metrics["pooled"]["tp"] + metrics["pooled"]["fp"] == len(rows)
 
 
 @pytest.mark.parametrize("loss_name", LOSSES)

@@ -1,0 +1,66 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Ignite handler turning predicted probability maps into the detections table (``docs/outputs.md``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from ignite.engine import Engine, Events
+
+from ..inference.detections import detection_rows, write_detections
+from ..metrics.objects import objects_from_map
+
+__all__ = ["DetectionsWriter"]
+
+
+class DetectionsWriter:
+    """Collect detections of every image an evaluator sees and write ``output_dir/detections.csv`` at the end.
+
+    Objects are the connected components of ``pred[pred_channel] >= threshold`` on the grid of the input image
+    (the preprocessing of this bundle's segmentation workflow does not resample or crop), scored by their
+    maximum probability; coordinates use the input image's affine. The table is written atomically once the run
+    completes; a run with no detection writes the header only.
+
+    Args:
+        output_dir: folder of ``detections.csv``.
+        threshold, connectivity, min_voxels: object extraction (see :func:`bundle.metrics.objects_from_map`).
+        pred_channel: channel holding the object probability.
+        label: class name written in the ``label`` column.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        threshold: float = 0.5,
+        connectivity: int = 26,
+        min_voxels: int = 1,
+        pred_channel: int = -1,
+        label: str = "",
+    ) -> None:
+        self.path = Path(output_dir) / "detections.csv"
+        self.threshold, self.connectivity, self.min_voxels = threshold, connectivity, min_voxels
+        self.pred_channel, self.label = pred_channel, label
+        self.rows: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _reset(self, engine: Engine) -> None:
+        self.rows = []
+
+    def __call__(self, engine: Engine) -> None:
+        for batch, output in zip(engine.state.batch, engine.state.output):
+            image = batch["image"]
+            affine = np.asarray(image.affine, float)
+            spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+            prob = output["pred"][self.pred_channel].detach().float().cpu().numpy()
+            objs = objects_from_map(prob, self.threshold, self.connectivity, spacing, self.min_voxels)
+            objs.labels = np.full(len(objs), self.label, dtype=object)
+            self.rows += detection_rows(str(batch.get("subject", image.meta.get("filename_or_obj"))), objs, affine)
+
+    def _write(self, engine: Engine) -> None:
+        write_detections(self.rows, self.path)
