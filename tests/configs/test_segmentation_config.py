@@ -95,3 +95,24 @@ def test_each_loss_is_one_override_away(loss_name):
     assert value.ndim == 0 and torch.isfinite(value) and logits.grad is not None
     if loss_name == "tversky":
         assert (loss.alpha, loss.beta) == (0.3, 0.7)
+
+
+@pytest.mark.parametrize("lower, best_of", [(False, 0.8), (True, 0.2)])
+def test_key_figure_direction_drives_checkpointing_and_early_stopping(lower, best_of):
+    parser = ConfigParser()
+    parser.read_config([str(REPO / c) for c in CONFIGS])
+    parser.update({"key_figure": "fp_per_scan" if lower else "f1", "key_figure_lower_is_better": lower})
+    better = parser.get_parsed_content("better")
+    assert better(best_of, 0.5) and not better(0.5, best_of)
+    stop = parser.get_parsed_content("early_stopping")
+
+    class _State:
+        metrics = {"val_lesion": 0.5}
+        key_metric_name = "val_lesion"
+
+    class _Engine:
+        state = _State()
+
+    assert stop.score_function(_Engine()) == (-0.5 if lower else 0.5)  # ignite stops when this stops increasing
+    saver = parser.get_parsed_content("validate#handlers#2")  # keeps the best network by the key figure
+    assert saver._key_metric_checkpoint.score_function(_Engine()) == (-0.5 if lower else 0.5)
