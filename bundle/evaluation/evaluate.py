@@ -96,7 +96,11 @@ def evaluate(
             )
         res = evaluate_scan(ref, pred, rule, **match_kwargs)
         results.append(res)
-        per_scan.append({"subject": entry["subject"], **{k: res[k] for k in ("tp", "fp", "fn", "n_ref", "n_pred")}})
+        scan = summarise_scans([res])
+        per_scan.append(
+            {"subject": entry["subject"], **{k: res[k] for k in ("tp", "fp", "fn", "n_ref", "n_pred")}}
+            | {k: scan[k] for k in ("sensitivity", "precision", "f1", "count_abs_diff_mean")}
+        )
     figures = summarise_scans(results)
     settings = {"datalist": str(datalist), "split": split, "rule": rule, **match_kwargs}
     settings.update({"detections": detections} if detections else {"predictions": predictions, "threshold": threshold})

@@ -53,6 +53,7 @@ def test_perfect_table_and_imperfect_table(coarse_cohort, entries, tmp_path, cap
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert m["pooled"]["tp"] == n_ref and m["pooled"]["fp"] == 0 and m["pooled"]["sensitivity"] == 1.0
     assert m["settings"]["rule"] == "distance_mm" and len(m["per_scan"]) == 2
+    assert all(s["sensitivity"] == 1.0 and s["precision"] == 1.0 and s["f1"] == 1.0 for s in m["per_scan"])
     assert (tmp_path / "a" / "froc.png").read_bytes()[:4] == b"\x89PNG"
     assert "sensitivity 1.000" in capsys.readouterr().out
     table = _table_from_labels(entries, tmp_path / "worse.csv", drop_first=True, extra_fp=True)

@@ -155,6 +155,33 @@ def test_pooled_figures_equal_reference(scans, rule_limit, spacing):
     }
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, nan_ok=True), key
+    # count agreement: ICC from the two-way ANOVA written out with loops
+    if len(counts) >= 2:
+        n, k = len(counts), 2
+        grand = sum(a + b for a, b in counts) / (n * k)
+        row_means = [(a + b) / 2 for a, b in counts]
+        col_means = [sum(c[j] for c in counts) / n for j in range(k)]
+        ssr = k * sum((m - grand) ** 2 for m in row_means)
+        ssc = n * sum((m - grand) ** 2 for m in col_means)
+        sse = sum((c[j] - row_means[i] - col_means[j] + grand) ** 2 for i, c in enumerate(counts) for j in range(k))
+        msr, msc, mse = ssr / (n - 1), ssc / (k - 1), sse / ((n - 1) * (k - 1))
+        d2, d3 = msr + (k - 1) * mse + k * (msc - mse) / n, msr + (k - 1) * mse
+        assert got["icc_2_1"] == pytest.approx((msr - mse) / d2 if d2 else nan, nan_ok=True, abs=1e-9)
+        assert got["icc_3_1"] == pytest.approx((msr - mse) / d3 if d3 else nan, nan_ok=True, abs=1e-9)
+    # sensitivity by size: equivalent-sphere diameter of each reference object, binned 0-3-5-10-inf mm
+    edges = [0.0, 3.0, 5.0, 10.0, math.inf]
+    found_by_bin, n_by_bin = [0] * 4, [0] * 4
+    for ref, pred, scores in scans:
+        m = ref_match(ref, pred, scores, rule, spacing, limit)
+        for r, (_, vox, _) in enumerate(ref_objects(ref)):
+            d = (6.0 * len(vox) * float(np.prod(spacing)) / math.pi) ** (1 / 3)
+            b = next(i for i in range(4) if edges[i] <= d < edges[i + 1])
+            n_by_bin[b] += 1
+            found_by_bin[b] += r in m
+    for i, key in enumerate(["0-3", "3-5", "5-10", "10-inf"]):
+        assert got["references_by_size_mm"][key] == n_by_bin[i]
+        want = found_by_bin[i] / n_by_bin[i] if n_by_bin[i] else nan
+        assert got["sensitivity_by_size_mm"][key] == pytest.approx(want, nan_ok=True)
     # FROC: one point per distinct score threshold, from the highest
     thresholds = sorted({sc for sc, _ in all_preds}, reverse=True)
     fps_points = [0.0] + [sum(1 for sc, h in all_preds if sc >= t and not h) / len(scans) for t in thresholds]
