@@ -8,6 +8,8 @@ from typing import Callable, Sequence
 from monai.handlers import IgniteMetricHandler
 from monai.handlers.utils import from_engine
 
+from ..metrics.metric import LesionDetectionMetric
+
 __all__ = ["LesionDetection", "SCALAR_FIGURES"]
 
 SCALAR_FIGURES = (
@@ -48,8 +50,6 @@ class LesionDetection(IgniteMetricHandler):
         save_details: bool = False,
         **metric_kwargs,
     ) -> None:
-        from ..metrics.metric import LesionDetectionMetric
-
         if key_figure not in SCALAR_FIGURES:
             raise ValueError(f"key_figure must be one of {SCALAR_FIGURES}, got {key_figure!r}")
         super().__init__(

@@ -32,24 +32,15 @@ def _table_from_labels(entries, path, drop_first=False, extra_fp=False):
     return write_detections(rows, path)
 
 
+def _evaluate_table(datalist, table, out) -> int:
+    return evaluate_main(["--datalist", str(datalist), "--split", "training", "--detections", str(table),
+                          "--output_dir", str(out)])  # fmt: skip
+
+
 def test_perfect_table_and_imperfect_table(coarse_cohort, entries, tmp_path, capsys):
     n_ref = sum(e["count"] for e in entries)
     table = _table_from_labels(entries, tmp_path / "perfect.csv")
-    assert (
-        evaluate_main(
-            [
-                "--datalist",
-                str(coarse_cohort),
-                "--split",
-                "training",
-                "--detections",
-                str(table),
-                "--output_dir",
-                str(tmp_path / "a"),
-            ]
-        )
-        == 0
-    )
+    assert _evaluate_table(coarse_cohort, table, tmp_path / "a") == 0
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert m["pooled"]["tp"] == n_ref and m["pooled"]["fp"] == 0 and m["pooled"]["sensitivity"] == 1.0
     assert m["settings"]["rule"] == "distance_mm" and len(m["per_scan"]) == 2
@@ -57,18 +48,7 @@ def test_perfect_table_and_imperfect_table(coarse_cohort, entries, tmp_path, cap
     assert (tmp_path / "a" / "froc.png").read_bytes()[:4] == b"\x89PNG"
     assert "sensitivity 1.000" in capsys.readouterr().out
     table = _table_from_labels(entries, tmp_path / "worse.csv", drop_first=True, extra_fp=True)
-    evaluate_main(
-        [
-            "--datalist",
-            str(coarse_cohort),
-            "--split",
-            "training",
-            "--detections",
-            str(table),
-            "--output_dir",
-            str(tmp_path / "b"),
-        ]
-    )
+    assert _evaluate_table(coarse_cohort, table, tmp_path / "b") == 0
     p = json.loads((tmp_path / "b" / "metrics.json").read_text())["pooled"]
     assert p["fn"] == 2 and p["fp"] == 2 and p["fp_per_scan"] == 1.0
     assert p["sensitivity"] == pytest.approx((n_ref - 2) / n_ref)
