@@ -1,7 +1,8 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Ignite handlers, used from configs as ``bundle.handlers.<Name>``."""
 
+from .checkpoints import latest_checkpoint
 from .detections_writer import DetectionsWriter
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
 
-__all__ = ["SCALAR_FIGURES", "DetectionsWriter", "LesionDetection"]
+__all__ = ["SCALAR_FIGURES", "DetectionsWriter", "LesionDetection", "latest_checkpoint"]

@@ -57,6 +57,21 @@ def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
     last = list((out / "checkpoints").glob("last_checkpoint_epoch=*.pt"))
     assert len(last) == 1 and {"network", "optimizer", "trainer"} <= set(torch.load(last[0], weights_only=True))
 
+    # a second run with a larger budget resumes from the last checkpoint instead of starting over
+    resume = [*cmd[: cmd.index("--max_iterations")], "--max_iterations", "9", "--val_interval", "3"]
+    res = subprocess.run(
+        resume, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (
+        "Restored all variables from" in res.stdout + res.stderr
+        and "last_checkpoint_epoch=2.pt" in res.stdout + res.stderr
+    )
+    assert (out / "checkpoints" / "last_checkpoint_epoch=3.pt").is_file()
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val_lesion_fp_per_scan")] == [3, 6, 9]  # only the new block was trained
+
     # inference + evaluation configs with the checkpoint just written
     inf = tmp_path / "inference"
     configs = [*CONFIGS, "configs/segmentation/inference.yaml", "configs/segmentation/evaluate.yaml"]
