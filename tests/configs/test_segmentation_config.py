@@ -55,7 +55,9 @@ def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
     assert len(events.Scalars("train_loss")) == 6
     assert (out / "checkpoints" / "best_network.pt").is_file()
     last = list((out / "checkpoints").glob("last_checkpoint_epoch=*.pt"))
-    assert len(last) == 1 and {"network", "optimizer", "trainer"} <= set(torch.load(last[0], weights_only=True))
+    state = torch.load(last[0], weights_only=True)
+    assert len(last) == 1 and {"network", "optimizer", "trainer", "best_network_score"} <= set(state)
+    assert len(state["best_network_score"]["_saved"]) == 1  # the best score so far travels with the state
 
     # a second run with a larger budget resumes from the last checkpoint instead of starting over
     resume = [*cmd[: cmd.index("--max_iterations")], "--max_iterations", "9", "--val_interval", "3"]
@@ -129,5 +131,5 @@ def test_key_figure_direction_drives_checkpointing_and_early_stopping(lower, bes
         state = _State()
 
     assert stop.score_function(_Engine()) == (-0.5 if lower else 0.5)  # ignite stops when this stops increasing
-    saver = parser.get_parsed_content("validate#handlers#2")  # keeps the best network by the key figure
+    saver = parser.get_parsed_content("best_network_saver")  # keeps the best network by the key figure
     assert saver._key_metric_checkpoint.score_function(_Engine()) == (-0.5 if lower else 0.5)
