@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from ignite.engine import Engine, Events
 
+from ..data.io import write_nifti
 from ..inference.detections import detection_rows, write_detections
 from ..metrics.objects import objects_from_map
 
@@ -17,6 +18,9 @@ __all__ = ["DetectionsWriter"]
 
 class DetectionsWriter:
     """Collect detections of every image an evaluator sees and write ``output_dir/detections.csv`` at the end.
+
+    With ``save_maps`` it also writes each probability map as ``output_dir/maps/<subject>_prob.nii.gz``, on the
+    input image's grid and affine, so it overlays the input in any viewer.
 
     Objects are the connected components of ``pred[pred_channel] >= threshold`` on the grid of the input image
     (the preprocessing of this bundle's segmentation workflow does not resample or crop), scored by their
@@ -28,6 +32,7 @@ class DetectionsWriter:
         threshold, connectivity, min_voxels: object extraction (see :func:`bundle.metrics.objects_from_map`).
         pred_channel: channel holding the object probability.
         label: class name written in the ``label`` column.
+        save_maps: also write the probability maps (float32 NIfTI, atomically).
     """
 
     def __init__(
@@ -38,10 +43,11 @@ class DetectionsWriter:
         min_voxels: int = 1,
         pred_channel: int = -1,
         label: str = "",
+        save_maps: bool = True,
     ) -> None:
         self.path = Path(output_dir) / "detections.csv"
         self.threshold, self.connectivity, self.min_voxels = threshold, connectivity, min_voxels
-        self.pred_channel, self.label = pred_channel, label
+        self.pred_channel, self.label, self.save_maps = pred_channel, label, save_maps
         self.rows: list[dict] = []
 
     def attach(self, engine: Engine) -> None:
@@ -60,7 +66,10 @@ class DetectionsWriter:
             prob = output["pred"][self.pred_channel].detach().float().cpu().numpy()
             objs = objects_from_map(prob, self.threshold, self.connectivity, spacing, self.min_voxels)
             objs.labels = np.full(len(objs), self.label, dtype=object)
-            self.rows += detection_rows(str(batch.get("subject", image.meta.get("filename_or_obj"))), objs, affine)
+            subject = str(batch.get("subject", Path(str(image.meta.get("filename_or_obj", "image"))).name))
+            self.rows += detection_rows(subject, objs, affine)
+            if self.save_maps:
+                write_nifti(prob, affine, self.path.parent / "maps" / f"{subject}_prob.nii.gz")
 
     def _write(self, engine: Engine) -> None:
         write_detections(self.rows, self.path)

@@ -94,6 +94,10 @@ def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
         np.testing.assert_allclose(
             affine[:3, :3] @ [r["i"], r["j"], r["k"]] + affine[:3, 3], [r["x"], r["y"], r["z"]], atol=0.01
         )
+    prob = nib.load(inf / "maps" / f"{testing[0]['subject']}_prob.nii.gz")  # aligned to the input image
+    np.testing.assert_allclose(prob.affine, affine, atol=1e-4)
+    assert prob.shape == nib.load(testing[0]["image"][0]).shape
+    assert 0.0 <= float(prob.get_fdata().min()) and float(prob.get_fdata().max()) <= 1.0
     metrics = json.loads((inf / "metrics.json").read_text())
     assert metrics["settings"]["split"] == "testing" and metrics["pooled"]["scans"] == 1
     assert metrics["pooled"]["tp"] + metrics["pooled"]["fp"] == len(rows)
