@@ -1,6 +1,8 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Data model: datalist loading and validation, NIfTI loading, VALDO import, simulator (``bundle.data.synth``)."""
 
+from __future__ import annotations
+
 from .datalist import (
     PATH_KEYS,
     SPLITS,

@@ -1,6 +1,8 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Ignite handlers, used from configs as ``bundle.handlers.<Name>``."""
 
+from __future__ import annotations
+
 from .checkpoints import latest_checkpoint
 from .detections_writer import DetectionsWriter
 from .lesion_detection import SCALAR_FIGURES, LesionDetection

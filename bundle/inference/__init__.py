@@ -1,6 +1,8 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Inference outputs: the detections table (``docs/outputs.md``)."""
 
+from __future__ import annotations
+
 from .detections import COLUMNS, DetectionTableError, detection_rows, read_detections, write_detections
 
 __all__ = ["COLUMNS", "DetectionTableError", "detection_rows", "read_detections", "write_detections"]

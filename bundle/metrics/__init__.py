@@ -1,6 +1,8 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Lesion-wise evaluation shared by every detector: objects, matching, figures, FROC/CPM."""
 
+from __future__ import annotations
+
 from .froc import LUNA16_FPS, cpm_score, froc_curve
 from .lesion_detection import DEFAULT_SIZE_BINS_MM, evaluate_scan, icc, summarise_scans
 from .lesion_matching import RULES, match_by_distance, match_by_overlap, match_objects

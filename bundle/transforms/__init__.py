@@ -1,6 +1,8 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Preprocessing transforms (array + dictionary pairs), used from configs as ``bundle.transforms.<Name>``."""
 
+from __future__ import annotations
+
 from .array import (
     HistogramPeakNormalize,
     N4BiasFieldCorrection,

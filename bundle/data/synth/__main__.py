@@ -10,6 +10,8 @@ from .cohort import TASKS, generate_cohort
 from .montage import montage
 from .summary import format_summary, summarise
 
+__all__ = ["main"]
+
 
 def _spacing(text: str) -> tuple[float, float, float]:
     parts = [float(p) for p in text.split(",")]
