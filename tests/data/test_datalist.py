@@ -136,3 +136,21 @@ def test_validate_cli_reports_every_bad_subject(folder, capsys):
     assert "problem: s3: mask file" in out and "missing.nii.gz does not exist" in out
     assert "1 subject(s) valid, 2 problem(s)" in out
     assert validate_main([str(folder / "nothing.json")]) == 1
+
+
+def test_inference_list_prefers_testing_then_validation(folder):
+    from bundle.data import load_inference_list
+
+    data = json.loads((folder / "datalist.json").read_text())
+    data.pop("modalities")
+    data["testing"] = []
+    data["validation"] = [data["training"][0] | {"subject": "v1"}]
+    (folder / "datalist.json").write_text(json.dumps(data))
+    assert [e["subject"] for e in load_inference_list(folder / "datalist.json")] == ["v1"]  # empty testing list
+    data["testing"] = [data["training"][0] | {"subject": "t1"}]
+    (folder / "datalist.json").write_text(json.dumps(data))
+    assert [e["subject"] for e in load_inference_list(folder / "datalist.json")] == ["t1"]
+    data.pop("testing"), data.pop("validation")
+    (folder / "datalist.json").write_text(json.dumps(data))
+    with pytest.raises(DatalistError, match="has no testing or validation entries"):
+        load_inference_list(folder / "datalist.json")
