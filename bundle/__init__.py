@@ -12,7 +12,7 @@ import importlib
 __version__ = "0.2.0"
 __all__ = ["__version__"]
 
-_SUBPACKAGES = {"data", "evaluation", "handlers", "inference", "losses", "metrics", "transforms"}
+_SUBPACKAGES = {"data", "evaluation", "handlers", "inference", "losses", "metrics", "networks", "transforms"}
 
 
 def __getattr__(name: str):

@@ -3,6 +3,14 @@
 
 from __future__ import annotations
 
+from .candidates import candidates_from_map
 from .detections import COLUMNS, DetectionTableError, detection_rows, read_detections, write_detections
 
-__all__ = ["COLUMNS", "DetectionTableError", "detection_rows", "read_detections", "write_detections"]
+__all__ = [
+    "candidates_from_map",
+    "COLUMNS",
+    "DetectionTableError",
+    "detection_rows",
+    "read_detections",
+    "write_detections",
+]

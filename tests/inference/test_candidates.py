@@ -1,0 +1,29 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Candidates: one per component of the thresholded map, at its peak."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bundle.inference import candidates_from_map
+
+
+def test_one_candidate_per_component_at_its_peak():
+    prob = np.zeros((12, 12, 12), np.float32)
+    prob[2:6, 2:4, 2:4] = 0.3
+    prob[4, 3, 2] = 0.9  # the peak of the first blob, away from its centre of mass
+    prob[8:10, 8:10, 8:10] = 0.25
+    prob[9, 8, 9] = 0.6
+    prob[0, 11, 11] = 0.1  # below threshold 0.2
+    c = candidates_from_map(prob, threshold=0.2)
+    assert len(c) == 2
+    assert c.centres.tolist() == [[4.0, 3.0, 2.0], [9.0, 8.0, 9.0]]
+    assert c.scores.tolist() == [np.float32(0.9), np.float32(0.6)]
+    assert c.sizes.tolist() == [16, 8]
+
+
+def test_ties_and_empty_maps():
+    prob = np.zeros((6, 6, 6), np.float32)
+    prob[1:3, 1, 1] = 0.5  # two voxels with the same peak value: the first in scan order
+    assert candidates_from_map(prob).centres.tolist() == [[1.0, 1.0, 1.0]]
+    assert len(candidates_from_map(np.zeros((4, 4, 4)))) == 0
