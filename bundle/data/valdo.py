@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from monai.data.utils import affine_to_spacing
 from scipy import ndimage as ndi
 
 from .datalist import DatalistError, save_datalist
@@ -74,7 +75,7 @@ def instances_from_mask(mask: np.ndarray, connectivity: int = 26, min_voxels: in
 
 
 def _records(inst: np.ndarray, affine: np.ndarray, cls: str, rater_masks: list[np.ndarray]) -> list[dict]:
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    spacing = affine_to_spacing(affine)
     n = int(inst.max())
     if n == 0:
         return []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from ignite.engine import Engine, Events
+from monai.data.utils import affine_to_spacing
 
 from ..data.io import write_nifti
 from ..inference.detections import detection_rows, write_detections
@@ -62,7 +63,7 @@ class DetectionsWriter:
         for batch, output in zip(engine.state.batch, engine.state.output):
             image = batch["image"]
             affine = np.asarray(image.affine, float)
-            spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+            spacing = affine_to_spacing(affine)
             prob = output["pred"][self.pred_channel].detach().float().cpu().numpy()
             objs = objects_from_map(prob, self.threshold, self.connectivity, spacing, self.min_voxels)
             objs.labels = np.full(len(objs), self.label, dtype=object)

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import torch
+from monai.data.utils import affine_to_spacing
 from monai.metrics import CumulativeIterationMetric
 
 from .lesion_detection import DEFAULT_SIZE_BINS_MM, evaluate_scan, summarise_scans
@@ -20,7 +21,7 @@ def _spacing(t: torch.Tensor, b: int) -> np.ndarray:
     if affine is None:
         return np.ones(3)
     a = affine[b] if affine.ndim == 3 else affine
-    return np.sqrt((np.asarray(a, float)[:3, :3] ** 2).sum(0))
+    return affine_to_spacing(np.asarray(a, float))
 
 
 class LesionDetectionMetric(CumulativeIterationMetric):

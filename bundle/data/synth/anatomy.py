@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data.utils import affine_to_spacing
 from scipy import ndimage as ndi
 
 __all__ = ["Anatomy", "build_anatomy", "load_template", "region_masks"]
@@ -55,7 +56,7 @@ class Anatomy:
 
     @property
     def spacing(self) -> np.ndarray:
-        return np.sqrt((self.affine[:3, :3] ** 2).sum(0))
+        return affine_to_spacing(self.affine)
 
 
 @lru_cache(maxsize=1)
@@ -79,7 +80,7 @@ def _rotation(angles_rad: np.ndarray) -> np.ndarray:
 def _grid(spacing: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Output grid covering the template's field of view, shifted by a few mm."""
     tmpl = load_template()
-    fov = np.array(tmpl["gm"].shape) * np.sqrt((tmpl["affine"][:3, :3] ** 2).sum(0))
+    fov = np.array(tmpl["gm"].shape) * affine_to_spacing(tmpl["affine"])
     shape = tuple(int(np.ceil(f / s)) for f, s in zip(fov, spacing))
     affine = np.eye(4)
     affine[:3, :3] = np.diag(spacing)

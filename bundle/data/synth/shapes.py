@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from monai.data.utils import affine_to_spacing
 
 __all__ = ["Ellipsoid", "Tube", "render", "random_rotation"]
 
@@ -102,7 +103,7 @@ def render(
     size = np.maximum(stop - start, 0)
     if np.any(size == 0):
         return box, np.zeros(size, np.float32)
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    spacing = affine_to_spacing(affine)
     n_sub = np.maximum(np.ceil(spacing / pitch_mm).astype(int), 1)
     sub = [(np.arange(n) + 0.5) / n - 0.5 for n in n_sub]
     idx = [np.add.outer(np.arange(a, b), o).ravel() for a, b, o in zip(start, stop, sub)]
