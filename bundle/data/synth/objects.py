@@ -7,7 +7,7 @@ and 3-15 mm long, lacunes 3-15 mm. Every size limit is an argument of :class:`Ob
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,7 +35,6 @@ class SimObject:
     core: Ellipsoid | None = None
     rim: Ellipsoid | None = None
     contrast: float = 1.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:
@@ -115,7 +114,6 @@ class ObjectSampler:
                 region,
                 core=Ellipsoid(c, radii / b, rot),
                 contrast=self.rng.uniform(0.85, 1.15),
-                extra={"bloom": b},
             )
 
         return self._try(region, build)
