@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["__version__"]
 
-_SUBPACKAGES = {"data", "evaluation", "handlers", "inference", "losses", "metrics", "networks", "transforms"}
+_SUBPACKAGES = {
+    "data",
+    "engines",
+    "evaluation",
+    "handlers",
+    "inference",
+    "losses",
+    "metrics",
+    "networks",
+    "transforms",
+    "utils",
+}
 
 
 def __getattr__(name: str):

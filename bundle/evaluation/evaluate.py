@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -65,12 +66,21 @@ def evaluate(
     threshold: float = 0.5,
     connectivity: int = 26,
     instances: bool = False,
+    subjects: Sequence[str] | None = None,
+    score_threshold: float | None = None,
     **match_kwargs,
 ) -> dict:
     """Compute the pooled and per-scan figures and write ``output_dir/metrics.json`` and ``output_dir/froc.png``.
 
+    With a table and ``score_threshold``, the counts, sensitivity, FP per scan and the other operating-point
+    figures use the rows with ``score >= score_threshold``, while the FROC curve and CPM use every row.
+
+    ``subjects`` restricts the evaluation to those subjects of the split (e.g. one cross-validation fold); rows of
+    the split's other subjects in the table are then ignored.
+
     Raises:
-        ValueError: neither or both of ``detections``/``predictions``; the overlap rule with a table.
+        ValueError: neither or both of ``detections``/``predictions``; the overlap rule with a table; a subject of
+            ``subjects`` not in the split.
         FileNotFoundError, DatalistError: missing or invalid inputs (message names the subject and file).
     """
     if (detections is None) == (predictions is None):
@@ -82,7 +92,12 @@ def evaluate(
     unknown = sorted(set(table) - {e["subject"] for e in entries}) if table else []
     if unknown:
         raise DatalistError(f"{detections} has subjects {unknown[:5]} that are not in the {split} list of {datalist}")
-    results, per_scan = [], []
+    if subjects is not None:
+        missing = sorted(set(subjects) - {e["subject"] for e in entries})
+        if missing:
+            raise ValueError(f"subjects {missing[:5]} are not in the {split} list of {datalist}")
+        entries = [e for e in entries if e["subject"] in set(subjects)]
+    results, all_results, per_scan = [], [], []
     for entry in entries:
         ref, label = _reference(entry)
         if table is not None:
@@ -94,6 +109,10 @@ def evaluate(
                 if instances
                 else objects_from_map(m, threshold, connectivity, ref.spacing)
             )
+        if table is not None and score_threshold is not None:
+            all_results.append(evaluate_scan(ref, pred, rule, **match_kwargs))
+            rows = [r for r in table.get(entry["subject"], []) if float(r["score"]) >= score_threshold]
+            pred = objects_from_table(rows, ref.spacing)
         res = evaluate_scan(ref, pred, rule, **match_kwargs)
         results.append(res)
         scan = summarise_scans([res])
@@ -102,8 +121,15 @@ def evaluate(
             | {k: scan[k] for k in ("sensitivity", "precision", "f1", "count_abs_diff_mean")}
         )
     figures = summarise_scans(results)
+    if all_results:
+        curve = summarise_scans(all_results)
+        figures.update(cpm=curve["cpm"], froc=curve["froc"])
     settings = {"datalist": str(datalist), "split": split, "rule": rule, **match_kwargs}
+    if subjects is not None:
+        settings["subjects"] = [e["subject"] for e in entries]
     settings.update({"detections": detections} if detections else {"predictions": predictions, "threshold": threshold})
+    if detections and score_threshold is not None:
+        settings["score_threshold"] = score_threshold
     out = {"settings": settings, "pooled": figures, "per_scan": per_scan}
     write_json(out, Path(output_dir) / "metrics.json")
     plot_froc(figures, Path(output_dir) / "froc.png", title=f"{Path(datalist).parent.name} / {split} ({rule})")
@@ -122,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min_overlap", type=float, default=None)
     p.add_argument("--max_distance", type=float, default=None, help="mm or voxels, by rule (5 mm / 3 voxels)")
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument(
+        "--score_threshold", type=float, default=None, help="table rows counted as detections (FROC uses all rows)"
+    )
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
     p.add_argument("--instances", action="store_true", help="predicted maps are instance maps")
     a = p.parse_args(argv)
@@ -138,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             a.threshold,
             a.connectivity,
             a.instances,
+            score_threshold=a.score_threshold,
             **kw,
         )
     except (ValueError, FileNotFoundError) as err:

@@ -12,7 +12,7 @@ from monai.data.utils import affine_to_spacing
 
 from ..data.io import write_nifti
 from ..inference.detections import detection_rows, write_detections
-from ..metrics.objects import objects_from_map
+from ..metrics.objects import Objects, objects_from_map
 
 __all__ = ["DetectionsWriter"]
 
@@ -33,7 +33,12 @@ class DetectionsWriter:
         threshold, connectivity, min_voxels: object extraction (see :func:`bundle.metrics.objects_from_map`).
         pred_channel: channel holding the object probability.
         label: class name written in the ``label`` column.
-        save_maps: also write the probability maps (float32 NIfTI, atomically).
+        save_maps: also write the probability maps (float32 NIfTI, atomically; ``map`` format only).
+        pred_format: ``map`` (a probability map per image, as above) or ``table``: ``pred`` is already an (N, >=6)
+            tensor with the columns of :data:`bundle.networks.TABLE_COLUMNS` (voxel i, j, k, score, stage-1 score,
+            size in voxels), e.g. from :class:`bundle.networks.TwoStageCMBDetector`; rows with ``score <
+            threshold`` are dropped.
+        score_column: ``table`` column written as the score (3: the detector's score; 4: its stage-1 score).
     """
 
     def __init__(
@@ -45,7 +50,13 @@ class DetectionsWriter:
         pred_channel: int = -1,
         label: str = "",
         save_maps: bool = True,
+        pred_format: str = "map",
+        score_column: int = 3,
     ) -> None:
+        self.score_column = int(score_column)
+        if pred_format not in ("map", "table"):
+            raise ValueError(f"pred_format must be 'map' or 'table', got {pred_format!r}")
+        self.pred_format = pred_format
         self.path = Path(output_dir) / "detections.csv"
         self.threshold, self.connectivity, self.min_voxels = threshold, connectivity, min_voxels
         self.pred_channel, self.label, self.save_maps = pred_channel, label, save_maps
@@ -64,10 +75,18 @@ class DetectionsWriter:
             image = batch["image"]
             affine = np.asarray(image.affine, float)
             spacing = affine_to_spacing(affine)
+            subject = str(batch.get("subject", Path(str(image.meta.get("filename_or_obj", "image"))).name))
+            if self.pred_format == "table":
+                t = output["pred"].detach().float().cpu().numpy().reshape(-1, output["pred"].shape[-1])
+                score = t[:, self.score_column]
+                keep = np.isfinite(score) & (score >= self.threshold)  # NaN rows pad a batch's shorter tables
+                t, score = t[keep], score[keep]
+                objs = Objects(t[:, :3], t[:, 5], score, np.full(len(t), self.label, object), None, spacing)
+                self.rows += detection_rows(subject, objs, affine)
+                continue
             prob = output["pred"][self.pred_channel].detach().float().cpu().numpy()
             objs = objects_from_map(prob, self.threshold, self.connectivity, spacing, self.min_voxels)
             objs.labels = np.full(len(objs), self.label, dtype=object)
-            subject = str(batch.get("subject", Path(str(image.meta.get("filename_or_obj", "image"))).name))
             self.rows += detection_rows(subject, objs, affine)
             if self.save_maps:
                 write_nifti(prob, affine, self.path.parent / "maps" / f"{subject}_prob.nii.gz")

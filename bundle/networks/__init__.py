@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .cmb_detector import TABLE_COLUMNS, TwoStageCMBDetector, stride_overlap
 from .mimic_cnn import MimicCNN
 
-__all__ = ["MimicCNN"]
+__all__ = ["MimicCNN", "TABLE_COLUMNS", "TwoStageCMBDetector", "stride_overlap"]

@@ -13,20 +13,24 @@ from .array import (
     histogram_peak,
 )
 from .dictionary import HistogramPeakNormalized, N4BiasFieldCorrectiond, SoftROIMaskd, TrimRescaled, WhiteMatterZScored
-from .sampling import RandCropAroundObjectd
+from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
 __all__ = [
     "HistogramPeakNormalize",
     "HistogramPeakNormalized",
     "N4BiasFieldCorrection",
     "N4BiasFieldCorrectiond",
+    "ObjectCentresd",
     "RandCropAroundObjectd",
+    "RandWindowsd",
     "SoftROIMask",
     "SoftROIMaskd",
     "TrimRescale",
     "TrimRescaled",
+    "crop_padded",
     "WhiteMatterZScore",
     "WhiteMatterZScored",
     "estimate_white_matter",
     "histogram_peak",
+    "object_centres",
 ]

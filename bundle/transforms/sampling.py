@@ -1,15 +1,16 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Patch sampling of the lesion-wise validation paper: every patch holds an object, at a uniform position."""
+"""Patch and window samplers: object-holding patches (lesion-wise validation paper) and the two-stage CMB windows."""
 
 from __future__ import annotations
 
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
+import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, SpatialCrop, SpatialPad
 
-__all__ = ["RandCropAroundObjectd"]
+__all__ = ["ObjectCentresd", "RandCropAroundObjectd", "RandWindowsd", "crop_padded", "object_centres"]
 
 
 class RandCropAroundObjectd(Randomizable, MapTransform):
@@ -74,5 +75,175 @@ class RandCropAroundObjectd(Randomizable, MapTransform):
             sample = dict(d)
             for key in self.key_iterator(d):
                 sample[key] = crop(d[key])
+            out.append(sample)
+        return out
+
+
+def crop_padded(array: np.ndarray, start: Sequence[int], size: Sequence[int], value: float = 0.0) -> np.ndarray:
+    """``array[..., start:start+size]`` over the last three axes, filled with ``value`` where it leaves the array.
+
+    Copies only the window (no padded copy of the whole volume), so it is cheap on large scans.
+    """
+    array = np.asarray(array)
+    start = np.asarray(start, int)
+    size = np.asarray(size, int)
+    shape = np.asarray(array.shape[-3:])
+    out = np.full((*array.shape[:-3], *size), value, dtype=array.dtype)
+    lo = np.clip(start, 0, shape)
+    hi = np.clip(start + size, 0, shape)
+    if np.all(hi > lo):
+        src = (..., *(slice(a, b) for a, b in zip(lo, hi)))
+        dst = (..., *(slice(a - s, b - s) for a, b, s in zip(lo, hi, start)))
+        out[dst] = array[src]
+    return out
+
+
+def object_centres(label: np.ndarray) -> np.ndarray:
+    """(N, 3) integer voxel centres of mass of the instances of a (H, W, D) or (1, H, W, D) map (N may be 0).
+
+    A centre that falls outside its (non-convex) object is moved to the object's voxel nearest to it, so a window
+    centred there always contains the object.
+    """
+    label = np.asarray(label)
+    label = label[0] if label.ndim == 4 else label
+    fg = np.flatnonzero(label)
+    if not fg.size:
+        return np.zeros((0, 3), int)
+    ids = label.reshape(-1)[fg]
+    vox = np.stack(np.unravel_index(fg, label.shape), 1)
+    out = []
+    for obj in np.unique(ids):
+        pts = vox[ids == obj]
+        c = np.rint(pts.mean(0)).astype(int)
+        if label[tuple(c)] != obj:
+            c = pts[np.argmin(((pts - c) ** 2).sum(1))]
+        out.append(c)
+    return np.asarray(out, int)
+
+
+class ObjectCentresd(MapTransform):
+    """Store the instance centres of ``label_key`` under ``centres_key`` ((N, 3) int array), once per subject.
+
+    Deterministic, so it belongs to the cached preprocessing; :class:`RandWindowsd` reads the result.
+    """
+
+    def __init__(self, label_key: str = "label", centres_key: str = "centres") -> None:
+        MapTransform.__init__(self, [label_key], allow_missing_keys=True)
+        self.label_key, self.centres_key = label_key, centres_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        label = d.get(self.label_key)
+        d[self.centres_key] = object_centres(np.asarray(label)) if label is not None else np.zeros((0, 3), int)
+        return d
+
+
+class RandWindowsd(Randomizable, MapTransform):
+    """Draw ``num_samples`` small windows per call: object-centred, mimic-centred or random in the brain.
+
+    The window sampler of the two-stage microbleed detector (Rau et al.). Each window is one of three kinds,
+    drawn with probabilities proportional to ``ratios`` among the kinds the subject has:
+
+    * ``positive``: centred on an object centre (``centres_key``), shifted by up to ``max_shift`` voxels per axis
+      so the object stays central (the paper's one-voxel shifts); ``target`` 1.
+    * ``mimic``: centred on a mined stage-1 false positive (``mimics_key``, (M, 3) voxel coordinates), shifted
+      likewise; ``target`` 0.
+    * ``random``: centred on a uniformly drawn voxel of ``mask_key`` (the brain); ``target`` 1 if that voxel lies
+      in an object, else 0.
+
+    With ``augment``, each window is flipped along each axis with probability 0.5 and rotated by a multiple of 90
+    degrees in the (i, j) plane (the paper's augmentation; the centre moves by at most one voxel). It is done
+    here on the small numpy window because MONAI's ``RandFlipd``/``RandRotate90d`` cost about 3 ms per window on
+    this CPU (metadata bookkeeping), more than the training step itself.
+
+    The window's centre voxel is ``size // 2``. Windows leaving the volume are zero-filled (:func:`crop_padded`);
+    the volume itself is never copied, so a call costs the windows only. Output per window (nothing else, so
+    windows collate whatever the entry holds): the ``keys`` cropped as float tensors (``label_key`` made binary),
+    ``target_key`` (0-d int64 tensor), ``kind_key`` (str) and ``subject`` when the entry has one.
+
+    Args:
+        keys: volume keys to crop ((C, H, W, D) each).
+        spatial_size: window size (voxels), (20, 20, 16) in the paper.
+        num_samples: windows per call (a list of dicts is returned).
+        ratios: relative frequency of positive, mimic and random windows.
+        max_shift: largest shift (voxels) of object- and mimic-centred windows.
+        augment: random flips and in-plane 90-degree rotations (needs equal sizes along i and j to rotate).
+        label_key, centres_key, mimics_key, mask_key: entry keys (see above); missing ones disable their kind.
+    """
+
+    KINDS = ("positive", "mimic", "random")
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_size: Sequence[int] = (20, 20, 16),
+        num_samples: int = 1,
+        ratios: Sequence[float] = (1.0, 0.0, 1.0),
+        max_shift: int = 1,
+        augment: bool = False,
+        label_key: str = "label",
+        centres_key: str = "centres",
+        mimics_key: str = "mined_mimics",
+        mask_key: str = "mask",
+        target_key: str = "target",
+        kind_key: str = "kind",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
+            raise ValueError(f"ratios must be three non-negative numbers (positive, mimic, random), got {ratios}")
+        self.size = np.asarray(spatial_size, int)
+        self.num_samples = int(num_samples)
+        self.ratios = np.asarray(ratios, float)
+        self.max_shift = int(max_shift)
+        self.augment = bool(augment)
+        self.label_key, self.centres_key, self.mimics_key, self.mask_key = label_key, centres_key, mimics_key, mask_key
+        self.target_key, self.kind_key = target_key, kind_key
+
+    def randomize(self, data: Mapping[Hashable, object]) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
+        """Draw (kind, centre voxel, flips per axis, quarter turns) for each window."""
+        pools = {
+            "positive": np.asarray(data.get(self.centres_key, np.zeros((0, 3))), int).reshape(-1, 3),
+            "mimic": np.asarray(data.get(self.mimics_key, np.zeros((0, 3))), int).reshape(-1, 3),
+        }
+        mask = data.get(self.mask_key)
+        mask = np.asarray(mask)[0] if mask is not None else None  # a view: no per-call pass over the volume
+        shape = np.asarray(np.shape(data[self.first_key(data)])[-3:])
+        weights = self.ratios * np.array([len(pools["positive"]) > 0, len(pools["mimic"]) > 0, True])
+        out = []
+        for _ in range(self.num_samples):
+            kind = self.KINDS[self.R.choice(3, p=weights / weights.sum())]
+            if kind == "random":
+                for _ in range(1000):  # rejection sampling: uniform in the mask (the brain fills ~1/3 of a scan)
+                    c = self.R.randint(0, shape)
+                    if mask is None or mask[tuple(c)]:
+                        break
+            else:
+                pool = pools[kind]
+                c = pool[self.R.randint(len(pool))] + self.R.randint(-self.max_shift, self.max_shift + 1, 3)
+            flips = self.R.rand(3) < 0.5 if self.augment else np.zeros(3, bool)
+            k = int(self.R.randint(4)) if self.augment and self.size[0] == self.size[1] else 0
+            out.append((kind, np.asarray(c, int), flips, k))
+        return out
+
+    def __call__(self, data: Mapping[Hashable, object]) -> list[dict]:
+        draws = self.randomize(data)
+        label = data.get(self.label_key)
+        label = np.asarray(label)[0] if label is not None else None
+        shape = np.asarray(label.shape) if label is not None else None
+        out = []
+        for kind, c, flips, k in draws:
+            start = c - self.size // 2
+            sample = {"subject": data["subject"]} if "subject" in data else {}
+            for key in self.key_iterator(data):
+                win = crop_padded(np.asarray(data[key]), start, self.size)
+                axes = tuple(win.ndim - 3 + np.flatnonzero(flips))
+                win = np.rot90(np.flip(win, axes) if axes else win, k, axes=(win.ndim - 3, win.ndim - 2))
+                sample[key] = torch.as_tensor(
+                    np.ascontiguousarray((win > 0) if key == self.label_key else win), dtype=torch.float32
+                )
+            inside = label is not None and np.all(c >= 0) and np.all(c < shape) and label[tuple(c)] > 0
+            sample[self.target_key] = torch.tensor(1 if kind == "positive" or (kind == "random" and inside) else 0)
+            sample[self.kind_key] = kind
             out.append(sample)
         return out

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import nibabel as nib
@@ -82,3 +83,29 @@ def test_errors(coarse_cohort, entries, tmp_path, capsys):
     assert evaluate_main([*base, "--detections", str(tmp_path / "x.csv")]) == 1
     assert "has subjects ['sub-9999'] that are not in the training list" in capsys.readouterr().err
     assert issubclass(DatalistError, ValueError)
+
+
+def test_operating_threshold_and_subject_restriction(coarse_cohort, entries, tmp_path):
+    """Rows below --score_threshold are not detections but still feed the FROC curve; subjects= picks a fold."""
+    from bundle.evaluation import evaluate
+
+    n_ref = sum(e["count"] for e in entries)
+    table = _table_from_labels(entries, tmp_path / "t.csv", extra_fp=True)  # extra FP per scan, score 0.3
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:  # the first true object of each scan gets a low score: below the operating point
+        if r["lesion_id"] == "1":
+            r["score"] = "0.2"
+    write_detections(rows, table)
+    full = evaluate(coarse_cohort, str(tmp_path / "all"), "training", str(table))
+    op = evaluate(coarse_cohort, str(tmp_path / "op"), "training", str(table), score_threshold=0.5)
+    assert full["pooled"]["tp"] == n_ref and full["pooled"]["fp"] == 2
+    assert op["pooled"]["tp"] == n_ref - 2 and op["pooled"]["fp"] == 0 and op["settings"]["score_threshold"] == 0.5
+    assert op["pooled"]["froc"] == full["pooled"]["froc"] and op["pooled"]["cpm"] == full["pooled"]["cpm"]
+    assert max(op["pooled"]["froc"]["sensitivity"]) == 1.0  # the curve still reaches the low-scored objects
+    one = entries[1]["subject"]
+    part = evaluate(coarse_cohort, str(tmp_path / "one"), "training", str(table), subjects=[one])
+    assert part["settings"]["subjects"] == [one] and part["pooled"]["scans"] == 1
+    assert part["pooled"]["tp"] + part["pooled"]["fn"] == entries[1]["count"]
+    with pytest.raises(ValueError, match="not in the training list"):
+        evaluate(coarse_cohort, str(tmp_path / "x"), "training", str(table), subjects=["sub-9999"])

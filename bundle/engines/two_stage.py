@@ -1,0 +1,253 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Training of the two-stage microbleed detector (Rau et al.): out-of-fold mimic mining, both ensembles, export.
+
+Steps of :meth:`TwoStageTraining.run` (every piece is declared in ``configs/cmb/train.yaml``):
+
+1. Leave-k-out folds over the training subjects (k = 2: the paper's leave-two-out). Per fold, the stage-1
+   ensemble is trained on the other subjects and run on the held-out ones: its candidates at
+   ``mining_threshold`` (0.15) that are not microbleeds are the held-out scans' mimics, written to
+   ``output_dir/mimics/<subject>_mimics.csv``; its candidates at the detector's threshold are the out-of-fold
+   stage-1 detections.
+2. With ``crossval``: per fold, the stage-2 ensemble is trained on the other subjects (with their mined
+   mimics) and scores the held-out candidates: the out-of-fold two-stage detections. Both tables are evaluated
+   per fold and pooled (``output_dir/crossval/``).
+3. The final stage-1 ensemble is trained on all subjects, the final stage-2 ensemble on all subjects with all
+   mined mimics, and the whole detector is saved as one state dict (``output_dir/models/cmb_detector.pt``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from monai.data.utils import affine_to_spacing
+
+from ..data.io import atomic_path, write_json
+from ..inference.candidates import candidates_from_map
+from ..inference.detections import detection_rows, write_detections
+from ..metrics.objects import Objects, objects_from_instances
+from ..utils import as_bool
+from .windows import WindowTraining
+
+__all__ = ["MIMIC_COLUMNS", "TwoStageTraining", "leave_k_out", "read_mimics", "write_mimics"]
+
+logger = logging.getLogger(__name__)
+
+MIMIC_COLUMNS = ("subject", "i", "j", "k", "x", "y", "z", "stage1_score", "fold")
+
+
+def leave_k_out(n: int, k: int = 2) -> list[list[int]]:
+    """Consecutive held-out groups of ``k`` indices covering ``range(n)`` (the last group may be smaller)."""
+    if n < 2 or k < 1 or k >= n:
+        raise ValueError(f"leave-{k}-out needs 1 <= k < n subjects, got k={k}, n={n}")
+    return [list(range(s, min(s + k, n))) for s in range(0, n, k)]
+
+
+def write_mimics(path: str | os.PathLike, subject: str, voxels: np.ndarray, affine, scores, fold: int) -> Path:
+    """Write one scan's mined mimics (voxel and world coordinates, stage-1 score) atomically as CSV."""
+    voxels = np.asarray(voxels, float).reshape(-1, 3)
+    affine = np.asarray(affine, float)
+    world = voxels @ affine[:3, :3].T + affine[:3, 3]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(MIMIC_COLUMNS)
+        for v, x, s in zip(voxels, world, np.asarray(scores, float)):
+            w.writerow([subject, *(int(a) for a in v), *(round(float(a), 3) for a in x), round(float(s), 6), fold])
+    return Path(path)
+
+
+def read_mimics(path: str | os.PathLike) -> np.ndarray:
+    """(M, 3) int voxel coordinates of a mimics file written by :func:`write_mimics`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the header is not the mimics header or a value is not a number (message names the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"mimics file {path} does not exist")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(rows[0]) != MIMIC_COLUMNS:
+        raise ValueError(f"{path}: not a mimics file (expected the header {','.join(MIMIC_COLUMNS)})")
+    try:
+        return np.asarray([[int(r[1]), int(r[2]), int(r[3])] for r in rows[1:]], int).reshape(-1, 3)
+    except (ValueError, IndexError) as err:
+        raise ValueError(f"{path}: bad row in the mimics file: {err}") from err
+
+
+class TwoStageTraining:
+    """Train the two-stage detector on a list of subjects; see the module docstring for the steps.
+
+    Args:
+        subjects: preprocessed training entries (``image`` (1, H, W, D) with its affine, ``label`` instance map,
+            ``mask``, ``centres``, ``subject``), e.g. a MONAI ``PersistentDataset`` of the preprocessing.
+        stage1: the stage-1 ensemble members (:class:`WindowTraining`, U-Nets).
+        stage2: the stage-2 ensemble members (:class:`WindowTraining`, mimic CNNs).
+        detector_def: callable ``(stage1=[nets], stage2=[nets]) -> TwoStageCMBDetector``.
+        output_dir: run folder.
+        fold_size: subjects held out per fold (2: leave-two-out).
+        mining_threshold: stage-1 threshold of the mimic mining (0.15).
+        mimic_clearance_mm: a mined candidate closer than this to a microbleed centre is not a mimic.
+        crossval: also train stage 2 per fold and evaluate both stages out of fold (needs ``datalist``).
+        datalist, split: where ``subjects`` come from; the cross-validation evaluates against their labels.
+        match_rule, match_kwargs: lesion-wise matching of the cross-validation figures.
+        mimics_key: entry key of the mined mimics (read by the stage-2 sampler).
+    """
+
+    def __init__(
+        self,
+        subjects: Sequence[dict],
+        stage1: Sequence[WindowTraining],
+        stage2: Sequence[WindowTraining],
+        detector_def: Callable,
+        output_dir: str | os.PathLike,
+        fold_size: int = 2,
+        mining_threshold: float = 0.15,
+        mimic_clearance_mm: float = 5.0,
+        crossval: bool = False,
+        match_rule: str = "distance_mm",
+        match_kwargs: dict | None = None,
+        mimics_key: str = "mined_mimics",
+        detector_name: str = "cmb_detector.pt",
+        datalist: str | None = None,
+        split: str = "training",
+    ) -> None:
+        self.subjects = subjects
+        self.stage1, self.stage2, self.detector_def = list(stage1), list(stage2), detector_def
+        self.output_dir = Path(output_dir)
+        self.fold_size, self.mining_threshold = int(fold_size), float(mining_threshold)
+        self.mimic_clearance_mm, self.crossval = float(mimic_clearance_mm), as_bool(crossval, "crossval")
+        self.match_rule, self.match_kwargs = match_rule, dict(match_kwargs or {})
+        self.mimics_key, self.detector_name = mimics_key, detector_name
+        self.datalist, self.split = datalist, split
+        if self.crossval and not datalist:
+            raise ValueError("crossval needs the datalist the subjects come from")
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+    def _mimics(self, entry: dict, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates of ``prob`` at the mining threshold that touch no microbleed and lie clear of every centre."""
+        image = entry["image"]
+        spacing = affine_to_spacing(np.asarray(image.affine, float))
+        cands = candidates_from_map(prob, self.mining_threshold)
+        if not len(cands):
+            return np.zeros((0, 3), int), np.zeros(0)
+        label = np.asarray(entry["label"])[0]
+        touches = np.zeros(len(cands), bool)
+        hit_ids = np.unique(cands.instance[label > 0])
+        touches[hit_ids[hit_ids > 0] - 1] = True
+        ref = objects_from_instances(label.astype(np.int64), spacing)
+        if len(ref):
+            d = np.linalg.norm((cands.centres[:, None] - ref.centres[None]) * spacing, axis=2).min(1)
+            touches |= d < self.mimic_clearance_mm
+        keep = ~touches
+        return cands.centres[keep].astype(int), cands.scores[keep]
+
+    def _rows(self, entry: dict, table: torch.Tensor, score_column: int) -> list[dict]:
+        image = entry["image"]
+        affine = np.asarray(image.affine, float)
+        t = table.detach().cpu().numpy().reshape(-1, 6)
+        objs = Objects(
+            centres=t[:, :3],
+            sizes=t[:, 5],
+            scores=t[:, score_column],
+            labels=np.full(len(t), "cmb", dtype=object),
+            instance=None,
+            spacing=np.asarray(affine_to_spacing(affine), float),
+        )
+        return detection_rows(str(entry["subject"]), objs, affine)
+
+    def _detector(self, stage1, stage2=()):
+        return self.detector_def(stage1=list(stage1), stage2=list(stage2)).eval()
+
+    def _device(self) -> torch.device:
+        return self.stage1[0].device
+
+    def _volume(self, entry: dict, key: str) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(entry[key]), dtype=torch.float32, device=self._device())
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Run every step; return paths and the cross-validation figures (when computed)."""
+        subjects = [dict(s) for s in self.subjects]
+        ids = [str(s["subject"]) for s in subjects]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"subject ids are not unique: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
+        folds = leave_k_out(len(subjects), self.fold_size)
+        logger.info("two-stage training on %d subjects, %d folds of <= %d", len(subjects), len(folds), self.fold_size)
+        stage1_rows, fold_nets = [], []
+        mimic_dir = self.output_dir / "mimics"
+        for f, held in enumerate(folds):
+            train = [subjects[i] for i in range(len(subjects)) if i not in held]
+            fold_nets.append([m.fit(train, f"fold{f:02d}_{m.name}") for m in self.stage1])
+            det = self._detector(fold_nets[f])
+            for i in held:
+                entry = subjects[i]
+                image, mask = self._volume(entry, "image"), self._volume(entry, "mask")
+                with torch.no_grad():
+                    prob = det.stage1_map(image, mask)
+                    table = det.detect(image, mask, prob)
+                vox, scores = self._mimics(entry, prob.cpu().numpy())
+                write_mimics(mimic_dir / f"{ids[i]}_mimics.csv", ids[i], vox, entry["image"].affine, scores, f)
+                stage1_rows += self._rows(entry, table, 3)
+                logger.info("fold %d, %s: %d stage-1 candidates, %d mimics mined", f, ids[i], len(table), len(vox))
+        for s in subjects:
+            s[self.mimics_key] = read_mimics(mimic_dir / f"{s['subject']}_mimics.csv")
+        out = {"folds": [[ids[i] for i in held] for held in folds], "mimics_dir": str(mimic_dir)}
+        if self.crossval:
+            out["crossval"] = self._crossval(subjects, folds, fold_nets, stage1_rows)
+        final1 = [m.fit(subjects, f"final_{m.name}") for m in self.stage1]
+        final2 = [m.fit(subjects, f"final_{m.name}") for m in self.stage2]
+        detector = self._detector(final1, final2)
+        path = self.output_dir / "models" / self.detector_name
+        with atomic_path(path) as tmp:
+            torch.save(detector.state_dict(), tmp)
+        logger.info("saved the detector (%d + %d networks) to %s", len(final1), len(final2), path)
+        out["detector"] = str(path)
+        return out
+
+    def _crossval(self, subjects: list[dict], folds: list[list[int]], fold_nets: list, stage1_rows: list[dict]) -> dict:
+        from ..evaluation.evaluate import evaluate
+
+        cv = self.output_dir / "crossval"
+        rows = []
+        for f, held in enumerate(folds):
+            train = [subjects[i] for i in range(len(subjects)) if i not in held]
+            det = self._detector(fold_nets[f], [m.fit(train, f"fold{f:02d}_{m.name}") for m in self.stage2])
+            for i in held:
+                with torch.no_grad():
+                    table = det.detect(self._volume(subjects[i], "image"), self._volume(subjects[i], "mask"))
+                rows += self._rows(subjects[i], table, 3)
+        write_detections(stage1_rows, cv / "stage1_detections.csv")
+        write_detections(rows, cv / "detections.csv")
+        datalist = self.datalist
+        result = {}
+        for name, table in (("stage1", "stage1_detections.csv"), ("two_stage", "detections.csv")):
+            pooled = evaluate(
+                datalist, str(cv / name), "training", str(cv / table), rule=self.match_rule, **self.match_kwargs
+            )
+            per_fold = []
+            for f, held in enumerate(folds):
+                sub = evaluate(
+                    datalist,
+                    str(cv / name / f"fold{f:02d}"),
+                    self.split,
+                    str(cv / table),
+                    rule=self.match_rule,
+                    subjects=[str(subjects[i]["subject"]) for i in held],
+                    **self.match_kwargs,
+                )
+                per_fold.append({"fold": f, "subjects": sub["settings"]["subjects"], **_brief(sub["pooled"])})
+            result[name] = {"pooled": _brief(pooled["pooled"]), "per_fold": per_fold}
+        write_json(result, cv / "summary.json")
+        return result
+
+
+def _brief(figures: dict) -> dict:
+    keys = ("scans", "tp", "fp", "fn", "sensitivity", "fp_per_scan", "precision", "f1", "cpm")
+    return {k: figures[k] for k in keys if k in figures} | {"froc": figures.get("froc")}

@@ -1,0 +1,174 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Train one network on small windows drawn from cached volumes: one member of a two-stage detector's ensemble.
+
+The training loop is MONAI's ``SupervisedTrainer``; this module only supplies the window stream and a fresh
+network per call, because the two-stage detector trains the same configuration once per cross-validation fold.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from ignite.engine import Events
+from monai.engines import SupervisedTrainer
+from monai.handlers import StatsHandler, TensorBoardStatsHandler, from_engine
+from monai.transforms import Compose
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
+
+from ..data.io import atomic_path
+from ..utils import as_bool
+
+__all__ = ["WindowStream", "WindowTraining"]
+
+logger = logging.getLogger(__name__)
+
+
+class WindowStream(IterableDataset):
+    """Endless stream of windows: draw a subject uniformly, draw windows from it with ``sampler``, augment each.
+
+    One window per subject draw (``sampler.num_samples`` windows if larger), so a batch mixes subjects.
+
+    Args:
+        subjects: preprocessed entries (dicts of volumes) the sampler accepts.
+        sampler: a MONAI randomizable transform returning a list of window dicts (e.g.
+            :class:`bundle.transforms.RandWindowsd`).
+        augmentation: transform applied to each window (e.g. flips and 90-degree rotations), or None.
+        seed: seed of the subject draws, the sampler and the augmentation.
+    """
+
+    def __init__(
+        self, subjects: Sequence[dict], sampler: Callable, augmentation: Callable | None = None, seed: int = 0
+    ):
+        if not len(subjects):
+            raise ValueError("no subjects to draw windows from")
+        self.subjects, self.sampler, self.augmentation, self.seed = list(subjects), sampler, augmentation, seed
+
+    def __iter__(self):
+        rng = np.random.RandomState(self.seed)
+        for t in (self.sampler, self.augmentation):
+            if hasattr(t, "set_random_state"):
+                t.set_random_state(seed=int(rng.randint(2**31)))
+        while True:
+            subject = self.subjects[rng.randint(len(self.subjects))]
+            for window in self.sampler(subject):
+                yield self.augmentation(window) if self.augmentation is not None else window
+
+
+class WindowTraining:
+    """One ensemble member: build a fresh network, train it on windows for ``iterations`` steps, save it.
+
+    Every piece comes from the config: ``network_def`` and ``optimizer`` are callables (``_mode_: callable`` in
+    MONAI config) so each :meth:`fit` starts from new weights. The loop is a MONAI ``SupervisedTrainer`` with
+    ``StatsHandler`` and ``TensorBoardStatsHandler`` (tag ``<tag>/loss``) and a tqdm progress bar.
+
+    A finished fit is saved to ``output_dir/checkpoints/<tag>.pt`` (state dict, written atomically). With
+    ``resume``, a later :meth:`fit` with the same tag loads that file instead of training again, so an
+    interrupted multi-stage run restarts at the first unfinished network.
+
+    Args:
+        name: member name, part of the checkpoint tag (e.g. ``unet_bs20``).
+        network_def: callable returning a new ``nn.Module``.
+        optimizer: callable taking the network's parameters and returning an optimiser.
+        loss_function: loss of (network output, ``label``).
+        sampler: window sampler (see :class:`WindowStream`).
+        batch_size: windows per step (the paper's ensemble members use 20 and 30).
+        iterations: training steps.
+        output_dir: run folder (``checkpoints/``, ``tensorboard/``).
+        augmentation: list of transforms or a ``Compose`` applied to each window (None: the sampler augments).
+        device: torch device.
+        amp: mixed precision (only used on CUDA).
+        seed: random seed of the window stream and the weight initialisation.
+        resume: reuse a finished checkpoint with the same tag.
+        log_every: iterations between loss lines in the log.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        network_def: Callable[[], nn.Module],
+        optimizer: Callable,
+        loss_function: Callable,
+        sampler: Callable,
+        batch_size: int,
+        iterations: int,
+        output_dir: str | os.PathLike,
+        augmentation: Sequence[Callable] | Callable | None = None,
+        device: str | torch.device = "cpu",
+        amp: bool = False,
+        seed: int = 0,
+        resume: bool = True,
+        log_every: int = 50,
+        progress: bool = True,
+    ) -> None:
+        if batch_size < 1 or iterations < 0:
+            raise ValueError(f"{name}: batch_size must be >= 1 and iterations >= 0, got {batch_size}, {iterations}")
+        self.name, self.network_def, self.optimizer, self.loss_function = name, network_def, optimizer, loss_function
+        self.sampler = sampler
+        self.augmentation = Compose(augmentation) if isinstance(augmentation, (list, tuple)) else augmentation
+        self.batch_size, self.iterations = int(batch_size), int(iterations)
+        self.output_dir, self.device = Path(output_dir), torch.device(device)
+        self.amp = as_bool(amp, "amp") and self.device.type == "cuda"
+        self.seed, self.log_every = int(seed), int(log_every)
+        self.resume, self.progress = as_bool(resume, "resume"), as_bool(progress, "progress")
+
+    def checkpoint(self, tag: str) -> Path:
+        return self.output_dir / "checkpoints" / f"{tag}.pt"
+
+    def new_network(self) -> nn.Module:
+        return self.network_def().to(self.device)
+
+    def fit(self, subjects: Sequence[dict], tag: str | None = None) -> nn.Module:
+        """Train a new network on ``subjects`` (or load the finished ``tag``) and return it in eval mode."""
+        tag = tag or self.name
+        path = self.checkpoint(tag)
+        torch.manual_seed(self.seed)
+        net = self.new_network()
+        if self.resume and path.exists():
+            net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+            logger.info("%s: loaded the finished network %s", tag, path)
+            return net.eval()
+        stream = WindowStream(subjects, self.sampler, self.augmentation, seed=self.seed)
+        loader = DataLoader(stream, batch_size=self.batch_size, num_workers=0)
+        trainer = SupervisedTrainer(
+            device=self.device,
+            max_epochs=1,
+            epoch_length=self.iterations,
+            train_data_loader=loader,
+            network=net,
+            optimizer=self.optimizer(net.parameters()),
+            loss_function=self.loss_function,
+            amp=self.amp,
+        )
+        loss = from_engine(["loss"], first=True)
+        every = max(self.log_every, 1)
+        StatsHandler(
+            name=logger.name,
+            iteration_log=lambda engine, it: it % every == 0,
+            tag_name=f"{tag} loss",
+            output_transform=loss,
+        ).attach(trainer)
+        TensorBoardStatsHandler(
+            log_dir=str(self.output_dir / "tensorboard"), tag_name=f"{tag}/loss", output_transform=loss
+        ).attach(trainer)
+        if self.progress:
+            from ignite.handlers import ProgressBar
+
+            ProgressBar(desc=tag, persist=True).attach(trainer, output_transform=lambda out: {"loss": loss(out)})
+        trainer.add_event_handler(Events.COMPLETED, lambda engine: self._save(net, path))
+        if self.iterations:
+            trainer.run()
+        else:
+            self._save(net, path)
+        return net.eval()
+
+    @staticmethod
+    def _save(net: nn.Module, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(net.state_dict(), tmp)

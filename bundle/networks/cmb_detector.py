@@ -1,0 +1,177 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The whole two-stage microbleed detector (Rau et al.) as one module: U-Net ensemble -> candidates -> CNN ensemble.
+
+One state dict holds every network (``stage1.<n>.*`` U-Nets, ``stage2.<n>.*`` mimic CNNs), so the inference
+config loads the detector like any MONAI network. See ``docs/cmb.md`` for the choices where the paper is vague.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from ..inference.candidates import candidates_from_map
+from ..transforms.sampling import crop_padded
+
+__all__ = ["TABLE_COLUMNS", "TwoStageCMBDetector", "stride_overlap"]
+
+#: columns of each per-scan tensor returned by :meth:`TwoStageCMBDetector.forward`
+TABLE_COLUMNS = ("i", "j", "k", "score", "stage1_score", "size_voxels")
+
+
+def stride_overlap(window: Sequence[int], stride: int) -> tuple[float, ...]:
+    """MONAI ``overlap`` fractions that make a sliding window of size ``window`` advance ``stride`` voxels."""
+    return tuple(1.0 - (stride + 1e-6) / w for w in window)  # MONAI truncates roi * (1 - overlap) to an int
+
+
+class TwoStageCMBDetector(nn.Module):
+    """Preprocessed SWI volume (and brain mask) -> scored microbleed candidates.
+
+    Stage 1: each U-Net of ``stage1`` gives a microbleed probability map (softmax channel ``fg_channel``); the
+    ensemble map is their mean (the paper "normalises and adds" the maps; a mean of probabilities keeps the map
+    in [0, 1] so one threshold means the same for any number of networks). The U-Nets are fully convolutional,
+    so ``stage1_mode="tiles"`` runs them on large tiles (``tile_size``, Gaussian blending over ``tile_overlap``)
+    instead of the paper's 20 x 20 x 16 windows at stride 3 (``stage1_mode="windows"``, kept for the equivalence
+    test and the speed benchmark). Only the brain mask's bounding box (plus half a window) is computed; the map
+    is zero outside the mask.
+
+    Candidates: one per connected component of ``map >= threshold``, at its peak.
+
+    Stage 2: each CNN of ``stage2`` scores a ``window_size`` crop centred on each candidate; the candidate's
+    ``score`` is the CNNs' mean microbleed probability (the stage-1 peak when ``stage2`` is empty).
+
+    Args:
+        stage1: U-Nets (B, C, ...) -> (B, 2, ...) logits, batch normalisation, sizes multiple of their strides.
+        stage2: classifiers (B, C, *window_size) -> (B, 2) logits (e.g. :class:`bundle.networks.MimicCNN`).
+        window_size: the paper's window (voxels); stage-2 crops and stage-1 windows.
+        threshold: candidate threshold on the ensemble map (0.2 in the paper).
+        stage1_mode: ``tiles`` or ``windows``.
+        tile_size: tile of the tiled stage 1 (multiples of the U-Net's total stride).
+        tile_overlap: overlap fraction of neighbouring tiles.
+        window_stride: stride of ``windows`` mode (3 in the paper).
+        connectivity: connectivity of the candidate components.
+        stage2_batch: crops per stage-2 forward pass.
+        fg_channel: softmax channel of the microbleed class.
+
+    ``forward(image, mask=None)``: ``image`` (B, C, H, W, D), ``mask`` (B, 1, H, W, D) or None; returns a float
+    tensor (B, N, 6) with the columns :data:`TABLE_COLUMNS` (voxel i, j, k of the input grid), N the largest
+    candidate count of the batch; shorter tables are padded with NaN rows (a tensor, so MONAI engines can
+    decollate it).
+    """
+
+    def __init__(
+        self,
+        stage1: Sequence[nn.Module],
+        stage2: Sequence[nn.Module] = (),
+        window_size: Sequence[int] = (20, 20, 16),
+        threshold: float = 0.2,
+        stage1_mode: str = "tiles",
+        tile_size: Sequence[int] = (128, 128, 64),
+        tile_overlap: float = 0.25,
+        window_stride: int = 3,
+        connectivity: int = 26,
+        stage2_batch: int = 256,
+        fg_channel: int = 1,
+    ) -> None:
+        super().__init__()
+        if not len(stage1):
+            raise ValueError("the detector needs at least one stage-1 network")
+        if stage1_mode not in ("tiles", "windows"):
+            raise ValueError(f"stage1_mode must be 'tiles' or 'windows', got {stage1_mode!r}")
+        self.stage1 = nn.ModuleList(stage1)
+        self.stage2 = nn.ModuleList(stage2)
+        self.window_size = tuple(int(w) for w in window_size)
+        self.threshold = float(threshold)
+        self.stage1_mode = stage1_mode
+        self.tile_size = tuple(int(t) for t in tile_size)
+        self.tile_overlap = float(tile_overlap)
+        self.window_stride = int(window_stride)
+        self.connectivity = int(connectivity)
+        self.stage2_batch = int(stage2_batch)
+        self.fg_channel = int(fg_channel)
+
+    # -- stage 1 ----------------------------------------------------------------------------------------------
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+        probs = [torch.softmax(net(x).float(), 1)[:, self.fg_channel : self.fg_channel + 1] for net in self.stage1]
+        return torch.stack(probs).mean(0)
+
+    @torch.no_grad()
+    def stage1_map(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Ensemble probability map (H, W, D) of one volume ``image`` (C, H, W, D), ``mask`` (1, H, W, D) or None."""
+        shape = image.shape[1:]
+        lo, hi = [0, 0, 0], list(shape)
+        m = mask[0] > 0 if mask is not None else None
+        if m is not None:
+            if not bool(m.any()):
+                return torch.zeros(shape, device=image.device)
+            half = [w // 2 for w in self.window_size]
+            for ax in range(3):
+                nz = torch.nonzero(m.any(dim=tuple(a for a in range(3) if a != ax)))[:, 0]
+                lo[ax] = max(int(nz[0]) - half[ax], 0)
+                hi[ax] = min(int(nz[-1]) + 1 + half[ax], shape[ax])
+        x = image[None, :, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        if self.stage1_mode == "tiles":
+            roi, overlap, blend, batch = self.tile_size, self.tile_overlap, "gaussian", 1
+        else:
+            roi, blend, batch = self.window_size, "constant", 128
+            overlap = stride_overlap(self.window_size, self.window_stride)
+        crop = sliding_window_inference(x, roi, batch, self._predict, overlap=overlap, mode=blend)[0, 0]
+        out = torch.zeros(shape, device=image.device, dtype=crop.dtype)
+        out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = crop
+        return out * m if m is not None else out
+
+    # -- stage 2 ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def stage2_scores(self, image: torch.Tensor, centres: np.ndarray) -> torch.Tensor:
+        """Mean microbleed probability of the stage-2 CNNs on crops of ``image`` (C, H, W, D) centred on ``centres``."""
+        if not len(self.stage2) or not len(centres):
+            return torch.zeros(0, device=image.device)
+        vol = image.detach().cpu().numpy()
+        half = np.asarray(self.window_size) // 2
+        scores = []
+        for s in range(0, len(centres), self.stage2_batch):
+            crops = np.stack([crop_padded(vol, c - half, self.window_size) for c in centres[s : s + self.stage2_batch]])
+            x = torch.as_tensor(crops, device=image.device, dtype=image.dtype)
+            p = [torch.softmax(net(x).float(), 1)[:, self.fg_channel] for net in self.stage2]
+            scores.append(torch.stack(p).mean(0))
+        return torch.cat(scores)
+
+    @torch.no_grad()
+    def detect(
+        self, image: torch.Tensor, mask: torch.Tensor | None = None, prob: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Candidates of one volume (C, H, W, D) as an (N, 6) tensor with :data:`TABLE_COLUMNS`.
+
+        ``prob``: the stage-1 map of this volume when already computed (see :meth:`stage1_map`).
+        """
+        prob = self.stage1_map(image, mask) if prob is None else prob
+        cands = candidates_from_map(prob.cpu().numpy(), self.threshold, self.connectivity)
+        centres = np.asarray(cands.centres, int).reshape(-1, 3)
+        stage1 = torch.as_tensor(cands.scores, dtype=torch.float32, device=image.device)
+        score = self.stage2_scores(image, centres) if len(self.stage2) else stage1
+        table = [
+            torch.as_tensor(centres, dtype=torch.float32, device=image.device).reshape(-1, 3),
+            score.float().reshape(-1, 1),
+            stage1.reshape(-1, 1),
+            torch.as_tensor(cands.sizes, dtype=torch.float32, device=image.device).reshape(-1, 1),
+        ]
+        return torch.cat(table, 1)
+
+    @torch.no_grad()
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        image = image.as_tensor() if hasattr(image, "as_tensor") else image  # plain tensors: no metadata tracking
+        mask = mask.as_tensor() if hasattr(mask, "as_tensor") else mask
+        if image.ndim != 5:
+            raise ValueError(f"expected image (B, C, H, W, D), got shape {tuple(image.shape)}")
+        if mask is not None and mask.shape[2:] != image.shape[2:]:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match image shape {tuple(image.shape)}")
+        tables = [self.detect(image[b], None if mask is None else mask[b]) for b in range(image.shape[0])]
+        n = max(len(t) for t in tables)
+        out = torch.full((len(tables), n, len(TABLE_COLUMNS)), float("nan"), device=image.device)
+        for b, t in enumerate(tables):
+            out[b, : len(t)] = t
+        return out

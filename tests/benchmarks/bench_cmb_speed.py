@@ -1,0 +1,140 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Speed benchmark of the two-stage microbleed detector on a 512 x 512 x 150 scan (issue 4; not a test).
+
+    python tests/benchmarks/bench_cmb_speed.py --checkpoint runs/cmb/models/cmb_detector.pt [--out /tmp/cmb_speed]
+
+Simulates one microbleed subject on a fine grid (0.31 x 0.38 x 1.07 mm, so the head fills the field of view: a
+pessimistic case, since the brain's bounding box is what the detector computes) and pads it to 512 x 512 x 150.
+Then, in this one process on this machine's threads:
+
+* preprocessing (N4 + histogram peak) time;
+* whole-scan detection (both U-Nets on tiles, candidates, both CNNs) time and the process's peak resident memory;
+* on one cropped brain region, stage 1 with tiles vs the paper's 20 x 20 x 16 windows at stride 3, timed on the
+  same region; their ratio, and the whole-scan time that ratio implies for the windows.
+
+The detector comes from ``--checkpoint`` (trained weights matter: the candidate count drives stage 2) built by the
+inference config, so the networks are those of ``configs/cmb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+SHAPE = (512, 512, 150)
+SPACING = (0.31, 0.38, 1.07)
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _volume(out: Path):
+    import nibabel as nib
+
+    from bundle.data.synth.cohort import generate_subject
+
+    entry = generate_subject("cmb", 0, out, seed=7, spacing=SPACING)
+    vols = {}
+    for key in ("image", "mask", "label"):
+        path = entry[key][0] if isinstance(entry[key], list) else entry[key]
+        img = nib.load(str(out / path))
+        arr = np.asarray(img.dataobj, dtype=np.float32)
+        padded = np.zeros(SHAPE, np.float32)
+        sl = tuple(slice(0, min(a, b)) for a, b in zip(arr.shape, SHAPE))
+        padded[sl] = arr[sl]
+        vols[key] = padded
+    return vols, img.affine, entry
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", default="/tmp/cmb_speed")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    t = time.time()
+    vols, affine, entry = _volume(out)
+    sim_s = time.time() - t
+    base_mib = _peak_mib()
+
+    from monai.bundle import ConfigParser
+
+    from bundle.transforms import HistogramPeakNormalize, N4BiasFieldCorrection
+
+    image, mask = vols["image"][None], vols["mask"][None]
+    t = time.time()
+    image = N4BiasFieldCorrection()(image, mask)
+    image = HistogramPeakNormalize()(image, mask)
+    pre_s = time.time() - t
+
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "configs" / c) for c in ("common.yaml", "cmb/train.yaml", "cmb/inference.yaml")])
+    parser.update({"bundle_root": str(REPO), "device": "cpu"})
+    det = parser.get_parsed_content("network_def")
+    det.load_state_dict(torch.load(a.checkpoint, map_location="cpu", weights_only=True))
+    det.eval()
+    x = torch.as_tensor(np.asarray(image, np.float32))[None]
+    m = torch.as_tensor(mask)[None]
+    t = time.time()
+    with torch.no_grad():
+        table = det(x, m)[0]
+    det_s = time.time() - t
+    table = table[torch.isfinite(table[:, 3])]
+    peak = _peak_mib()
+    t = time.time()
+    with torch.no_grad():
+        det.stage1_map(x[0], m[0])
+    stage1_s = time.time() - t
+
+    # tiles vs the paper's stride-3 windows on one cropped region inside the brain
+    nz = np.argwhere(vols["mask"] > 0)
+    c = ((nz.min(0) + nz.max(0)) // 2).astype(int)
+    size = np.array([96, 96, 48])
+    lo = c - size // 2
+    crop = x[0, :, lo[0] : lo[0] + size[0], lo[1] : lo[1] + size[1], lo[2] : lo[2] + size[2]]
+    times = {}
+    for mode in ("tiles", "windows"):
+        det.stage1_mode = mode
+        t = time.time()
+        with torch.no_grad():
+            det.stage1_map(crop)
+        times[mode] = time.time() - t
+    det.stage1_mode = "tiles"
+    ratio = times["windows"] / times["tiles"]
+    result = {
+        "shape": list(SHAPE),
+        "spacing_mm": list(SPACING),
+        "threads": torch.get_num_threads(),
+        "brain_bbox_voxels": int(np.prod(nz.max(0) - nz.min(0) + 1)),
+        "simulation_seconds": round(sim_s, 1),
+        "preprocessing_seconds": round(pre_s, 1),
+        "detection_seconds": round(det_s, 1),
+        "preprocessing_plus_detection_seconds": round(pre_s + det_s, 1),
+        "peak_rss_mib_after_simulation": round(base_mib),
+        "peak_rss_mib": round(peak),
+        "candidates": int(len(table)),
+        "detections_score_ge_0.5": int((table[:, 3] >= 0.5).sum()),
+        "region": [int(s) for s in size],
+        "region_stage1_seconds": {k: round(v, 2) for k, v in times.items()},
+        "windows_over_tiles_ratio": round(ratio, 1),
+        "whole_scan_stage1_tiles_seconds": round(stage1_s, 1),
+        "implied_whole_scan_stage1_windows_seconds": round(ratio * stage1_s, 0),
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Window sampling of the two-stage detector: padded crops, object centres, window kinds, targets, augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import sphere
+
+from bundle.transforms import RandWindowsd, crop_padded, object_centres
+
+
+def test_crop_padded_matches_a_padded_slice():
+    rng = np.random.default_rng(0)
+    vol = rng.random((2, 9, 8, 7)).astype(np.float32)
+    padded = np.pad(vol, ((0, 0), (5, 5), (5, 5), (5, 5)), constant_values=-1)
+    for start in ([-3, 2, 4], [0, 0, 0], [6, -5, 5], [-10, -10, -10]):
+        got = crop_padded(vol, start, (5, 4, 6), value=-1)
+        s = np.asarray(start) + 5
+        want = padded[:, s[0] : s[0] + 5, s[1] : s[1] + 4, s[2] : s[2] + 6] if s.min() >= 0 else None
+        if want is not None:
+            np.testing.assert_array_equal(got, want)
+        else:
+            assert (got == -1).all()
+    assert crop_padded(vol, [-3, 2, 4], (5, 4, 6)).shape == (2, 5, 4, 6)
+
+
+def test_object_centres_lie_inside_their_objects():
+    label = np.zeros((30, 30, 30), np.int16)
+    label[sphere(label.shape, (5, 6, 7), 2)] = 1
+    ring = sphere(label.shape, (20, 20, 20), 6) & ~sphere(label.shape, (20, 20, 20), 4)  # centre of mass outside
+    label[ring] = 2
+    c = object_centres(label[None])
+    assert c.tolist()[0] == [5, 6, 7]
+    assert label[tuple(c[1])] == 2
+    assert object_centres(np.zeros((4, 4, 4))).shape == (0, 3)
+
+
+def _entry(with_objects=True, mimics=()):
+    shape = (40, 40, 30)
+    label = np.zeros(shape, np.int16)
+    centres = np.zeros((0, 3), int)
+    if with_objects:
+        label[sphere(shape, (10, 12, 14), 1)] = 1
+        label[sphere(shape, (30, 28, 15), 2)] = 2
+        centres = object_centres(label)
+    mask = np.zeros(shape, np.int16)
+    mask[5:35, 5:35, 5:25] = 1
+    image = np.random.default_rng(1).random(shape).astype(np.float32)
+    return {
+        "image": image[None],
+        "label": label[None],
+        "mask": mask[None],
+        "centres": centres,
+        "mined_mimics": np.asarray(mimics, int).reshape(-1, 3),
+        "subject": "s1",
+        "lesions": [{"id": 1}, {"id": 2}],  # must not travel into the windows (would not collate)
+    }
+
+
+def test_windows_are_centred_on_objects_with_small_shifts():
+    d = _entry()
+    t = RandWindowsd(["image", "label"], (20, 20, 16), num_samples=200, ratios=(1, 0, 0), max_shift=1)
+    t.set_random_state(0)
+    draws = t.randomize(d)
+    offsets = np.array([c - d["centres"][np.argmin(np.abs(d["centres"] - c).sum(1))] for _, c, _, _ in draws])
+    assert np.abs(offsets).max() == 1 and set(np.unique(offsets)) == {-1, 0, 1}
+    t.set_random_state(0)
+    wins = t(d)
+    assert all(w["kind"] == "positive" and int(w["target"]) == 1 for w in wins)
+    assert set(wins[0]) == {"image", "label", "target", "kind", "subject"}
+    assert wins[0]["image"].shape == (1, 20, 20, 16) and wins[0]["label"].dtype.is_floating_point
+    assert all(w["label"][0, 9:12, 9:12, 7:10].sum() > 0 for w in wins)  # the object sits at the centre
+
+
+def test_window_kinds_follow_the_ratios_and_mimics_are_negatives():
+    d = _entry(mimics=[[20, 20, 10], [25, 8, 12]])
+    t = RandWindowsd(["image"], (20, 20, 16), num_samples=3000, ratios=(1, 1, 2), target_key="label")
+    t.set_random_state(1)
+    wins = t(d)
+    kinds = np.array([w["kind"] for w in wins])
+    frac = [np.mean(kinds == k) for k in RandWindowsd.KINDS]
+    np.testing.assert_allclose(frac, [0.25, 0.25, 0.5], atol=0.03)
+    targets = np.array([int(w["label"]) for w in wins])
+    assert (targets[kinds == "positive"] == 1).all() and (targets[kinds == "mimic"] == 0).all()
+    rnd = [w for w in wins if w["kind"] == "random"]
+    assert 0 < np.mean([int(w["label"]) for w in rnd]) < 0.05  # random windows rarely hit the two small objects
+
+
+def test_random_windows_stay_in_the_mask_and_scans_without_objects_work():
+    d = _entry(with_objects=False)
+    t = RandWindowsd(["image", "label"], (20, 20, 16), num_samples=500, ratios=(1, 1, 1))
+    t.set_random_state(2)
+    draws = t.randomize(d)
+    assert {k for k, *_ in draws} == {"random"}  # no objects, no mimics: random windows only
+    assert all(d["mask"][0][tuple(c)] for _, c, _, _ in draws)
+    assert all(int(w["target"]) == 0 for w in t(d))
+
+
+def test_augmentation_flips_and_rotates_the_window():
+    d = _entry()
+    plain = RandWindowsd(["image"], (20, 20, 16), num_samples=1, ratios=(1, 0, 0), max_shift=0)
+    aug = RandWindowsd(["image"], (20, 20, 16), num_samples=200, ratios=(1, 0, 0), max_shift=0, augment=True)
+    plain.set_random_state(3)
+    aug.set_random_state(3)
+    ref = plain(d)[0]["image"].numpy()
+    variants = {w["image"].numpy().tobytes() for w in aug(d) if w["subject"]}
+    variants_ref = set()
+    for obj in range(2):
+        d2 = dict(d, centres=d["centres"][obj : obj + 1])
+        plain.set_random_state(3)
+        base = plain(d2)[0]["image"].numpy()
+        for k in range(4):
+            for flips in np.ndindex(2, 2, 2):
+                axes = tuple(1 + np.flatnonzero(flips))
+                variants_ref.add(np.ascontiguousarray(np.rot90(np.flip(base, axes), k, (1, 2))).tobytes())
+    # 8 flip patterns x 4 quarter turns give 16 distinct windows per object (a half turn is two flips)
+    assert variants <= variants_ref and len(variants_ref) == 32 and len(variants) >= 28
+    assert ref.shape == (1, 20, 20, 16)
+
+
+def test_bad_ratios_are_rejected():
+    with pytest.raises(ValueError, match="ratios"):
+        RandWindowsd(["image"], ratios=(1, 1))
+    with pytest.raises(ValueError, match="ratios"):
+        RandWindowsd(["image"], ratios=(0, 0, 0))
