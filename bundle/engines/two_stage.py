@@ -29,8 +29,7 @@ from monai.data.utils import affine_to_spacing
 
 from ..data.io import atomic_path, write_json
 from ..inference.candidates import candidates_from_map
-from ..inference.detections import detection_rows, write_detections
-from ..metrics.objects import Objects, objects_from_instances
+from ..inference.detections import detection_rows, objects_from_detector_table, write_detections
 from ..utils import as_bool
 from .windows import WindowTraining
 
@@ -141,25 +140,16 @@ class TwoStageTraining:
         touches = np.zeros(len(cands), bool)
         hit_ids = np.unique(cands.instance[label > 0])
         touches[hit_ids[hit_ids > 0] - 1] = True
-        ref = objects_from_instances(label.astype(np.int64), spacing)
-        if len(ref):
-            d = np.linalg.norm((cands.centres[:, None] - ref.centres[None]) * spacing, axis=2).min(1)
+        centres = np.asarray(entry["centres"], float).reshape(-1, 3)  # stored once by ObjectCentresd
+        if len(centres):
+            d = np.linalg.norm((cands.centres[:, None] - centres[None]) * spacing, axis=2).min(1)
             touches |= d < self.mimic_clearance_mm
         keep = ~touches
         return cands.centres[keep].astype(int), cands.scores[keep]
 
-    def _rows(self, entry: dict, table: torch.Tensor, score_column: int) -> list[dict]:
-        image = entry["image"]
-        affine = np.asarray(image.affine, float)
-        t = table.detach().cpu().numpy().reshape(-1, 6)
-        objs = Objects(
-            centres=t[:, :3],
-            sizes=t[:, 5],
-            scores=t[:, score_column],
-            labels=np.full(len(t), "cmb", dtype=object),
-            instance=None,
-            spacing=np.asarray(affine_to_spacing(affine), float),
-        )
+    def _rows(self, entry: dict, table: torch.Tensor) -> list[dict]:
+        affine = np.asarray(entry["image"].affine, float)
+        objs = objects_from_detector_table(table, affine_to_spacing(affine), label="cmb")
         return detection_rows(str(entry["subject"]), objs, affine)
 
     def _detector(self, stage1, stage2=()):
@@ -194,7 +184,7 @@ class TwoStageTraining:
                     table = det.detect(image, mask, prob)
                 vox, scores = self._mimics(entry, prob.cpu().numpy())
                 write_mimics(mimic_dir / f"{ids[i]}_mimics.csv", ids[i], vox, entry["image"].affine, scores, f)
-                stage1_rows += self._rows(entry, table, 3)
+                stage1_rows += self._rows(entry, table)
                 logger.info("fold %d, %s: %d stage-1 candidates, %d mimics mined", f, ids[i], len(table), len(vox))
         for s in subjects:
             s[self.mimics_key] = read_mimics(mimic_dir / f"{s['subject']}_mimics.csv")
@@ -222,7 +212,7 @@ class TwoStageTraining:
             for i in held:
                 with torch.no_grad():
                     table = det.detect(self._volume(subjects[i], "image"), self._volume(subjects[i], "mask"))
-                rows += self._rows(subjects[i], table, 3)
+                rows += self._rows(subjects[i], table)
         write_detections(stage1_rows, cv / "stage1_detections.csv")
         write_detections(rows, cv / "detections.csv")
         datalist = self.datalist

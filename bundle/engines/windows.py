@@ -17,7 +17,6 @@ import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.handlers import StatsHandler, TensorBoardStatsHandler, from_engine
-from monai.transforms import Compose
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -30,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 class WindowStream(IterableDataset):
-    """Endless stream of windows: draw a subject uniformly, draw windows from it with ``sampler``, augment each.
+    """Endless stream of windows: draw a subject uniformly, draw windows from it with ``sampler``.
 
     One window per subject draw (``sampler.num_samples`` windows if larger), so a batch mixes subjects.
 
@@ -38,26 +37,21 @@ class WindowStream(IterableDataset):
         subjects: preprocessed entries (dicts of volumes) the sampler accepts.
         sampler: a MONAI randomizable transform returning a list of window dicts (e.g.
             :class:`bundle.transforms.RandWindowsd`).
-        augmentation: transform applied to each window (e.g. flips and 90-degree rotations), or None.
-        seed: seed of the subject draws, the sampler and the augmentation.
+        seed: seed of the subject draws and the sampler (which also augments, see ``RandWindowsd``).
     """
 
-    def __init__(
-        self, subjects: Sequence[dict], sampler: Callable, augmentation: Callable | None = None, seed: int = 0
-    ):
+    def __init__(self, subjects: Sequence[dict], sampler: Callable, seed: int = 0):
         if not len(subjects):
             raise ValueError("no subjects to draw windows from")
-        self.subjects, self.sampler, self.augmentation, self.seed = list(subjects), sampler, augmentation, seed
+        self.subjects, self.sampler, self.seed = list(subjects), sampler, seed
 
     def __iter__(self):
         rng = np.random.RandomState(self.seed)
-        for t in (self.sampler, self.augmentation):
-            if hasattr(t, "set_random_state"):
-                t.set_random_state(seed=int(rng.randint(2**31)))
+        if hasattr(self.sampler, "set_random_state"):
+            self.sampler.set_random_state(seed=int(rng.randint(2**31)))
         while True:
             subject = self.subjects[rng.randint(len(self.subjects))]
-            for window in self.sampler(subject):
-                yield self.augmentation(window) if self.augmentation is not None else window
+            yield from self.sampler(subject)
 
 
 class WindowTraining:
@@ -80,7 +74,6 @@ class WindowTraining:
         batch_size: windows per step (the paper's ensemble members use 20 and 30).
         iterations: training steps.
         output_dir: run folder (``checkpoints/``, ``tensorboard/``).
-        augmentation: list of transforms or a ``Compose`` applied to each window (None: the sampler augments).
         device: torch device.
         amp: mixed precision (only used on CUDA).
         seed: random seed of the window stream and the weight initialisation.
@@ -99,7 +92,6 @@ class WindowTraining:
         batch_size: int,
         iterations: int,
         output_dir: str | os.PathLike,
-        augmentation: Sequence[Callable] | Callable | None = None,
         device: str | torch.device = "cpu",
         amp: bool = False,
         seed: int = 0,
@@ -111,7 +103,6 @@ class WindowTraining:
             raise ValueError(f"{name}: batch_size must be >= 1 and iterations >= 0, got {batch_size}, {iterations}")
         self.name, self.network_def, self.optimizer, self.loss_function = name, network_def, optimizer, loss_function
         self.sampler = sampler
-        self.augmentation = Compose(augmentation) if isinstance(augmentation, (list, tuple)) else augmentation
         self.batch_size, self.iterations = int(batch_size), int(iterations)
         self.output_dir, self.device = Path(output_dir), torch.device(device)
         self.amp = as_bool(amp, "amp") and self.device.type == "cuda"
@@ -134,7 +125,7 @@ class WindowTraining:
             net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
             logger.info("%s: loaded the finished network %s", tag, path)
             return net.eval()
-        stream = WindowStream(subjects, self.sampler, self.augmentation, seed=self.seed)
+        stream = WindowStream(subjects, self.sampler, seed=self.seed)
         loader = DataLoader(stream, batch_size=self.batch_size, num_workers=0)
         trainer = SupervisedTrainer(
             device=self.device,

@@ -11,8 +11,8 @@ from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
 
 from ..data.io import write_nifti
-from ..inference.detections import detection_rows, write_detections
-from ..metrics.objects import Objects, objects_from_map
+from ..inference.detections import detection_rows, objects_from_detector_table, write_detections
+from ..metrics.objects import objects_from_map
 
 __all__ = ["DetectionsWriter"]
 
@@ -77,11 +77,9 @@ class DetectionsWriter:
             spacing = affine_to_spacing(affine)
             subject = str(batch.get("subject", Path(str(image.meta.get("filename_or_obj", "image"))).name))
             if self.pred_format == "table":
-                t = output["pred"].detach().float().cpu().numpy().reshape(-1, output["pred"].shape[-1])
-                score = t[:, self.score_column]
-                keep = np.isfinite(score) & (score >= self.threshold)  # NaN rows pad a batch's shorter tables
-                t, score = t[keep], score[keep]
-                objs = Objects(t[:, :3], t[:, 5], score, np.full(len(t), self.label, object), None, spacing)
+                objs = objects_from_detector_table(
+                    output["pred"], spacing, self.score_column, self.label, min_score=self.threshold
+                )
                 self.rows += detection_rows(subject, objs, affine)
                 continue
             prob = output["pred"][self.pred_channel].detach().float().cpu().numpy()

@@ -4,13 +4,23 @@
 from __future__ import annotations
 
 from .candidates import candidates_from_map
-from .detections import COLUMNS, DetectionTableError, detection_rows, read_detections, write_detections
+from .detections import (
+    COLUMNS,
+    TABLE_COLUMNS,
+    DetectionTableError,
+    detection_rows,
+    objects_from_detector_table,
+    read_detections,
+    write_detections,
+)
 
 __all__ = [
     "candidates_from_map",
     "COLUMNS",
+    "TABLE_COLUMNS",
     "DetectionTableError",
     "detection_rows",
+    "objects_from_detector_table",
     "read_detections",
     "write_detections",
 ]

@@ -19,9 +19,19 @@ import numpy as np
 from ..data.io import atomic_path
 from ..metrics.objects import Objects
 
-__all__ = ["COLUMNS", "DetectionTableError", "detection_rows", "read_detections", "write_detections"]
+__all__ = [
+    "COLUMNS",
+    "TABLE_COLUMNS",
+    "DetectionTableError",
+    "detection_rows",
+    "objects_from_detector_table",
+    "read_detections",
+    "write_detections",
+]
 
 COLUMNS = ("subject", "lesion_id", "label", "score", "x", "y", "z", "i", "j", "k", "diameter_mm", "volume_mm3")
+#: columns of the (N, 6) candidate table a point detector returns (e.g. :class:`bundle.networks.TwoStageCMBDetector`)
+TABLE_COLUMNS = ("i", "j", "k", "score", "stage1_score", "size_voxels")
 _NUMERIC = ("score", "x", "y", "z", "i", "j", "k", "diameter_mm", "volume_mm3")
 
 
@@ -64,6 +74,28 @@ def detection_rows(
             row.update({f"p_{c}": round(float(p), 6) for c, p in zip(classes, class_probs[n])})
         rows.append(row)
     return rows
+
+
+def objects_from_detector_table(
+    table, spacing, score_column: int = 3, label: str = "", min_score: float | None = None
+) -> Objects:
+    """Objects of a detector's (N, 6) table (:data:`TABLE_COLUMNS`; NaN rows are batch padding and are dropped).
+
+    Args:
+        table: array or tensor; voxel centres in columns 0-2, sizes in column 5.
+        spacing: voxel size (mm) of the input grid.
+        score_column: column used as the score (3: the detector's score, 4: its stage-1 score).
+        label: class name of every object.
+        min_score: keep rows with ``score >= min_score`` only.
+    """
+    t = table.detach().float().cpu().numpy() if hasattr(table, "detach") else np.asarray(table, float)
+    t = t.reshape(-1, len(TABLE_COLUMNS))
+    score = t[:, score_column]
+    keep = np.isfinite(score) & (score >= (min_score if min_score is not None else -np.inf))
+    t = t[keep]
+    return Objects(
+        t[:, :3], t[:, 5], t[:, score_column], np.full(len(t), label, object), None, np.asarray(spacing, float)
+    )
 
 
 def write_detections(rows: list[dict], path: str | os.PathLike, classes: Sequence[str] = ()) -> Path:

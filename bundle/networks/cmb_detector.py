@@ -15,12 +15,10 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from ..inference.candidates import candidates_from_map
+from ..inference.detections import TABLE_COLUMNS
 from ..transforms.sampling import crop_padded
 
 __all__ = ["TABLE_COLUMNS", "TwoStageCMBDetector", "stride_overlap"]
-
-#: columns of each per-scan tensor returned by :meth:`TwoStageCMBDetector.forward`
-TABLE_COLUMNS = ("i", "j", "k", "score", "stage1_score", "size_voxels")
 
 
 def stride_overlap(window: Sequence[int], stride: int) -> tuple[float, ...]:

@@ -64,7 +64,7 @@ def _volume(out: Path):
     if not (out / "scan512_label.nii.gz").exists():
         subprocess.run([sys.executable, __file__, "--simulate_only", "--out", str(out)], check=True, cwd=REPO)
     vols = {k: nib.load(str(out / f"scan512_{k}.nii.gz")) for k in ("image", "mask", "label")}
-    return {k: np.asarray(v.dataobj, dtype=np.float32) for k, v in vols.items()}, vols["image"].affine, None
+    return {k: np.asarray(v.dataobj, dtype=np.float32) for k, v in vols.items()}, vols["image"].affine
 
 
 def main() -> None:
@@ -82,7 +82,7 @@ def main() -> None:
     if not a.checkpoint:
         p.error("--checkpoint is required")
     t = time.time()
-    vols, affine, entry = _volume(out)
+    vols, affine = _volume(out)
     load_s = time.time() - t
     base_mib = _peak_mib()
 

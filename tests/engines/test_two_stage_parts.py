@@ -10,6 +10,7 @@ from conftest import sphere
 from monai.data import MetaTensor
 
 from bundle.engines import TwoStageTraining, leave_k_out, read_mimics, write_mimics
+from bundle.transforms import object_centres
 from bundle.utils import as_bool
 
 
@@ -60,7 +61,11 @@ def test_mined_mimics_exclude_microbleeds():
     prob[30, 30, 10] = 0.6
     prob[30, 10, 10] = 0.1  # below the mining threshold
     affine = np.eye(4)
-    entry = {"image": MetaTensor(torch.zeros(1, *shape), affine=torch.as_tensor(affine)), "label": label[None]}
+    entry = {
+        "image": MetaTensor(torch.zeros(1, *shape), affine=torch.as_tensor(affine)),
+        "label": label[None],
+        "centres": object_centres(label),
+    }
     miner = TwoStageTraining([], [], [], None, "unused", mining_threshold=0.15)
     vox, scores = miner._mimics(entry, prob)
     assert vox.tolist() == [[30, 30, 10]] and scores.tolist() == pytest.approx([0.6])

@@ -43,3 +43,18 @@ def test_bad_tables(tmp_path):
         read_detections(tmp_path / "b.csv")
     with pytest.raises(FileNotFoundError, match="detections table .*c.csv does not exist"):
         read_detections(tmp_path / "c.csv")
+
+
+def test_objects_from_detector_table_drops_padding_and_low_scores():
+    import torch
+
+    from bundle.inference import TABLE_COLUMNS, objects_from_detector_table
+
+    nan = float("nan")
+    table = torch.tensor([[1, 2, 3, 0.9, 0.5, 4], [5, 6, 7, 0.3, 0.8, 2], [nan] * 6])
+    assert len(TABLE_COLUMNS) == table.shape[1]
+    objs = objects_from_detector_table(table, (0.5, 0.5, 2.0), label="cmb")
+    assert objs.centres.tolist() == [[1, 2, 3], [5, 6, 7]] and objs.scores.tolist() == pytest.approx([0.9, 0.3])
+    assert objs.sizes.tolist() == [4, 2] and list(objs.labels) == ["cmb", "cmb"] and objs.instance is None
+    stage1 = objects_from_detector_table(table, (1, 1, 1), score_column=4, min_score=0.6)
+    assert stage1.centres.tolist() == [[5, 6, 7]] and stage1.scores.tolist() == pytest.approx([0.8])
