@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
 
 from ..data.io import write_nifti
-from ..inference.detections import detection_rows, objects_from_detector_table, write_detections
+from ..inference.detections import detection_rows, objects_from_detector_table, rcnn_rows, write_detections
 from ..metrics.objects import objects_from_map
 
-__all__ = ["DetectionsWriter"]
+__all__ = ["DetectionsWriter", "box_map"]
 
 
 class DetectionsWriter:
@@ -39,6 +40,12 @@ class DetectionsWriter:
             size in voxels), e.g. from :class:`bundle.networks.TwoStageCMBDetector`; rows with ``score <
             threshold`` are dropped.
         score_column: ``table`` column written as the score (3: the detector's score; 4: its stage-1 score).
+            ``rcnn``: ``pred`` is a multirater RCNN table (columns ``columns``, see
+            :func:`bundle.networks.rcnn_columns`); rows get the class probabilities and the rater heads' answers
+            (:func:`bundle.inference.rcnn_rows`), and with ``save_maps`` each subject's written boxes are saved as
+            an instance map ``output_dir/maps/<subject>_boxes.nii.gz`` (box of row ``lesion_id`` filled with that
+            id, better scores drawn last) on the input grid.
+        columns: column names of an ``rcnn`` table.
     """
 
     def __init__(
@@ -52,10 +59,14 @@ class DetectionsWriter:
         save_maps: bool = True,
         pred_format: str = "map",
         score_column: int = 3,
+        columns: Sequence[str] = (),
     ) -> None:
         self.score_column = int(score_column)
-        if pred_format not in ("map", "table"):
-            raise ValueError(f"pred_format must be 'map' or 'table', got {pred_format!r}")
+        if pred_format not in ("map", "table", "rcnn"):
+            raise ValueError(f"pred_format must be 'map', 'table' or 'rcnn', got {pred_format!r}")
+        self.columns = tuple(columns)
+        if pred_format == "rcnn" and not {"i", "j", "k", "score", "scale", "p_nothing"} <= set(self.columns):
+            raise ValueError(f"pred_format 'rcnn' needs the detector's columns, got {self.columns}")
         self.pred_format = pred_format
         self.path = Path(output_dir) / "detections.csv"
         self.threshold, self.connectivity, self.min_voxels = threshold, connectivity, min_voxels
@@ -76,6 +87,15 @@ class DetectionsWriter:
             affine = np.asarray(image.affine, float)
             spacing = affine_to_spacing(affine)
             subject = str(batch.get("subject", Path(str(image.meta.get("filename_or_obj", "image"))).name))
+            if self.pred_format == "rcnn":
+                rows = rcnn_rows(subject, output["pred"], self.columns, affine, min_score=self.threshold)
+                self.rows += rows
+                if self.save_maps:
+                    shape = tuple(image.shape[-3:])
+                    write_nifti(
+                        box_map(rows, shape, spacing), affine, self.path.parent / "maps" / f"{subject}_boxes.nii.gz"
+                    )
+                continue
             if self.pred_format == "table":
                 objs = objects_from_detector_table(
                     output["pred"], spacing, self.score_column, self.label, min_score=self.threshold
@@ -90,4 +110,24 @@ class DetectionsWriter:
                 write_nifti(prob, affine, self.path.parent / "maps" / f"{subject}_prob.nii.gz")
 
     def _write(self, engine: Engine) -> None:
-        write_detections(self.rows, self.path)
+        if self.pred_format == "rcnn":
+            from ..transforms.rcnn import RCNN_CHOICES
+
+            raters = [c for c in self.columns if c.startswith("rater")]
+            write_detections(self.rows, self.path, RCNN_CHOICES, raters)
+        else:
+            write_detections(self.rows, self.path)
+
+
+def box_map(rows: list[dict], shape: Sequence[int], spacing) -> np.ndarray:
+    """int16 instance map of detection boxes: the cube of side ``diameter_mm`` around each row's (i, j, k), filled
+    with its ``lesion_id``; rows are drawn from the lowest score up so the best box wins where boxes overlap."""
+    out = np.zeros(tuple(shape), np.int16)
+    spacing = np.asarray(spacing, float)
+    for row in sorted(rows, key=lambda r: r["score"]):
+        c = np.array([row["i"], row["j"], row["k"]], float)
+        half = np.floor(row["diameter_mm"] / spacing / 2.0)
+        lo = np.clip(np.round(c - half), 0, np.asarray(shape) - 1).astype(int)
+        hi = np.clip(np.round(c + half) + 1, 1, shape).astype(int)
+        out[tuple(slice(a, b) for a, b in zip(lo, hi))] = int(row["lesion_id"])
+    return out

@@ -10,6 +10,7 @@ from .detections import (
     DetectionTableError,
     detection_rows,
     objects_from_detector_table,
+    rcnn_rows,
     read_detections,
     write_detections,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "DetectionTableError",
     "detection_rows",
     "objects_from_detector_table",
+    "rcnn_rows",
     "read_detections",
     "write_detections",
 ]

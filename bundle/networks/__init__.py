@@ -5,5 +5,17 @@ from __future__ import annotations
 
 from .cmb_detector import TABLE_COLUMNS, TwoStageCMBDetector, stride_overlap
 from .mimic_cnn import MimicCNN
+from .rcnn import MultiraterRCNN, RefinementHead, RPNHead, crop_boxes, highresnet_layers, rcnn_columns
 
-__all__ = ["MimicCNN", "TABLE_COLUMNS", "TwoStageCMBDetector", "stride_overlap"]
+__all__ = [
+    "MimicCNN",
+    "MultiraterRCNN",
+    "RPNHead",
+    "RefinementHead",
+    "TABLE_COLUMNS",
+    "TwoStageCMBDetector",
+    "crop_boxes",
+    "highresnet_layers",
+    "rcnn_columns",
+    "stride_overlap",
+]

@@ -13,6 +13,18 @@ from .array import (
     histogram_peak,
 )
 from .dictionary import HistogramPeakNormalized, N4BiasFieldCorrectiond, SoftROIMaskd, TrimRescaled, WhiteMatterZScored
+from .rcnn import (
+    OBJECT_COLUMNS,
+    RCNN_CHOICES,
+    ObjectTabled,
+    RPNTargetsd,
+    SamplingWeightsd,
+    SignedDistanced,
+    object_table,
+    rpn_targets,
+    sampling_weights,
+    signed_distance,
+)
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
 __all__ = [
@@ -20,6 +32,16 @@ __all__ = [
     "HistogramPeakNormalized",
     "N4BiasFieldCorrection",
     "N4BiasFieldCorrectiond",
+    "OBJECT_COLUMNS",
+    "ObjectTabled",
+    "RCNN_CHOICES",
+    "RPNTargetsd",
+    "SamplingWeightsd",
+    "SignedDistanced",
+    "object_table",
+    "rpn_targets",
+    "sampling_weights",
+    "signed_distance",
     "ObjectCentresd",
     "RandCropAroundObjectd",
     "RandWindowsd",

@@ -58,3 +58,29 @@ def test_objects_from_detector_table_drops_padding_and_low_scores():
     assert objs.sizes.tolist() == [4, 2] and list(objs.labels) == ["cmb", "cmb"] and objs.instance is None
     stage1 = objects_from_detector_table(table, (1, 1, 1), score_column=4, min_score=0.6)
     assert stage1.centres.tolist() == [[5, 6, 7]] and stage1.scores.tolist() == pytest.approx([0.8])
+
+
+def test_rcnn_rows_carry_class_probabilities_and_rater_answers():
+    import torch
+
+    from bundle.handlers.detections_writer import box_map
+    from bundle.inference import rcnn_rows
+    from bundle.networks import rcnn_columns
+
+    cols = rcnn_columns(2)
+    table = torch.full((3, len(cols)), float("nan"))
+    table[0] = torch.tensor([4.0, 5, 6, 0.8, 0.2, 0.5, 0.2, 0.1, 3.0, 0.9, 1, 3])
+    table[1] = torch.tensor([10.0, 10, 10, 0.3, 0.7, 0.1, 0.15, 0.05, 1.0, 0.4, 0, 2])
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    rows = rcnn_rows("s", table, cols, affine)  # the NaN row is padding
+    assert len(rows) == 2
+    r = rows[0]
+    assert r["label"] == "lacune" and r["score"] == pytest.approx(0.8) and (r["x"], r["y"], r["z"]) == (8.0, 10.0, 12.0)
+    assert (r["p_nothing"], r["p_lacune"], r["p_epvs"], r["p_undecided"]) == pytest.approx((0.2, 0.5, 0.2, 0.1))
+    assert (r["rater1"], r["rater2"]) == ("lacune", "undecided")
+    assert r["diameter_mm"] == pytest.approx(6.0)  # 3 voxels of 2 mm
+    assert rows[1]["label"] == "epvs" and rows[1]["rater1"] == "nothing"
+    assert [x["lesion_id"] for x in rcnn_rows("s", table, cols, affine, min_score=0.5)] == [1]
+    boxes = box_map(rows, (12, 12, 12), (2.0, 2.0, 2.0))
+    assert np.argwhere(boxes == 1).min(0).tolist() == [3, 4, 5] and np.argwhere(boxes == 1).max(0).tolist() == [5, 6, 7]
+    assert np.argwhere(boxes == 2).tolist() == [[10, 10, 10]]

@@ -1,0 +1,376 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The multirater 3D RCNN (Sudre et al., MIDL 2019) as one module: HighResNet backbone regressing a distance map,
+an anchor-free voxel-wise region proposal head, and a refinement head on un-resampled box features with one
+extra classifier per rater (``docs/rcnn.md``).
+
+Training mode, ``forward(image, boxes)``: dense outputs of one patch batch (distance map, proposal logits and
+regression) and, when the refinement head is being trained, its outputs on proposals (the proposal head's best
+voxels plus jittered ground-truth boxes). Evaluation mode, ``forward(image, mask=None)``: the detections table
+(B, N, len(columns)) padded with NaN rows, from patches of the training size.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import HighResNet
+from torch import nn
+
+__all__ = ["MultiraterRCNN", "RPNHead", "RefinementHead", "crop_boxes", "highresnet_layers", "rcnn_columns"]
+
+PARTS = ("backbone", "rpn", "rcn")
+
+
+def highresnet_layers(features: Sequence[int] = (16, 16, 32, 64, 80), repeat: int = 3) -> tuple[dict, ...]:
+    """MONAI ``HighResNet`` layer parameters: a first convolution, three levels of ``repeat`` residual blocks of
+    dilated 3^3 convolutions (dilation 1, 2, 4), a 1^3 convolution, and the output layer.
+
+    Args:
+        features: channels of the first convolution, the three levels and the 1^3 convolution (MONAI's default,
+            the paper's network: 16, 16, 32, 64, 80).
+        repeat: residual blocks per level (3 in MONAI and the paper).
+    """
+    if len(features) != 5 or repeat < 1:
+        raise ValueError(f"features needs 5 channel counts and repeat >= 1, got {features}, {repeat}")
+    f = [int(c) for c in features]
+    return (
+        {"name": "conv_0", "n_features": f[0], "kernel_size": 3},
+        *({"name": f"res_{n + 1}", "n_features": f[n + 1], "kernels": (3, 3), "repeat": int(repeat)} for n in range(3)),
+        {"name": "conv_1", "n_features": f[4], "kernel_size": 1},
+        {"name": "conv_2", "kernel_size": 1},
+    )
+
+
+def rcnn_columns(n_raters: int) -> tuple[str, ...]:
+    """Columns of the detector's table: voxel centre, score (1 - p_nothing), the four class probabilities, box
+    side (voxels), proposal score, then each rater head's answer (index into nothing, lacune, epvs, undecided)."""
+    return (
+        "i", "j", "k", "score", "p_nothing", "p_lacune", "p_epvs", "p_undecided", "scale", "rpn_score",
+        *(f"rater{r + 1}" for r in range(n_raters)),
+    )  # fmt: skip
+
+
+def crop_boxes(
+    features: torch.Tensor, centres: torch.Tensor, halves: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features inside each box, as they are: no resizing, no pooling, no interpolation.
+
+    Box ``p`` holds the voxels within ``halves[p]`` of ``centres[p]`` along every axis (a cube of side
+    ``2 * halves[p] + 1``). All boxes are returned in windows of the largest box's side, zero outside their own
+    box and outside the volume, with the box mask.
+
+    Args:
+        features: (C, H, W, D).
+        centres: (P, 3) integer voxel centres.
+        halves: (P,) non-negative integer half-sides.
+
+    Returns:
+        crops (P, C, w, w, w) and masks (P, 1, w, w, w) with ``w = 2 * max(halves) + 1``.
+    """
+    centres, halves = centres.long(), halves.long().clamp(min=0)
+    n, c = len(centres), features.shape[0]
+    h = int(halves.max()) if n else 0
+    w = 2 * h + 1
+    padded = F.pad(features, (h, h) * 3)
+    grid = (torch.arange(w, device=features.device) - h).abs()
+    crops = features.new_zeros((n, c, w, w, w))
+    masks = features.new_zeros((n, 1, w, w, w))
+    shape = torch.as_tensor(features.shape[1:], device=features.device)
+    for p in range(n):
+        i, j, k = centres[p].clamp(min=torch.zeros_like(shape), max=shape - 1).tolist()
+        inside = grid <= halves[p]
+        m = inside[:, None, None] & inside[None, :, None] & inside[None, None, :]
+        masks[p, 0] = m
+        crops[p] = padded[:, i : i + w, j : j + w, k : k + w] * m
+    return crops, masks
+
+
+class RPNHead(nn.Module):
+    """Anchor-free proposal head applied at every voxel: one shared 3^3 convolution, then a classification branch
+    (2 logits: is this voxel an object's centre of mass) and a regression branch (offset to the nearest centre of
+    mass along i, j, k, and the object's scale), both 1^3 convolutions."""
+
+    def __init__(self, in_channels: int, channels: int = 32) -> None:
+        super().__init__()
+        self.shared = nn.Sequential(nn.Conv3d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.cls = nn.Conv3d(channels, 2, 1)
+        self.reg = nn.Conv3d(channels, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.shared(x)
+        return self.cls(h), self.reg(h)
+
+
+class RefinementHead(nn.Module):
+    """Refinement/classification head on box crops: a convolution of kernel 7, average pooling over the box, a
+    fully connected layer, then the class logits (nothing, lacune, epvs, undecided), one extra fully connected
+    classifier per rater, and the regression of the residual centre offset (3) and a scale correction factor."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int = 32,
+        hidden: int = 64,
+        n_classes: int = 4,
+        n_raters: int = 6,
+        kernel: int = 7,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(in_channels, channels, kernel, padding=kernel // 2)
+        self.fc = nn.Linear(channels, hidden)
+        self.cls = nn.Linear(hidden, n_classes)
+        self.raters = nn.ModuleList(nn.Linear(hidden, n_classes) for _ in range(n_raters))
+        self.reg = nn.Linear(hidden, 4)
+
+    def forward(self, crops: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = F.relu(self.conv(crops))
+        pooled = (y * masks).sum((2, 3, 4)) / masks.sum((2, 3, 4)).clamp(min=1.0)
+        h = F.relu(self.fc(pooled))
+        raters = torch.stack([head(h) for head in self.raters], 1) if len(self.raters) else h.new_zeros((len(h), 0, 4))
+        return self.cls(h), raters, self.reg(h)
+
+
+class MultiraterRCNN(nn.Module):
+    """The whole detector: backbone, proposal head, refinement head (one state dict).
+
+    Args:
+        in_channels: input modalities (T1, T2, FLAIR: 3).
+        layer_params: MONAI ``HighResNet`` layer parameters (its default is the paper's width; the last entry's
+            layer is replaced by a plain 1^3 convolution: MONAI's applies batch norm and ReLU, which cannot
+            regress a signed distance).
+        rpn_channels: channels of the proposal head's shared convolution.
+        rcn_channels, hidden: channels of the refinement head's convolution and its fully connected layer.
+        n_raters: rater heads.
+        max_scale: largest box side (voxels) a proposal may take.
+        box_margin: voxels added around each box before cropping (context for the kernel-7 convolution).
+        score_threshold: proposal score (the head's softmax) a voxel needs to become a candidate (0.25).
+        max_proposals: most proposals per patch (300).
+        nms_mm: detections closer than this (mm) to a better one are dropped.
+        patch_size: inference patch (voxels), the training patch size.
+        patch_margin: voxels of each inference patch's border whose proposals are left to the next patch.
+        train_proposals: proposals per training patch taken from the proposal head for the refinement head
+            (plus as many jittered ground-truth boxes).
+        train_jitter: largest shift (voxels) of the jittered ground-truth boxes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        layer_params: Sequence[dict] | None = None,
+        rpn_channels: int = 32,
+        rcn_channels: int = 32,
+        hidden: int = 64,
+        n_raters: int = 6,
+        max_scale: float = 15.0,
+        box_margin: int = 1,
+        score_threshold: float = 0.25,
+        max_proposals: int = 300,
+        nms_mm: float = 2.0,
+        patch_size: Sequence[int] = (64, 64, 64),
+        patch_margin: int = 8,
+        train_proposals: int = 16,
+        train_jitter: float = 1.0,
+    ) -> None:
+        super().__init__()
+        kwargs = {"layer_params": tuple(layer_params)} if layer_params is not None else {}
+        highres = HighResNet(spatial_dims=3, in_channels=in_channels, out_channels=1, **kwargs)
+        self.backbone = nn.Sequential(*list(highres.blocks)[:-1])
+        feat = int(highres.blocks[-1].conv.in_channels)
+        self.distance_head = nn.Conv3d(feat, 1, 1)
+        self.rpn = RPNHead(feat, rpn_channels)
+        self.rcn = RefinementHead(feat, rcn_channels, hidden, 4, n_raters)
+        self.n_raters, self.max_scale, self.box_margin = int(n_raters), float(max_scale), int(box_margin)
+        self.score_threshold, self.max_proposals, self.nms_mm = (
+            float(score_threshold),
+            int(max_proposals),
+            float(nms_mm),
+        )
+        self.patch_size = tuple(int(s) for s in patch_size)
+        self.patch_margin = int(patch_margin)
+        if any(s <= 2 * self.patch_margin for s in self.patch_size):
+            raise ValueError(f"patch_size {self.patch_size} must exceed twice patch_margin {self.patch_margin}")
+        self.train_proposals, self.train_jitter = int(train_proposals), float(train_jitter)
+        self.columns = rcnn_columns(self.n_raters)
+        self.trainable: tuple[str, ...] = PARTS
+
+    # ---- staged training ------------------------------------------------------------------------------------
+    def set_trainable(self, parts: Sequence[str]) -> None:
+        """Train only ``parts`` (of backbone, rpn, rcn; the backbone includes the distance head): the others get
+        ``requires_grad=False`` and stay in eval mode (batch norm statistics frozen) even under ``train()``."""
+        unknown = sorted(set(parts) - set(PARTS))
+        if unknown:
+            raise ValueError(f"unknown parts {unknown}; known: {list(PARTS)}")
+        self.trainable = tuple(parts)
+        for name in PARTS:
+            for p in self._part(name).parameters():
+                p.requires_grad_(name in parts)
+        self.train(self.training)
+
+    def _part(self, name: str) -> nn.Module:
+        return nn.ModuleList([self.backbone, self.distance_head]) if name == "backbone" else getattr(self, name)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in PARTS:
+            if name not in getattr(self, "trainable", PARTS):
+                self._part(name).eval()
+        return self
+
+    # ---- pieces ---------------------------------------------------------------------------------------------
+    def dense(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Backbone features, distance map (B, 1), proposal logits (B, 2) and regression (B, 4) of a patch batch."""
+        feats = self.backbone(x)
+        logits, reg = self.rpn(feats)
+        return {"features": feats, "distance": self.distance_head(feats), "rpn_logits": logits, "rpn_reg": reg}
+
+    def propose(
+        self, score: torch.Tensor, distance: torch.Tensor, reg: torch.Tensor, valid: torch.Tensor | None, top: int
+    ) -> torch.Tensor:
+        """Proposals of one patch: voxels with ``score > score_threshold`` where the distance map is maximal over
+        its 3^3 neighbourhood within that region (its ridge: the skeleton of the thresholded region), moved by
+        their regressed offsets; at most ``top``, best score first.
+
+        Returns:
+            (P, 5) float: centre i, j, k (voxels), scale (voxels, clipped to [1, max_scale]), proposal score.
+        """
+        cand = score > self.score_threshold
+        if valid is not None:
+            cand &= valid
+        dm = distance.masked_fill(~cand, float("-inf"))
+        ridge = cand & (dm >= F.max_pool3d(dm[None, None], 3, 1, 1)[0, 0])
+        idx = ridge.nonzero()
+        s = score[ridge]
+        order = torch.argsort(s, descending=True)[:top]
+        idx, s = idx[order], s[order]
+        r = reg[:, idx[:, 0], idx[:, 1], idx[:, 2]].T
+        centre = idx.float() + r[:, :3]
+        scale = r[:, 3].clamp(1.0, self.max_scale)
+        return torch.cat([centre, scale[:, None], s[:, None]], 1)
+
+    def refine(self, features: torch.Tensor, centres: torch.Tensor, scales: torch.Tensor):
+        """Refinement head on the boxes (centre rounded to a voxel, side = scale) cut from ``features`` (C, H, W, D)."""
+        halves = (scales.clamp(1.0, self.max_scale) / 2).floor().long() + self.box_margin
+        crops, masks = crop_boxes(features, centres.round().long(), halves)
+        return self.rcn(crops, masks)
+
+    # ---- forward --------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+        if not self.training:
+            return self.detect(x, mask)
+        out = self.dense(x)
+        feats = out.pop("features")
+        if "rcn" in self.trainable and boxes is not None:
+            out.update(self._train_refinement(feats, out, boxes))
+        return out
+
+    def _train_refinement(self, feats: torch.Tensor, out: dict, boxes: torch.Tensor) -> dict:
+        props, logits, raters, regs = [], [], [], []
+        with torch.no_grad():
+            score = torch.softmax(out["rpn_logits"], 1)[:, 1]
+        for b in range(len(feats)):
+            p = self.propose(
+                score[b], out["distance"][b, 0].detach(), out["rpn_reg"][b].detach(), None, self.train_proposals
+            )
+            gt = boxes[b][torch.isfinite(boxes[b, :, 0])]
+            gt = gt[torch.randperm(len(gt), device=gt.device)[: self.train_proposals]]
+            jit = (torch.rand(len(gt), 3, device=gt.device) * 2 - 1) * self.train_jitter
+            sc = gt[:, 3] * torch.exp((torch.rand(len(gt), device=gt.device) * 2 - 1) * 0.2)
+            p = torch.cat([p[:, :4], torch.cat([gt[:, :3] + jit, sc[:, None]], 1)], 0)
+            shape = torch.as_tensor(feats.shape[2:], device=p.device, dtype=p.dtype)
+            p = p[torch.all((p[:, :3] > -0.5) & (p[:, :3] < shape - 0.5), 1)]
+            if not len(p):  # nothing proposed and no object: the patch centre, a negative sample
+                p = torch.cat([(shape - 1) / 2, shape.new_ones(1)])[None]
+            lg, rt, rg = self.refine(feats[b], p[:, :3], p[:, 3])
+            props.append(torch.cat([torch.full_like(p[:, :1], b), p], 1))
+            logits.append(lg), raters.append(rt), regs.append(rg)
+        return {
+            "proposals": torch.cat(props),
+            "rcn_logits": torch.cat(logits),
+            "rcn_raters": torch.cat(raters),
+            "rcn_reg": torch.cat(regs),
+        }
+
+    @staticmethod
+    def _starts(dim: int, size: int, margin: int) -> list[int]:
+        if dim <= size:
+            return [0]
+        step = size - 2 * margin
+        starts = list(range(0, dim - size, step)) + [dim - size]
+        return sorted(set(starts))
+
+    @torch.no_grad()
+    def detect(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Detections of a batch (B, C, H, W, D) as a (B, N, len(columns)) table padded with NaN rows.
+
+        ``mask`` (B, 1, H, W, D), if given, restricts proposals to the brain and skips patches without brain.
+        Spacing for the non-maximum suppression comes from the input's affine (a MONAI ``MetaTensor``), else 1 mm.
+        """
+        spacing = torch.ones(3)
+        if hasattr(x, "affine"):
+            a = torch.as_tensor(x.affine, dtype=torch.float64).reshape(-1, 4, 4)[0]
+            spacing = a[:3, :3].pow(2).sum(0).sqrt().float()
+        x = torch.as_tensor(x)
+        mask = torch.as_tensor(mask) if mask is not None else None
+        tables = [self._detect_one(x[b], None if mask is None else mask[b, 0] > 0, spacing) for b in range(len(x))]
+        n = max((len(t) for t in tables), default=0)
+        out = x.new_full((len(x), n, len(self.columns)), float("nan"))
+        for b, t in enumerate(tables):
+            out[b, : len(t)] = t
+        return out
+
+    def _detect_one(self, image: torch.Tensor, brain: torch.Tensor | None, spacing: torch.Tensor) -> torch.Tensor:
+        shape = image.shape[1:]
+        size, m = self.patch_size, self.patch_margin
+        rows = []
+        grid = [self._starts(d, s, m) for d, s in zip(shape, size)]
+        for si in grid[0]:
+            for sj in grid[1]:
+                for sk in grid[2]:
+                    start = (si, sj, sk)
+                    region = tuple(slice(a, min(a + s, d)) for a, s, d in zip(start, size, shape))
+                    core = tuple(
+                        slice(0 if a == 0 else m, (e.stop - a) if e.stop == d else s - m)
+                        for a, e, s, d in zip(start, region, size, shape)
+                    )
+                    valid = torch.zeros(size, dtype=torch.bool, device=image.device)
+                    valid[core] = True
+                    if brain is not None:
+                        b = torch.zeros(size, dtype=torch.bool, device=image.device)
+                        sub = brain[region]
+                        b[tuple(slice(0, n) for n in sub.shape)] = sub
+                        valid &= b
+                    if not valid.any():
+                        continue
+                    patch = image.new_zeros((image.shape[0], *size))
+                    patch[(slice(None), *(slice(0, e.stop - a) for a, e in zip(start, region)))] = image[
+                        (slice(None), *region)
+                    ]
+                    rows.append(self._detect_patch(patch, valid, start))
+        table = torch.cat(rows) if rows else image.new_zeros((0, len(self.columns)))
+        return self._nms(table, spacing.to(table.device))
+
+    def _detect_patch(self, patch: torch.Tensor, valid: torch.Tensor, start) -> torch.Tensor:
+        out = self.dense(patch[None])
+        score = torch.softmax(out["rpn_logits"][0], 0)[1]
+        props = self.propose(score, out["distance"][0, 0], out["rpn_reg"][0], valid, self.max_proposals)
+        if not len(props):
+            return patch.new_zeros((0, len(self.columns)))
+        logits, raters, reg = self.refine(out["features"][0], props[:, :3], props[:, 3])
+        probs = torch.softmax(logits, 1)
+        centre = props[:, :3] + reg[:, :3] + torch.as_tensor(start, dtype=props.dtype, device=props.device)
+        scale = (props[:, 3] * reg[:, 3].clamp(min=0.25)).clamp(1.0, self.max_scale)
+        answers = raters.argmax(2).to(probs.dtype)
+        return torch.cat([centre, 1 - probs[:, :1], probs, scale[:, None], props[:, 4:5], answers], 1)
+
+    def _nms(self, table: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
+        if not len(table):
+            return table
+        table = table[torch.argsort(table[:, 3], descending=True)]
+        xyz = table[:, :3] * spacing
+        keep: list[int] = []
+        for n in range(len(table)):
+            if not keep or torch.cdist(xyz[n : n + 1], xyz[keep]).min() >= self.nms_mm:
+                keep.append(n)
+        return table[keep]

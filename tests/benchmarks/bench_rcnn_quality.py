@@ -1,0 +1,112 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Quality benchmark of the multirater RCNN (issue 5; not part of the test suite).
+
+    python tests/benchmarks/bench_rcnn_quality.py [--out /tmp/rcnn_bench] [--full] [--override key=value ...]
+
+Simulates two disjoint 1 mm EPVS/lacune cohorts (T1, T2, FLAIR, six raters per object): 14 training scans (seed
+301) and 8 test scans (seed 302), as the paper's 14 training subjects. Trains with ``configs/rcnn/train.yaml`` plus
+``configs/rcnn/quick.yaml`` (``--full`` drops quick.yaml: the paper's width and 64^3 patches; days on this CPU),
+timed; then runs the evaluate config on the test scans and prints the figures of ``multirater.json`` (objects of
+at least 5 voxels): sensitivity at <= 10 FP per scan, sensitivity by size, lacune-vs-EPVS accuracy where >= 4 of 6
+raters agree, box overlap against rater agreement, and the rater heads' agreement with their raters. A rerun with
+the same ``--out`` reuses the cohorts and the finished training steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+CONFIGS = ["configs/common.yaml", "configs/rcnn/train.yaml"]
+COHORTS = {"train": (14, 301), "test": (8, 302)}
+
+
+def _entries(folder: Path, prefix: str) -> list[dict]:
+    d = json.loads((folder / "datalist.json").read_text())
+    out = []
+    for e in d["training"] + d["validation"] + d["testing"]:
+        e = dict(e)
+        for k in ("image", "label", "lesions", "mask", "roi", "mimics"):
+            if k in e:
+                e[k] = [str(folder / p) for p in e[k]] if isinstance(e[k], list) else str(folder / e[k])
+        e["subject"] = f"{prefix}-{e['subject']}"
+        out.append(e)
+    return sorted(out, key=lambda e: e["subject"])
+
+
+def make_datalist(out: Path) -> Path:
+    from bundle.data.synth import generate_cohort
+
+    for name, (n, seed) in COHORTS.items():
+        generate_cohort("epvs_lacune", n, out / name, seed=seed, progress=True)
+    d = {
+        "name": "rcnn benchmark",
+        "modalities": ["t1", "t2", "flair"],
+        "classes": ["epvs", "lacune"],
+        "training": _entries(out / "train", "train"),
+        "testing": _entries(out / "test", "test"),
+    }
+    path = out / "datalist.json"
+    path.write_text(json.dumps(d, indent=1))
+    return path
+
+
+def _run(args: list[str]) -> float:
+    t = time.time()
+    res = subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=REPO, capture_output=True, text=True)
+    if res.returncode:
+        sys.exit(f"failed: {' '.join(args)}\n{res.stderr[-4000:]}")
+    return time.time() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="/tmp/rcnn_bench")
+    p.add_argument("--full", action="store_true", help="the paper's network and patches (no quick.yaml)")
+    p.add_argument("--override", nargs="*", default=[], help="config overrides key=value")
+    a = p.parse_args()
+    out = Path(a.out)
+    datalist = make_datalist(out)
+    configs = CONFIGS + ([] if a.full else ["configs/rcnn/quick.yaml"])
+    extra = [x for kv in a.override for x in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
+    run = out / "run"
+    base = ["--datalist", str(datalist), "--progress", "false", *extra]
+    t_train = _run(["training", "--config_file", str(configs), "--output_dir", str(run), *base])
+    evals = configs + ["configs/rcnn/inference.yaml", "configs/rcnn/evaluate.yaml"]
+    ckpt = str(run / "models" / "rcnn_detector.pt")
+    t_eval = _run(
+        ["evaluation", "--config_file", str(evals), "--output_dir", str(out / "eval"), "--checkpoint", ckpt, *base]
+    )
+    fig = json.loads((out / "eval" / "multirater.json").read_text())
+    met = json.loads((out / "eval" / "metrics.json").read_text())["pooled"]
+    print(f"training wall time {t_train:.0f} s (this call; 0 if every step was already finished)")
+    print(f"inference + evaluation of {fig['scans']} test scans: {t_eval:.0f} s")
+    print(f"objects >= 5 voxels: {fig['references']}; threshold {fig['threshold']:.3f}")
+    print(
+        f"sensitivity at <= {fig['settings']['max_fp']:g} FP/scan: {fig['sensitivity']:.3f} at {fig['fp_per_scan']:.2f}"
+    )
+    for b in fig["sensitivity_by_size"]:
+        print(f"  {b['voxels']:>6} voxels: {b['found']}/{b['n']} = {b['sensitivity']:.3f}")
+    acc = fig["class_accuracy"]
+    print(f"lacune-vs-EPVS accuracy (>= 4 of 6 raters agree): {acc['accuracy']:.3f} on {acc['n']} objects")
+    for c, v in acc["per_class"].items():
+        print(f"  {c}: {v['correct']}/{v['n']}")
+    ov = fig["overlap_vs_agreement"]
+    print(
+        f"box IoU, all raters agree: median {ov['all_agree']['median_iou']:.3f} (n={ov['all_agree']['n']}); "
+        f"some say nothing: {ov['some_nothing']['median_iou']:.3f} (n={ov['some_nothing']['n']}); "
+        f"Mann-Whitney p={ov['mannwhitney_p']:.3g}"
+    )
+    print("rater heads' agreement with their raters:", [round(h, 3) for h in fig["rater_head_accuracy"]])
+    print(f"all objects (metrics.json, score >= 0.5): sensitivity {met['sensitivity']:.3f}, ", end="")
+    print(f"FP/scan {met['fp_per_scan']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
