@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -33,6 +36,19 @@ def coarse_cohort(tmp_path_factory) -> Path:
     """Two fast 2 mm EPVS/lacune subjects for pipeline tests."""
     out = tmp_path_factory.mktemp("coarse")
     return generate_cohort("epvs_lacune", 2, out, seed=2, spacing=(2.0, 2.0, 2.0), progress=False)
+
+
+def run_bundle(args, cwd=REPO) -> str:
+    """Run ``python -m monai.bundle run ARGS`` (warnings off), assert it succeeded, return stdout + stderr."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout + res.stderr
+
+
+def config_files(names) -> str:
+    """A list of repository config files as the ``--config_file`` argument (absolute paths)."""
+    return str([str(REPO / c) for c in names])
 
 
 def write_nii(path: Path, array, affine=None, dtype=np.float32) -> str:

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_utils import cohort_entries, overrides, run_bundle  # noqa: E402
+
 CONFIGS = ["configs/common.yaml", "configs/cmb/train.yaml"]
 COHORTS = {  # name: (spacing, subjects, seed)
     "iso_train": ((1.0, 1.0, 1.0), 10, 101),
@@ -35,19 +35,6 @@ COHORTS = {  # name: (spacing, subjects, seed)
 }
 
 
-def _entries(folder: Path, prefix: str) -> list[dict]:
-    d = json.loads((folder / "datalist.json").read_text())
-    out = []
-    for e in d["training"] + d["validation"] + d["testing"]:
-        e = dict(e)
-        for k in ("image", "label", "lesions", "mask", "roi", "mimics"):
-            if k in e:
-                e[k] = [str(folder / p) for p in e[k]] if isinstance(e[k], list) else str(folder / e[k])
-        e["subject"] = f"{prefix}-{e['subject']}"
-        out.append(e)
-    return sorted(out, key=lambda e: e["subject"])
-
-
 def make_datalist(out: Path) -> Path:
     from bundle.data.synth import generate_cohort
 
@@ -55,7 +42,7 @@ def make_datalist(out: Path) -> Path:
         generate_cohort("cmb", n, out / name, seed=seed, spacing=spacing, progress=True)
     pick = {}
     for name in COHORTS:
-        pick[name] = _entries(out / name, name)
+        pick[name] = cohort_entries(out / name, name)
     with_cmb = {k: [e for e in v if e["count"] > 0] for k, v in pick.items()}
     without = {k: [e for e in v if e["count"] == 0] for k, v in pick.items()}
     training = with_cmb["iso_train"][:8] + with_cmb["ani_train"][:7]
@@ -66,14 +53,6 @@ def make_datalist(out: Path) -> Path:
     path = out / "datalist.json"
     path.write_text(json.dumps(d, indent=1))
     return path
-
-
-def _run(args: list[str]) -> float:
-    t = time.time()
-    res = subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=REPO, capture_output=True, text=True)
-    if res.returncode:
-        sys.exit(f"failed: {' '.join(args)}\n{res.stderr[-4000:]}")
-    return time.time() - t
 
 
 def _at_fp(froc: dict, max_fp: float) -> float:
@@ -97,18 +76,18 @@ def main() -> None:
     out = Path(a.out)
     datalist = make_datalist(out)
     configs = CONFIGS + a.extra_configs
-    overrides = [x for kv in a.override for x in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
+    extra = overrides(a.override)
     run_dir = out / "run"
-    base = ["--datalist", str(datalist), "--output_dir", str(run_dir), "--progress", "false", *overrides]
-    train_s = _run(["training", "--config_file", str(configs), *base])
+    base = ["--datalist", str(datalist), "--output_dir", str(run_dir), "--progress", "false", *extra]
+    train_s = run_bundle(["training", "--config_file", str(configs), *base])
     ckpt = run_dir / "models" / "cmb_detector.pt"
     evals = {}
     timing = {}
     for name, col in (("two_stage", 3), ("stage1", 4)):
         ev = out / f"eval_{name}"
         cfg = configs + ["configs/cmb/inference.yaml", "configs/cmb/evaluate.yaml"]
-        args = ["--datalist", str(datalist), "--output_dir", str(ev), "--checkpoint", str(ckpt), *overrides]
-        timing[name] = _run(["--config_file", str(cfg), *args, "--score_column", str(col)])
+        args = ["--datalist", str(datalist), "--output_dir", str(ev), "--checkpoint", str(ckpt), *extra]
+        timing[name] = run_bundle(["--config_file", str(cfg), *args, "--score_column", str(col)])
         evals[name] = json.loads((ev / "metrics.json").read_text())
     two, one = evals["two_stage"]["pooled"], evals["stage1"]["pooled"]
     sens2 = _at_fp(two["froc"], 2.0)

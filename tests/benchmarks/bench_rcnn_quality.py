@@ -16,28 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_utils import cohort_entries, overrides, run_bundle  # noqa: E402
+
 CONFIGS = ["configs/common.yaml", "configs/rcnn/train.yaml"]
 COHORTS = {"train": (14, 301), "test": (8, 302)}
-
-
-def _entries(folder: Path, prefix: str) -> list[dict]:
-    d = json.loads((folder / "datalist.json").read_text())
-    out = []
-    for e in d["training"] + d["validation"] + d["testing"]:
-        e = dict(e)
-        for k in ("image", "label", "lesions", "mask", "roi", "mimics"):
-            if k in e:
-                e[k] = [str(folder / p) for p in e[k]] if isinstance(e[k], list) else str(folder / e[k])
-        e["subject"] = f"{prefix}-{e['subject']}"
-        out.append(e)
-    return sorted(out, key=lambda e: e["subject"])
 
 
 def make_datalist(out: Path) -> Path:
@@ -49,20 +36,12 @@ def make_datalist(out: Path) -> Path:
         "name": "rcnn benchmark",
         "modalities": ["t1", "t2", "flair"],
         "classes": ["epvs", "lacune"],
-        "training": _entries(out / "train", "train"),
-        "testing": _entries(out / "test", "test"),
+        "training": cohort_entries(out / "train", "train"),
+        "testing": cohort_entries(out / "test", "test"),
     }
     path = out / "datalist.json"
     path.write_text(json.dumps(d, indent=1))
     return path
-
-
-def _run(args: list[str]) -> float:
-    t = time.time()
-    res = subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=REPO, capture_output=True, text=True)
-    if res.returncode:
-        sys.exit(f"failed: {' '.join(args)}\n{res.stderr[-4000:]}")
-    return time.time() - t
 
 
 def main() -> None:
@@ -74,13 +53,13 @@ def main() -> None:
     out = Path(a.out)
     datalist = make_datalist(out)
     configs = CONFIGS + ([] if a.full else ["configs/rcnn/quick.yaml"])
-    extra = [x for kv in a.override for x in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
+    extra = overrides(a.override)
     run = out / "run"
     base = ["--datalist", str(datalist), "--progress", "false", *extra]
-    t_train = _run(["training", "--config_file", str(configs), "--output_dir", str(run), *base])
+    t_train = run_bundle(["training", "--config_file", str(configs), "--output_dir", str(run), *base])
     evals = configs + ["configs/rcnn/inference.yaml", "configs/rcnn/evaluate.yaml"]
     ckpt = str(run / "models" / "rcnn_detector.pt")
-    t_eval = _run(
+    t_eval = run_bundle(
         ["evaluation", "--config_file", str(evals), "--output_dir", str(out / "eval"), "--checkpoint", ckpt, *base]
     )
     fig = json.loads((out / "eval" / "multirater.json").read_text())

@@ -5,13 +5,10 @@ inference writes the detections table, evaluation writes metrics.json, and a sca
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, config_files, run_bundle
 from monai.bundle import ConfigParser
 
 from bundle.data.synth import generate_cohort
@@ -24,17 +21,6 @@ EVAL = INFER + ["configs/cmb/evaluate.yaml"]
 MEMBERS = ("unet_bs20", "unet_bs30", "cnn_bs20", "cnn_bs30")
 
 
-def _run(args, cwd=REPO):
-    cmd = [sys.executable, "-m", "monai.bundle", "run", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res.stdout + res.stderr
-
-
-def _configs(names):
-    return str([str(REPO / c) for c in names])
-
-
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     """Five 2 mm subjects (seed 6): training sub-0000 (no microbleed), sub-0001 (11), sub-0002 (5)."""
@@ -45,11 +31,11 @@ def cohort(tmp_path_factory):
 def trained(cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmbrun")
     args = [
-        "training", "--config_file", _configs(TRAIN), "--datalist", str(cohort), "--output_dir", str(out),
+        "training", "--config_file", config_files(TRAIN), "--datalist", str(cohort), "--output_dir", str(out),
         "--stage1_iterations", "3", "--stage2_iterations", "3", "--crossval", "true", "--progress", "false",
         "--tile_size", "[48, 48, 32]",
     ]  # fmt: skip
-    log = _run(args)
+    log = run_bundle(args)
     return out, args, log
 
 
@@ -93,7 +79,7 @@ def test_the_detector_is_one_state_dict_loaded_by_the_inference_config(trained, 
 def test_a_rerun_resumes_from_the_finished_networks(trained):
     out, args, _ = trained
     before = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}
-    log = _run(args)
+    log = run_bundle(args)
     assert log.count("loaded the finished network") == 12 and "Epoch[1] Complete" not in log
     assert before == {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}
 
@@ -102,7 +88,7 @@ def test_inference_and_evaluation_write_the_table_and_metrics(trained, cohort, t
     out, _, _ = trained
     ev = tmp_path / "eval"
     args = ["--datalist", str(cohort), "--output_dir", str(ev), "--checkpoint", str(out / "models/cmb_detector.pt")]
-    _run(["--config_file", _configs(EVAL), *args, "--tile_size", "[48, 48, 32]"])
+    run_bundle(["--config_file", config_files(EVAL), *args, "--tile_size", "[48, 48, 32]"])
     header = (ev / "detections.csv").read_text().splitlines()[0].split(",")
     assert tuple(header) == COLUMNS
     rows = read_detections(ev / "detections.csv")
@@ -124,7 +110,7 @@ def test_detector_on_a_scan_without_microbleeds(trained, cohort, tmp_path):
     datalist.write_text(json.dumps(d))
     ev = tmp_path / "eval0"
     args = ["--datalist", str(datalist), "--output_dir", str(ev), "--checkpoint", str(out / "models/cmb_detector.pt")]
-    _run(["--config_file", _configs(EVAL), *args, "--tile_size", "[48, 48, 32]"])
+    run_bundle(["--config_file", config_files(EVAL), *args, "--tile_size", "[48, 48, 32]"])
     metrics = json.loads((ev / "metrics.json").read_text())
     scan = metrics["per_scan"][0]
     assert scan["subject"] == "sub-0000" and scan["n_ref"] == 0 and scan["tp"] == 0 and scan["fp"] == scan["n_pred"]

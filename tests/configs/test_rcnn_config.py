@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, config_files, run_bundle
 from monai.bundle import ConfigParser
 
 from bundle.data.synth import generate_cohort
@@ -25,18 +22,7 @@ TRAIN = ["configs/common.yaml", "configs/rcnn/train.yaml", "configs/rcnn/quick.y
 INFER = TRAIN + ["configs/rcnn/inference.yaml"]
 EVAL = INFER + ["configs/rcnn/evaluate.yaml"]
 STEPS = ("backbone", "rpn_cls", "rpn_joint", "rcn_cls", "rcn_joint")
-SMALL = ["--patch_size", "[16, 16, 16]", "--patch_margin", "2", "--progress", "false"]
-
-
-def _run(args, cwd=REPO):
-    cmd = [sys.executable, "-m", "monai.bundle", "run", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res.stdout + res.stderr
-
-
-def _configs(names):
-    return str([str(REPO / c) for c in names])
+SMALL = ["--patch_size", "[24, 24, 24]", "--patch_margin", "2", "--max_proposals", "20", "--progress", "false"]
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +58,8 @@ def cohort(tmp_path_factory):
 def trained(cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("rcnnrun")
     iters = ["--backbone_iterations", "3", "--rpn_iterations", "2", "--rcn_iterations", "2"]
-    args = ["training", "--config_file", _configs(TRAIN), "--datalist", str(cohort), "--output_dir", str(out)]
-    log = _run(args + iters + SMALL)
+    args = ["training", "--config_file", config_files(TRAIN), "--datalist", str(cohort), "--output_dir", str(out)]
+    log = run_bundle(args + iters + SMALL)
     return out, args + iters + SMALL, log
 
 
@@ -99,7 +85,7 @@ def test_every_step_trains_from_the_config(trained):
 def test_rerun_resumes_and_trains_nothing(trained):
     out, args, _ = trained
     before = torch.load(out / "models" / "rcnn_detector.pt", weights_only=True)
-    log = _run(args)
+    log = run_bundle(args)
     assert "resumed after step 4 (rcn_joint)" in log
     after = torch.load(out / "models" / "rcnn_detector.pt", weights_only=True)
     assert all(torch.equal(v, after[k]) for k, v in before.items())
@@ -109,7 +95,7 @@ def test_one_state_dict_loads_strictly_into_the_inference_network(trained, cohor
     out, _, _ = trained
     parser = ConfigParser()
     parser.read_config([str(REPO / c) for c in INFER])
-    parser.update({"bundle_root": str(REPO), "datalist": str(cohort), "patch_size": [16, 16, 16], "patch_margin": 2})
+    parser.update({"bundle_root": str(REPO), "datalist": str(cohort), "patch_size": [24, 24, 24], "patch_margin": 2})
     net = parser.get_parsed_content("network_def")
     state = torch.load(out / "models" / "rcnn_detector.pt", weights_only=True)
     net.load_state_dict(state, strict=True)
@@ -118,9 +104,9 @@ def test_one_state_dict_loads_strictly_into_the_inference_network(trained, cohor
 
 def test_inference_and_evaluation_write_table_maps_and_figures(trained, cohort, tmp_path):
     out, _, _ = trained
-    args = ["evaluation", "--config_file", _configs(EVAL), "--datalist", str(cohort), "--output_dir", str(tmp_path),
+    args = ["evaluation", "--config_file", config_files(EVAL), "--datalist", str(cohort), "--output_dir", str(tmp_path),
             "--checkpoint", str(out / "models" / "rcnn_detector.pt"), *SMALL]  # fmt: skip
-    _run(args)
+    run_bundle(args)
     with open(tmp_path / "detections.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
