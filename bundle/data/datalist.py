@@ -124,6 +124,7 @@ def load_datalist(
     dataset_dir: str | os.PathLike | None = None,
     modalities: Sequence[str] | None = None,
     check_files: bool = True,
+    require: Sequence[str] = (),
 ) -> list[dict]:
     """Entries of one split with absolute paths.
 
@@ -134,10 +135,12 @@ def load_datalist(
         modalities: the channel order the caller expects; checked against the datalist's ``modalities`` key and
             against the number of images of each entry.
         check_files: raise if a referenced file is missing.
+        require: keys every entry must have (e.g. ``mask`` for a method that needs the brain mask).
 
     Raises:
         FileNotFoundError: the datalist or a file it names is missing.
-        DatalistError: invalid JSON, unknown or missing split, modality order or count mismatch.
+        DatalistError: invalid JSON, unknown or missing split, modality order or count mismatch, an entry without
+            a required key.
     """
     data = read_datalist(path)
     if split not in SPLITS:
@@ -146,11 +149,21 @@ def load_datalist(
         raise DatalistError(f"datalist {path} has no {split!r} list (it has {[k for k in SPLITS if k in data]})")
     n_channels = expected_channels(data, path, modalities)
     base = Path(dataset_dir) if dataset_dir else Path(path).parent
-    return [prepare_entry(e, base, n_channels, check_files) for e in data[split]]
+    entries = [prepare_entry(e, base, n_channels, check_files) for e in data[split]]
+    for e in entries:
+        missing = [k for k in require if not e.get(k)]
+        if missing:
+            raise DatalistError(
+                f"{e['subject']}: the {split} entry in {path} has no {missing}, which this config needs"
+            )
+    return entries
 
 
 def load_inference_list(
-    path: str | os.PathLike, modalities: Sequence[str] | None = None, dataset_dir: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    modalities: Sequence[str] | None = None,
+    dataset_dir: str | os.PathLike | None = None,
+    require: Sequence[str] = (),
 ) -> list[dict]:
     """Entries to run inference on: the ``testing`` list, or ``validation`` if there is no (non-empty) ``testing``.
 
@@ -160,7 +173,7 @@ def load_inference_list(
     data = read_datalist(path)
     for split in ("testing", "validation"):
         if data.get(split):
-            return load_datalist(path, split, dataset_dir, modalities)
+            return load_datalist(path, split, dataset_dir, modalities, require=require)
     raise DatalistError(f"datalist {path} has no testing or validation entries to run inference on")
 
 

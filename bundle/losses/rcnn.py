@@ -153,8 +153,9 @@ class MultiraterRCNNLoss(nn.Module):
         }
 
     def _rcn(self, outputs: Mapping[str, torch.Tensor], boxes: torch.Tensor) -> dict[str, torch.Tensor]:
-        props, logits, raters, reg = (outputs[k] for k in ("proposals", "rcn_logits", "rcn_raters", "rcn_reg"))
-        rows = match_proposals(props, boxes, self.match_distance)
+        # float32 throughout: under mixed precision the heads' outputs are half, the targets are not
+        props, logits, raters, reg = (outputs[k].float() for k in ("proposals", "rcn_logits", "rcn_raters", "rcn_reg"))
+        rows = match_proposals(props, boxes.float(), self.match_distance)
         matched = torch.isfinite(rows[:, 0])
         soft = torch.zeros_like(logits)
         soft[:, 0] = 1.0  # unmatched proposals: every rater says "nothing"

@@ -150,8 +150,9 @@ class MultiraterRCNN(nn.Module):
         nms_mm: detections closer than this (mm) to a better one are dropped.
         patch_size: inference patch (voxels), the training patch size.
         patch_margin: voxels of each inference patch's border whose proposals are left to the next patch.
-        train_proposals: proposals per training patch taken from the proposal head for the refinement head
-            (plus as many jittered ground-truth boxes).
+        train_proposals: proposals per training patch for the refinement head: a random draw from the proposals
+            inference would make there (score threshold, ridge, at most ``max_proposals``).
+        train_boxes: ground-truth boxes per training patch added to them, jittered.
         train_jitter: largest shift (voxels) of the jittered ground-truth boxes.
     """
 
@@ -170,7 +171,8 @@ class MultiraterRCNN(nn.Module):
         nms_mm: float = 2.0,
         patch_size: Sequence[int] = (64, 64, 64),
         patch_margin: int = 8,
-        train_proposals: int = 16,
+        train_proposals: int = 32,
+        train_boxes: int = 16,
         train_jitter: float = 1.0,
     ) -> None:
         super().__init__()
@@ -191,7 +193,8 @@ class MultiraterRCNN(nn.Module):
         self.patch_margin = int(patch_margin)
         if any(s <= 2 * self.patch_margin for s in self.patch_size):
             raise ValueError(f"patch_size {self.patch_size} must exceed twice patch_margin {self.patch_margin}")
-        self.train_proposals, self.train_jitter = int(train_proposals), float(train_jitter)
+        self.train_proposals, self.train_boxes = int(train_proposals), int(train_boxes)
+        self.train_jitter = float(train_jitter)
         self.columns = rcnn_columns(self.n_raters)
         self.trainable: tuple[str, ...] = PARTS
 
@@ -241,10 +244,10 @@ class MultiraterRCNN(nn.Module):
         dm = distance.masked_fill(~cand, float("-inf"))
         ridge = cand & (dm >= F.max_pool3d(dm[None, None], 3, 1, 1)[0, 0])
         idx = ridge.nonzero()
-        s = score[ridge]
+        s = score[ridge].float()  # float32 also under mixed precision
         order = torch.argsort(s, descending=True)[:top]
         idx, s = idx[order], s[order]
-        r = reg[:, idx[:, 0], idx[:, 1], idx[:, 2]].T
+        r = reg[:, idx[:, 0], idx[:, 1], idx[:, 2]].T.float()
         centre = idx.float() + r[:, :3]
         scale = r[:, 3].clamp(1.0, self.max_scale)
         return torch.cat([centre, scale[:, None], s[:, None]], 1)
@@ -270,11 +273,13 @@ class MultiraterRCNN(nn.Module):
         with torch.no_grad():
             score = torch.softmax(out["rpn_logits"], 1)[:, 1]
         for b in range(len(feats)):
-            p = self.propose(
-                score[b], out["distance"][b, 0].detach(), out["rpn_reg"][b].detach(), None, self.train_proposals
-            )
+            # the proposals inference would make in this patch, a random draw of them: mostly what the head must
+            # reject (the best-scored ones alone are nearly all objects, and teach it to accept everything)
+            d, r = out["distance"][b, 0].detach(), out["rpn_reg"][b].detach()
+            p = self.propose(score[b], d, r, None, self.max_proposals)
+            p = p[torch.randperm(len(p), device=p.device)[: self.train_proposals]]
             gt = boxes[b][torch.isfinite(boxes[b, :, 0])]
-            gt = gt[torch.randperm(len(gt), device=gt.device)[: self.train_proposals]]
+            gt = gt[torch.randperm(len(gt), device=gt.device)[: self.train_boxes]]
             jit = (torch.rand(len(gt), 3, device=gt.device) * 2 - 1) * self.train_jitter
             sc = gt[:, 3] * torch.exp((torch.rand(len(gt), device=gt.device) * 2 - 1) * 0.2)
             p = torch.cat([p[:, :4], torch.cat([gt[:, :3] + jit, sc[:, None]], 1)], 0)
@@ -358,6 +363,7 @@ class MultiraterRCNN(nn.Module):
         if not len(props):
             return patch.new_zeros((0, len(self.columns)))
         logits, raters, reg = self.refine(out["features"][0], props[:, :3], props[:, 3])
+        logits, raters, reg = logits.float(), raters.float(), reg.float()
         probs = torch.softmax(logits, 1)
         centre = props[:, :3] + reg[:, :3] + torch.as_tensor(start, dtype=props.dtype, device=props.device)
         scale = (props[:, 3] * reg[:, 3].clamp(min=0.25)).clamp(1.0, self.max_scale)

@@ -28,10 +28,15 @@ COHORTS = {"train": (14, 301), "test": (8, 302)}
 
 
 def make_datalist(out: Path) -> Path:
+    from concurrent.futures import ProcessPoolExecutor
+
     from bundle.data.synth import generate_cohort
 
-    for name, (n, seed) in COHORTS.items():
-        generate_cohort("epvs_lacune", n, out / name, seed=seed, progress=True)
+    with ProcessPoolExecutor(len(COHORTS)) as pool:  # one process per cohort
+        jobs = [pool.submit(generate_cohort, "epvs_lacune", n, out / name, seed=seed, progress=False)
+                for name, (n, seed) in COHORTS.items()]  # fmt: skip
+        for job in jobs:
+            job.result()
     d = {
         "name": "rcnn benchmark",
         "modalities": ["t1", "t2", "flair"],

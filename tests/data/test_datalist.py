@@ -154,3 +154,15 @@ def test_inference_list_prefers_testing_then_validation(folder):
     (folder / "datalist.json").write_text(json.dumps(data))
     with pytest.raises(DatalistError, match="has no testing or validation entries"):
         load_inference_list(folder / "datalist.json")
+
+
+def test_required_keys_are_reported_with_the_subject(folder):
+    from bundle.data import load_inference_list
+
+    (entry,) = load_datalist(folder / "datalist.json", "training", require=["mask", "label"])
+    data = json.loads((folder / "datalist.json").read_text())
+    data["modalities"] = ["t1"]
+    (folder / "datalist.json").write_text(json.dumps(data | {"training": []}))
+    assert entry["mask"].endswith("s1/mask.nii.gz")
+    with pytest.raises(DatalistError, match=r"s1: the testing entry in .*datalist.json has no \['mask'\], which"):
+        load_inference_list(folder / "datalist.json", modalities=["t1"], require=["mask"])

@@ -43,6 +43,13 @@ def test_sampling_weights_favour_lacunes_by_the_ratio_and_keep_the_floor():
     assert w[10, 10, 10] < 0.2  # near the EPVS: its 1/100 share plus the lacune's far tail
     only_epvs = sampling_weights(label, {1: "epvs", 2: "epvs"}, ratio=0.01, sigma=1.0)
     assert only_epvs.max() == pytest.approx(1.0)  # scaled per scan: scans without lacunes still sample EPVS
+    share = []
+    for power in (1.0, 3.0):  # sampling mass within 8 voxels of an object: the steeper map keeps it near them
+        wp = sampling_weights(label, {1: "epvs", 2: "lacune"}, sigma=1.0, power=power)
+        near = np.zeros(label.shape, bool)
+        near[2:19, 2:19, 2:19] = near[22:39, 22:39, 22:39] = True
+        share.append(wp[near].sum() / wp.sum())
+    assert share[1] > 0.7 and share[0] < 0.3  # measured 0.72 and 0.24
     empty = sampling_weights(np.zeros((8, 8, 8), np.int32), {}, floor=1e-5)
     assert np.all(empty == 1e-5)  # uniform
 
