@@ -168,7 +168,9 @@ def rpn_targets(
         the objects with centres in patch voxel coordinates (columns 0-2), NaN rows as padding.
     """
     shape = tuple(int(s) for s in shape)
-    objects = np.asarray(objects, np.float32).reshape(-1, np.shape(objects)[-1] if np.ndim(objects) == 2 else 1)
+    objects = np.asarray(objects, np.float32)
+    if objects.ndim != 2 or objects.shape[1] < 4:
+        raise ValueError(f"objects must be an (N, F >= 4) object table, got shape {objects.shape}")
     target = np.zeros((5, *shape), np.float32)
     width = objects.shape[1]
     boxes = np.full((max_boxes, width), np.nan, np.float32)
