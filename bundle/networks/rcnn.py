@@ -253,10 +253,19 @@ class MultiraterRCNN(nn.Module):
         return torch.cat([centre, scale[:, None], s[:, None]], 1)
 
     def refine(self, features: torch.Tensor, centres: torch.Tensor, scales: torch.Tensor):
-        """Refinement head on the boxes (centre rounded to a voxel, side = scale) cut from ``features`` (C, H, W, D)."""
+        """Refinement head on the boxes (centre rounded to a voxel, side = scale) cut from ``features`` (C, H, W, D).
+
+        Boxes are cut and classified in groups of one size, so a few large boxes do not make every small one pay
+        for the large window (the kernel-7 convolution's cost grows with the window's volume).
+        """
         halves = (scales.clamp(1.0, self.max_scale) / 2).floor().long() + self.box_margin
-        crops, masks = crop_boxes(features, centres.round().long(), halves)
-        return self.rcn(crops, masks)
+        centres = centres.round().long()
+        if not len(halves):
+            return self.rcn(*crop_boxes(features, centres, halves))
+        groups = [(halves == h).nonzero().flatten() for h in torch.unique(halves)]
+        outs = [self.rcn(*crop_boxes(features, centres[g], halves[g])) for g in groups]
+        inverse = torch.argsort(torch.cat(groups))
+        return tuple(torch.cat([o[n] for o in outs])[inverse] for n in range(3))
 
     # ---- forward --------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, boxes: torch.Tensor | None = None, mask: torch.Tensor | None = None):
@@ -352,14 +361,17 @@ class MultiraterRCNN(nn.Module):
                     patch[(slice(None), *(slice(0, e.stop - a) for a, e in zip(start, region)))] = image[
                         (slice(None), *region)
                     ]
-                    rows.append(self._detect_patch(patch, valid, start))
+                    rows.append(self._detect_patch(patch, valid, start, spacing.to(image.device)))
         table = torch.cat(rows) if rows else image.new_zeros((0, len(self.columns)))
         return self._nms(table, spacing.to(table.device))
 
-    def _detect_patch(self, patch: torch.Tensor, valid: torch.Tensor, start) -> torch.Tensor:
+    def _detect_patch(self, patch: torch.Tensor, valid: torch.Tensor, start, spacing: torch.Tensor) -> torch.Tensor:
         out = self.dense(patch[None])
         score = torch.softmax(out["rpn_logits"][0], 0)[1]
         props = self.propose(score, out["distance"][0, 0], out["rpn_reg"][0], valid, self.max_proposals)
+        # the paper's pruning of proposed centres closer than nms_mm (best proposal score first), before the
+        # refinement head; the detections are pruned again after it (refined centres, across patches)
+        props = self._nms(props, spacing, score_column=4)
         if not len(props):
             return patch.new_zeros((0, len(self.columns)))
         logits, raters, reg = self.refine(out["features"][0], props[:, :3], props[:, 3])
@@ -370,10 +382,11 @@ class MultiraterRCNN(nn.Module):
         answers = raters.argmax(2).to(probs.dtype)
         return torch.cat([centre, 1 - probs[:, :1], probs, scale[:, None], props[:, 4:5], answers], 1)
 
-    def _nms(self, table: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
+    def _nms(self, table: torch.Tensor, spacing: torch.Tensor, score_column: int = 3) -> torch.Tensor:
+        """Rows of ``table`` (centre in columns 0-2) kept by greedy non-maximum suppression at ``nms_mm``."""
         if not len(table):
             return table
-        table = table[torch.argsort(table[:, 3], descending=True)]
+        table = table[torch.argsort(table[:, score_column], descending=True)]
         xyz = table[:, :3] * spacing
         keep: list[int] = []
         for n in range(len(table)):

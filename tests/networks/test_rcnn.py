@@ -40,6 +40,20 @@ def test_crops_copy_features_without_resampling():
     assert torch.equal(crops[0][:, h - 1 : h + 2, h - 1 : h + 2, h - 1 : h + 2], feats[:, 5:8, 5:8, 5:8])
 
 
+def test_refinement_in_size_groups_equals_one_box_at_a_time():
+    net = _net().eval()
+    feats = torch.randn(8, 20, 20, 20)
+    centres = torch.tensor([[5.2, 6.0, 7.0], [10.0, 10.0, 10.0], [3.0, 15.0, 4.6], [12.0, 2.0, 18.0]])
+    scales = torch.tensor([1.0, 9.0, 3.0, 1.4])
+    with torch.no_grad():
+        together = net.refine(feats, centres, scales)
+        alone = [net.refine(feats, centres[p : p + 1], scales[p : p + 1]) for p in range(4)]
+        empty = net.refine(feats, centres[:0], scales[:0])
+    for n in range(3):
+        assert torch.allclose(together[n], torch.cat([a[n] for a in alone]), atol=1e-5)
+    assert [e.shape[0] for e in empty] == [0, 0, 0]
+
+
 def test_training_outputs_and_multirater_head_shapes():
     net = _net(n_raters=6).train()
     boxes = torch.full((2, 4, 16), float("nan"))
