@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from monai.data.utils import affine_to_spacing
 
 from ..data.io import atomic_path
 from ..metrics.objects import Objects
@@ -116,7 +117,7 @@ def rcnn_rows(
     t = t.reshape(-1, len(columns))
     keep = np.isfinite(t[:, col["score"]]) & (t[:, col["score"]] >= (min_score if min_score is not None else -np.inf))
     t = t[keep]
-    spacing = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(0))
+    spacing = np.asarray(affine_to_spacing(np.asarray(affine, float)), float)
     side = t[:, col["scale"]] * float(np.cbrt(np.prod(spacing)))
     probs = t[:, [col[f"p_{c}"] for c in RCNN_CHOICES]]
     labels = np.where(probs[:, 1] > probs[:, 2], "lacune", "epvs").astype(object)

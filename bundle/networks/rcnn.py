@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from monai.data.utils import affine_to_spacing
 from monai.networks.nets import HighResNet
 from torch import nn
 
@@ -323,8 +324,7 @@ class MultiraterRCNN(nn.Module):
         """
         spacing = torch.ones(3)
         if hasattr(x, "affine"):
-            a = torch.as_tensor(x.affine, dtype=torch.float64).reshape(-1, 4, 4)[0]
-            spacing = a[:3, :3].pow(2).sum(0).sqrt().float()
+            spacing = affine_to_spacing(torch.as_tensor(x.affine, dtype=torch.float64).reshape(-1, 4, 4)[0]).float()
         x = torch.as_tensor(x)
         mask = torch.as_tensor(mask) if mask is not None else None
         tables = [self._detect_one(x[b], None if mask is None else mask[b, 0] > 0, spacing) for b in range(len(x))]
