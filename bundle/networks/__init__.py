@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from .cmb_detector import TABLE_COLUMNS, TwoStageCMBDetector, stride_overlap
+from .gpunet import GPUNet
 from .mimic_cnn import MimicCNN
-from .rcnn import MultiraterRCNN, RefinementHead, RPNHead, crop_boxes, highresnet_layers, rcnn_columns
+from .rcnn import MultiraterRCNN, RefinementHead, RPNHead, crop_boxes, cube_nms, highresnet_layers, rcnn_columns
 
 __all__ = [
+    "GPUNet",
     "MimicCNN",
     "MultiraterRCNN",
     "RPNHead",
@@ -15,6 +17,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "TwoStageCMBDetector",
     "crop_boxes",
+    "cube_nms",
     "highresnet_layers",
     "rcnn_columns",
     "stride_overlap",

@@ -15,11 +15,20 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from monai.data.box_utils import non_max_suppression
 from monai.data.utils import affine_to_spacing
 from monai.networks.nets import HighResNet
 from torch import nn
 
-__all__ = ["MultiraterRCNN", "RPNHead", "RefinementHead", "crop_boxes", "highresnet_layers", "rcnn_columns"]
+__all__ = [
+    "MultiraterRCNN",
+    "RPNHead",
+    "RefinementHead",
+    "crop_boxes",
+    "cube_nms",
+    "highresnet_layers",
+    "rcnn_columns",
+]
 
 PARTS = ("backbone", "rpn", "rcn")
 
@@ -51,6 +60,20 @@ def rcnn_columns(n_raters: int) -> tuple[str, ...]:
         "i", "j", "k", "score", "p_nothing", "p_lacune", "p_epvs", "p_undecided", "scale", "rpn_score",
         *(f"rater{r + 1}" for r in range(n_raters)),
     )  # fmt: skip
+
+
+def cube_nms(centres_mm: torch.Tensor, sides_mm: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
+    """Indices of the detections kept by MONAI's ``non_max_suppression`` (best score first) on the axis-aligned
+    boxes of side ``sides_mm`` ((N,) or (N, 3)) around ``centres_mm`` (N, 3): a box whose intersection over union
+    with a kept one exceeds ``iou`` is dropped; ``iou`` >= 1 keeps all."""
+    n = len(scores)
+    if n < 2 or iou >= 1.0:
+        return torch.arange(n, device=scores.device)
+    centres = torch.as_tensor(centres_mm, dtype=torch.float32)
+    half = torch.as_tensor(sides_mm, dtype=torch.float32, device=centres.device)
+    half = (half[:, None] if half.ndim == 1 else half) / 2
+    keep = non_max_suppression(torch.cat([centres - half, centres + half], 1), scores.float(), float(iou))
+    return torch.as_tensor(keep, dtype=torch.long, device=scores.device)
 
 
 def crop_boxes(
@@ -149,6 +172,10 @@ class MultiraterRCNN(nn.Module):
         score_threshold: proposal score (the head's softmax) a voxel needs to become a candidate (0.25).
         max_proposals: most proposals per patch (300).
         nms_mm: detections closer than this (mm) to a better one are dropped.
+        box_nms_iou: last, the refined boxes (cubes of side ``scale`` around the centres, in mm) go through MONAI's
+            ``non_max_suppression`` at this intersection over union: a box overlapping a better one by more is
+            dropped (1.0 keeps all). One object should give one detection; ``docs/rcnn.md`` says how the value
+            was chosen.
         patch_size: inference patch (voxels), the training patch size.
         patch_margin: voxels of each inference patch's border whose proposals are left to the next patch.
         train_proposals: proposals per training patch for the refinement head: a random draw from the proposals
@@ -170,6 +197,7 @@ class MultiraterRCNN(nn.Module):
         score_threshold: float = 0.25,
         max_proposals: int = 300,
         nms_mm: float = 2.0,
+        box_nms_iou: float = 1.0,
         patch_size: Sequence[int] = (64, 64, 64),
         patch_margin: int = 8,
         train_proposals: int = 32,
@@ -190,6 +218,9 @@ class MultiraterRCNN(nn.Module):
             int(max_proposals),
             float(nms_mm),
         )
+        if not 0.0 <= box_nms_iou <= 1.0:
+            raise ValueError(f"box_nms_iou must lie in [0, 1], got {box_nms_iou}")
+        self.box_nms_iou = float(box_nms_iou)
         self.patch_size = tuple(int(s) for s in patch_size)
         self.patch_margin = int(patch_margin)
         if any(s <= 2 * self.patch_margin for s in self.patch_size):
@@ -363,7 +394,7 @@ class MultiraterRCNN(nn.Module):
                     ]
                     rows.append(self._detect_patch(patch, valid, start, spacing.to(image.device)))
         table = torch.cat(rows) if rows else image.new_zeros((0, len(self.columns)))
-        return self._nms(table, spacing.to(table.device))
+        return self._box_nms(self._nms(table, spacing.to(table.device)), spacing.to(table.device))
 
     def _detect_patch(self, patch: torch.Tensor, valid: torch.Tensor, start, spacing: torch.Tensor) -> torch.Tensor:
         out = self.dense(patch[None])
@@ -381,6 +412,11 @@ class MultiraterRCNN(nn.Module):
         scale = (props[:, 3] * reg[:, 3].clamp(min=0.25)).clamp(1.0, self.max_scale)
         answers = raters.argmax(2).to(probs.dtype)
         return torch.cat([centre, 1 - probs[:, :1], probs, scale[:, None], props[:, 4:5], answers], 1)
+
+    def _box_nms(self, table: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
+        """Rows of a detections table kept by MONAI's box non-maximum suppression at ``box_nms_iou``."""
+        sides = table[:, self.columns.index("scale"), None].float() * spacing
+        return table[cube_nms(table[:, :3].float() * spacing, sides, table[:, 3], self.box_nms_iou)]
 
     def _nms(self, table: torch.Tensor, spacing: torch.Tensor, score_column: int = 3) -> torch.Tensor:
         """Rows of ``table`` (centre in columns 0-2) kept by greedy non-maximum suppression at ``nms_mm``."""

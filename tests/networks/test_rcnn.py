@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bundle.networks import MultiraterRCNN, crop_boxes, highresnet_layers, rcnn_columns
+from bundle.networks import MultiraterRCNN, crop_boxes, cube_nms, highresnet_layers, rcnn_columns
 
 TINY = highresnet_layers((4, 4, 4, 8, 8), repeat=1)
 
@@ -108,6 +108,33 @@ def test_nms_keeps_the_better_of_two_close_detections():
     assert kept[:, 3].tolist() == pytest.approx([0.9, 0.5])  # 1.5 mm apart: dropped; 2.5 mm: kept
     kept = net._nms(table, torch.tensor([1.0, 1.0, 2.0]))  # 3 mm apart along k on a 2 mm grid: all kept
     assert len(kept) == 3
+
+
+def test_box_nms_drops_overlapping_refined_boxes_with_monai():
+    # boxes of side 4 mm: 2 mm apart along k -> IoU 2/6 = 0.333; 3 mm apart -> 1/7 = 0.143; 6 mm apart -> 0
+    centres = torch.tensor([[5.0, 5, 5], [5.0, 5, 7], [5.0, 5, 8], [5.0, 5, 11]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    sides = torch.full((4,), 4.0)
+    assert cube_nms(centres, sides, scores, 0.2).tolist() == [0, 2, 3]  # 0.333 > 0.2 dropped; 0.143 kept
+    assert cube_nms(centres, sides, scores, 0.1).tolist() == [0, 3]
+    assert cube_nms(centres, sides, scores, 0.4).tolist() == [0, 1, 3]  # the 2nd and 3rd overlap by 3/5
+    assert cube_nms(centres, sides, scores, 0.7).tolist() == [0, 1, 2, 3]
+    assert cube_nms(centres, sides, scores, 1.0).tolist() == [0, 1, 2, 3]
+    # the network applies it to its refined table: scale column in voxels, spacing from the input
+    net = _net(box_nms_iou=0.2)
+    table = torch.zeros(4, len(net.columns))
+    table[:, :3], table[:, 3] = centres, scores
+    table[:, net.columns.index("scale")] = 2.0
+    # scale 2 voxels at 1 mm: 2 mm boxes at k = 5, 7, 8, 11 mm; the third overlaps the second by 1/3
+    assert net._box_nms(table, torch.tensor([1.0, 1.0, 1.0]))[:, 3].tolist() == pytest.approx([0.9, 0.8, 0.6])
+    table[:, net.columns.index("scale")] = 4.0  # 4 mm boxes at 1 mm: as cube_nms above at 0.2
+    assert net._box_nms(table, torch.tensor([1.0, 1.0, 1.0]))[:, 3].tolist() == pytest.approx([0.9, 0.7, 0.6])
+    # the same table on 0.25 mm voxels: 1 mm boxes at k = 1.25, 1.75, 2, 2.75 mm; overlaps 1/3, then 1/7 and 1/7
+    assert net._box_nms(table, torch.tensor([1.0, 1.0, 0.25]))[:, 3].tolist() == pytest.approx([0.9, 0.7, 0.6])
+    net.box_nms_iou = 0.1
+    assert net._box_nms(table, torch.tensor([1.0, 1.0, 0.25]))[:, 3].tolist() == pytest.approx([0.9, 0.6])
+    with pytest.raises(ValueError, match="box_nms_iou"):
+        _net(box_nms_iou=1.5)
 
 
 def test_inference_on_a_scan_without_brain_or_objects():
