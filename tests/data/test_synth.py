@@ -191,3 +191,19 @@ def test_cli_with_montage_and_reuse(tmp_path, capsys):
         generate_cohort("epvs_lacune", 1, out, seed=5, spacing=(2.0, 2.0, 2.0), progress=False)
     with pytest.raises(SystemExit):
         synth_main(["--task", "cmb", "--n", "1", "--out", str(out), "--modalities", "pet"])
+
+
+def test_epvs_task_puts_every_object_in_the_roi_so_count_is_the_roi_count(tmp_path):
+    from bundle.data.synth import generate_subject
+
+    entry = generate_subject("epvs", 0, tmp_path, seed=11, spacing=(2.0, 2.0, 2.0))
+    assert len(entry["image"]) == 1 and entry["image"][0].endswith("_t2.nii.gz")
+    records = json.loads((tmp_path / entry["lesions"]).read_text())
+    assert entry["count"] == len(records) == entry["counts"]["epvs"] > 0
+    assert {r["class"] for r in records} == {"epvs"} and {r["region"] for r in records} == {"basal_ganglia"}
+    label = np.asarray(nib.load(tmp_path / entry["label"]).dataobj)
+    roi = np.asarray(nib.load(tmp_path / entry["roi"]).dataobj) > 0
+    assert len(np.unique(label)) - 1 == entry["count"]
+    centres = [tuple(int(round(v)) for v in r["centre_voxel"]) for r in records]
+    grown = ndi.binary_dilation(roi)  # centres of mass within a voxel of the ROI (tubes may poke out at their ends)
+    assert all(grown[c] for c in centres)

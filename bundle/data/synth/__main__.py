@@ -1,5 +1,5 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Command line: ``python -m bundle.data.synth --task {cmb,epvs_lacune} --n N --out DIR --seed S [--montage]``."""
+"""Command line: ``python -m bundle.data.synth --task {cmb,epvs,epvs_lacune} --n N --out DIR --seed S [--montage]``."""
 
 from __future__ import annotations
 

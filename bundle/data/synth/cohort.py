@@ -21,6 +21,8 @@ __all__ = ["TASKS", "generate_subject", "generate_cohort"]
 TASKS = {
     "cmb": {"modalities": ("swi",), "classes": ("cmb",)},
     "epvs_lacune": {"modalities": ("t1", "t2", "flair"), "classes": ("epvs", "lacune")},
+    # GP-Unet (docs/gpunet.md): EPVS in the basal ganglia only, so ``count`` is the count within the ROI
+    "epvs": {"modalities": ("t2",), "classes": ("epvs",)},
 }
 
 
@@ -37,6 +39,9 @@ def _draw_objects(task: str, sampler: ObjectSampler, rng: np.random.Generator) -
             sampler.calcification()
         for _ in range(rng.integers(1, 4)):
             sampler.artefact()
+    elif task == "epvs":
+        for _ in range(rng.integers(0, 26)):
+            sampler.epvs("basal_ganglia")
     else:
         for _ in range(rng.choice(5, p=[0.35, 0.3, 0.2, 0.1, 0.05])):
             sampler.lacune(rng.choice(["basal_ganglia", "thalamus", "centrum_semiovale"], p=[0.4, 0.2, 0.4]))
