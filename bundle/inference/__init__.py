@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from .candidates import candidates_from_map
+from .count_threshold import count_matched_objects
 from .detections import (
     COLUMNS,
     TABLE_COLUMNS,
@@ -14,9 +15,12 @@ from .detections import (
     read_detections,
     write_detections,
 )
+from .saliency import SaliencyInferer
 
 __all__ = [
     "candidates_from_map",
+    "count_matched_objects",
+    "SaliencyInferer",
     "COLUMNS",
     "TABLE_COLUMNS",
     "DetectionTableError",
