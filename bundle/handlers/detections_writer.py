@@ -3,19 +3,23 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
 
-from ..data.io import write_nifti
+from ..data.io import atomic_path, write_nifti
 from ..inference.detections import detection_rows, objects_from_detector_table, rcnn_rows, write_detections
-from ..metrics.objects import objects_from_map
+from ..metrics.objects import objects_from_instances, objects_from_map
 
 __all__ = ["DetectionsWriter", "box_map"]
+
+FORMATS = ("map", "table", "rcnn", "instances")
 
 
 class DetectionsWriter:
@@ -46,6 +50,13 @@ class DetectionsWriter:
             an instance map ``output_dir/maps/<subject>_boxes.nii.gz`` (box of row ``lesion_id`` filled with that
             id, better scores drawn last) on the input grid.
         columns: column names of an ``rcnn`` table.
+            ``instances`` (GP-Unet): ``pred`` is an instance map (1, H, W, D) already on the input grid (MONAI
+            ``Invertd``; its own affine is used) and ``score_key`` the map scoring each object by its maximum;
+            ``threshold`` is not applied. With ``save_maps`` both are saved as
+            ``maps/<subject>_objects.nii.gz`` (int16, ids = ``lesion_id``) and ``maps/<subject>_heatmap.nii.gz``.
+            When the output has ``count_key`` (the network's count estimate), ``count_predictions.csv`` gets one
+            row per subject: ``subject, predicted_count, count_used, detected, threshold``.
+        score_key, count_key: output keys of the score map and of the count estimate (``instances``).
     """
 
     def __init__(
@@ -60,10 +71,13 @@ class DetectionsWriter:
         pred_format: str = "map",
         score_column: int = 3,
         columns: Sequence[str] = (),
+        score_key: str = "net_heatmap",
+        count_key: str = "net_count",
     ) -> None:
         self.score_column = int(score_column)
-        if pred_format not in ("map", "table", "rcnn"):
-            raise ValueError(f"pred_format must be 'map', 'table' or 'rcnn', got {pred_format!r}")
+        if pred_format not in FORMATS:
+            raise ValueError(f"pred_format must be one of {FORMATS}, got {pred_format!r}")
+        self.score_key, self.count_key = score_key, count_key
         self.columns = tuple(columns)
         if pred_format == "rcnn" and not {"i", "j", "k", "score", "scale", "p_nothing"} <= set(self.columns):
             raise ValueError(f"pred_format 'rcnn' needs the detector's columns, got {self.columns}")
@@ -72,6 +86,7 @@ class DetectionsWriter:
         self.threshold, self.connectivity, self.min_voxels = threshold, connectivity, min_voxels
         self.pred_channel, self.label, self.save_maps = pred_channel, label, save_maps
         self.rows: list[dict] = []
+        self.counts: list[dict] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._reset)
@@ -79,7 +94,7 @@ class DetectionsWriter:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _reset(self, engine: Engine) -> None:
-        self.rows = []
+        self.rows, self.counts = [], []
 
     def __call__(self, engine: Engine) -> None:
         for batch, output in zip(engine.state.batch, engine.state.output):
@@ -96,6 +111,9 @@ class DetectionsWriter:
                         box_map(rows, shape, spacing), affine, self.path.parent / "maps" / f"{subject}_boxes.nii.gz"
                     )
                 continue
+            if self.pred_format == "instances":
+                self._instances(subject, output)
+                continue
             if self.pred_format == "table":
                 objs = objects_from_detector_table(
                     output["pred"], spacing, self.score_column, self.label, min_score=self.threshold
@@ -109,7 +127,38 @@ class DetectionsWriter:
             if self.save_maps:
                 write_nifti(prob, affine, self.path.parent / "maps" / f"{subject}_prob.nii.gz")
 
+    def _instances(self, subject: str, output: dict) -> None:
+        pred, heat = output["pred"], output[self.score_key]
+        affine = np.asarray(pred.affine, float)
+        spacing = affine_to_spacing(affine)
+        inst = np.asarray(pred.detach().cpu())[0].astype(np.int64)
+        score = np.asarray(heat.detach().float().cpu())[0]
+        if score.shape != inst.shape:
+            raise ValueError(f"{subject}: {self.score_key} shape {score.shape} differs from the instance map's")
+        objs = objects_from_instances(inst, spacing, prob=score)
+        objs.labels = np.full(len(objs), self.label, dtype=object)
+        self.rows += detection_rows(subject, objs, affine)
+        if self.count_key in output:
+            estimate = float(torch.as_tensor(output[self.count_key]).detach().float().reshape(-1)[0])
+            self.counts.append({
+                "subject": subject,
+                "predicted_count": round(estimate, 3),
+                "count_used": int(output.get("pred_n_objects", len(objs))),
+                "detected": len(objs),
+                "threshold": float(output.get("pred_threshold", float("nan"))),
+            })  # fmt: skip
+        if self.save_maps:
+            maps = self.path.parent / "maps"
+            write_nifti(inst.astype(np.int16), affine, maps / f"{subject}_objects.nii.gz", np.int16)
+            write_nifti(score, affine, maps / f"{subject}_heatmap.nii.gz")
+
     def _write(self, engine: Engine) -> None:
+        if self.counts:
+            with atomic_path(self.path.parent / "count_predictions.csv") as tmp:
+                with open(tmp, "w", newline="") as f:
+                    writer = csv.DictWriter(f, list(self.counts[0]))
+                    writer.writeheader()
+                    writer.writerows(self.counts)
         if self.pred_format == "rcnn":
             from ..transforms.rcnn import RCNN_CHOICES
 

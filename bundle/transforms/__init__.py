@@ -13,6 +13,7 @@ from .array import (
     histogram_peak,
 )
 from .dictionary import HistogramPeakNormalized, N4BiasFieldCorrectiond, SoftROIMaskd, TrimRescaled, WhiteMatterZScored
+from .gpunet import BlendWithImaged, CountMatchedObjectsd, predicted_count
 from .rcnn import (
     OBJECT_COLUMNS,
     RCNN_CHOICES,
@@ -28,6 +29,9 @@ from .rcnn import (
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
 __all__ = [
+    "BlendWithImaged",
+    "CountMatchedObjectsd",
+    "predicted_count",
     "HistogramPeakNormalize",
     "HistogramPeakNormalized",
     "N4BiasFieldCorrection",
