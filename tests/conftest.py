@@ -62,3 +62,22 @@ def sphere(shape, centre, radius) -> np.ndarray:
     """Boolean ball of ``radius`` voxels at ``centre``."""
     grid = np.indices(shape)
     return ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(0) <= radius**2
+
+
+def blank_subject(folder: Path, entry: dict, classes) -> dict:
+    """A scan without objects made from a simulated entry (paths relative to ``folder``): the entry's brain at one
+    intensity per modality (300, 400, ...), an empty label map and lesion list; returns its datalist entry
+    (subject ``blank``, count 0)."""
+    (folder / "blank").mkdir()
+    mask = nib.load(folder / entry["mask"])
+    brain = np.asarray(mask.dataobj) > 0
+    images = []
+    for n, path in enumerate(entry["image"]):
+        images.append(f"blank/blank_{n}.nii.gz")
+        nib.save(nib.Nifti1Image(brain * (300.0 + 100 * n), nib.load(folder / path).affine), folder / images[-1])
+    nib.save(nib.Nifti1Image(np.zeros(mask.shape, np.int16), mask.affine), folder / "blank/blank_label.nii.gz")
+    (folder / "blank/blank_lesions.json").write_text("[]")
+    blank = dict(entry, subject="blank", count=0, counts={c: 0 for c in classes}, image=images)
+    blank.update(label="blank/blank_label.nii.gz", lesions="blank/blank_lesions.json")
+    blank.pop("mimics", None)
+    return blank

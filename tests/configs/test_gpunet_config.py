@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, config_files, run_bundle
+from conftest import REPO, blank_subject, config_files, run_bundle
 from monai.bundle import ConfigParser
 
 from bundle.data.synth import generate_cohort
@@ -37,15 +37,7 @@ def cohort(tmp_path_factory):
         for key in ("label", "lesions", "mimics"):
             os.remove(folder / e.pop(key))
     test = entries[4]
-    blank = dict(test, subject="blank", count=0, counts={"epvs": 0})
-    (folder / "blank").mkdir()
-    img = nib.load(folder / test["image"][0])
-    brain = np.asarray(nib.load(folder / test["mask"]).dataobj) > 0
-    nib.save(nib.Nifti1Image(brain * 300.0, img.affine), folder / "blank/blank_t2.nii.gz")
-    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.int16), img.affine), folder / "blank/blank_label.nii.gz")
-    (folder / "blank/blank_lesions.json").write_text("[]")
-    blank.update(image=["blank/blank_t2.nii.gz"], label="blank/blank_label.nii.gz", lesions="blank/blank_lesions.json")
-    blank.pop("mimics", None)
+    blank = blank_subject(folder, test, ("epvs",))
     d.update(training=entries[:3], validation=[entries[3]], testing=[test, blank])
     path = folder / "datalist_gpunet.json"
     path.write_text(json.dumps(d))

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, config_files, run_bundle
+from conftest import REPO, blank_subject, config_files, run_bundle
 from monai.bundle import ConfigParser
 
 from bundle.data.synth import generate_cohort
@@ -35,19 +35,7 @@ def cohort(tmp_path_factory):
     folder = root.parent
     d = json.loads(root.read_text())
     entries = {e["subject"]: e for split in ("training", "validation", "testing") for e in d[split]}
-    blank = dict(entries["sub-0002"], subject="blank", count=0, counts={"epvs": 0, "lacune": 0})
-    (folder / "blank").mkdir()
-    mask = nib.load(folder / blank["mask"])
-    images = []
-    for n, path in enumerate(blank["image"]):
-        img = nib.load(folder / path)
-        images.append(f"blank/blank_{n}.nii.gz")
-        nib.save(nib.Nifti1Image((np.asarray(mask.dataobj) > 0) * (300.0 + 100 * n), img.affine), folder / images[-1])
-    label = np.zeros(mask.shape, np.int16)
-    nib.save(nib.Nifti1Image(label, mask.affine), folder / "blank/blank_label.nii.gz")
-    (folder / "blank/blank_lesions.json").write_text("[]")
-    blank.update(image=images, label="blank/blank_label.nii.gz", lesions="blank/blank_lesions.json")
-    blank.pop("mimics", None)
+    blank = blank_subject(folder, entries["sub-0002"], ("epvs", "lacune"))
     d.update(training=[entries["sub-0000"], entries["sub-0001"]], validation=[], testing=[entries["sub-0002"], blank])
     path = folder / "datalist_rcnn.json"
     path.write_text(json.dumps(d))
