@@ -27,6 +27,35 @@ def test_average_pooling_heatmap_mean_plus_bias_equals_count():
     assert not torch.allclose(heat.mean(dim=(1, 2, 3, 4)), count[:, 0])  # the bias is not in the heatmap
 
 
+def test_sum_pooling_heatmap_sum_plus_bias_equals_count_and_starts_at_the_bias():
+    torch.manual_seed(0)
+    net = GPUNet(1, (4, 8), pooling="sum", output="both").eval()
+    x = _x()
+    out = net(x)
+    torch.testing.assert_close(out["count"][:, 0], net.head.bias.expand(2))  # zero head: count = bias at start
+    assert not out["heatmap"].any()
+    torch.nn.init.normal_(net.head.weight)
+    out = net(x)
+    torch.testing.assert_close(out["heatmap"].sum(dim=(1, 2, 3, 4)) + net.head.bias, out["count"][:, 0])
+    avg = GPUNet(1, (4, 8), pooling="avg", output="count").eval()
+    avg.load_state_dict(net.state_dict())  # the same model up to the number of voxels
+    torch.testing.assert_close(avg(x)[:, 0] - net.head.bias, (out["count"][:, 0] - net.head.bias) / (16 * 12 * 8))
+
+
+def test_zero_input_gives_zero_features_so_padding_adds_nothing_to_the_count():
+    torch.manual_seed(0)
+    net = GPUNet(1, (4, 8), pooling="sum", output="both").eval()
+    torch.nn.init.normal_(net.head.weight)
+    x = torch.zeros(1, 1, 32, 32, 24)
+    x[0, 0, 14:18, 14:18, 10:14] = torch.rand(4, 4, 4)  # farther from the border than the receptive field
+    padded = torch.zeros(1, 1, 64, 48, 32)
+    padded[..., :32, :32, :24] = x
+    assert not net.features(torch.zeros(1, 1, 16, 16, 8)).any()  # no convolution bias: zero in, zero out
+    torch.testing.assert_close(net(padded)["count"], net(x)["count"], rtol=1e-5, atol=1e-5)
+    with_bias = GPUNet(1, (4, 8), pooling="sum", conv_bias=True)
+    assert with_bias.features(torch.zeros(1, 1, 16, 16, 8)).any()
+
+
 def test_max_pooling_count_is_w_dot_max_of_features_plus_bias():
     torch.manual_seed(0)
     net = GPUNet(1, (4, 8), pooling="max", output="both").eval()
@@ -66,7 +95,7 @@ def test_input_size_and_argument_errors():
     with pytest.raises(ValueError, match="divisible by 4"):
         net(torch.rand(1, 1, 10, 12, 8))
     with pytest.raises(ValueError, match="pooling"):
-        GPUNet(pooling="sum")
+        GPUNet(pooling="median")
     with pytest.raises(ValueError, match="output"):
         GPUNet(output="map")
 
