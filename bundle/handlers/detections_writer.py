@@ -39,23 +39,23 @@ class DetectionsWriter:
         pred_channel: channel holding the object probability.
         label: class name written in the ``label`` column.
         save_maps: also write the probability maps (float32 NIfTI, atomically; ``map`` format only).
-        pred_format: ``map`` (a probability map per image, as above) or ``table``: ``pred`` is already an (N, >=6)
-            tensor with the columns of :data:`bundle.networks.TABLE_COLUMNS` (voxel i, j, k, score, stage-1 score,
-            size in voxels), e.g. from :class:`bundle.networks.TwoStageCMBDetector`; rows with ``score <
-            threshold`` are dropped.
-        score_column: ``table`` column written as the score (3: the detector's score; 4: its stage-1 score).
+        pred_format: ``map`` (a probability map per image, as above);
+            ``table``: ``pred`` is already an (N, >=6) tensor with the columns of
+            :data:`bundle.networks.TABLE_COLUMNS` (voxel i, j, k, score, stage-1 score, size in voxels), e.g. from
+            :class:`bundle.networks.TwoStageCMBDetector`; rows with ``score < threshold`` are dropped;
             ``rcnn``: ``pred`` is a multirater RCNN table (columns ``columns``, see
             :func:`bundle.networks.rcnn_columns`); rows get the class probabilities and the rater heads' answers
             (:func:`bundle.inference.rcnn_rows`), and with ``save_maps`` each subject's written boxes are saved as
             an instance map ``output_dir/maps/<subject>_boxes.nii.gz`` (box of row ``lesion_id`` filled with that
-            id, better scores drawn last) on the input grid.
-        columns: column names of an ``rcnn`` table.
+            id, better scores drawn last) on the input grid;
             ``instances`` (GP-Unet): ``pred`` is an instance map (1, H, W, D) already on the input grid (MONAI
             ``Invertd``; its own affine is used) and ``score_key`` the map scoring each object by its maximum;
             ``threshold`` is not applied. With ``save_maps`` both are saved as
             ``maps/<subject>_objects.nii.gz`` (int16, ids = ``lesion_id``) and ``maps/<subject>_heatmap.nii.gz``.
             When the output has ``count_key`` (the network's count estimate), ``count_predictions.csv`` gets one
             row per subject: ``subject, predicted_count, count_used, detected, threshold``.
+        score_column: ``table`` column written as the score (3: the detector's score; 4: its stage-1 score).
+        columns: column names of an ``rcnn`` table.
         score_key, count_key: output keys of the score map and of the count estimate (``instances``).
     """
 
