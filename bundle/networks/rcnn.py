@@ -367,6 +367,7 @@ class MultiraterRCNN(nn.Module):
 
     def _detect_one(self, image: torch.Tensor, brain: torch.Tensor | None, spacing: torch.Tensor) -> torch.Tensor:
         shape = image.shape[1:]
+        spacing = spacing.to(image.device)
         size, m = self.patch_size, self.patch_margin
         rows = []
         grid = [self._starts(d, s, m) for d, s in zip(shape, size)]
@@ -392,9 +393,9 @@ class MultiraterRCNN(nn.Module):
                     patch[(slice(None), *(slice(0, e.stop - a) for a, e in zip(start, region)))] = image[
                         (slice(None), *region)
                     ]
-                    rows.append(self._detect_patch(patch, valid, start, spacing.to(image.device)))
+                    rows.append(self._detect_patch(patch, valid, start, spacing))
         table = torch.cat(rows) if rows else image.new_zeros((0, len(self.columns)))
-        return self._box_nms(self._nms(table, spacing.to(table.device)), spacing.to(table.device))
+        return self._box_nms(self._nms(table, spacing), spacing)
 
     def _detect_patch(self, patch: torch.Tensor, valid: torch.Tensor, start, spacing: torch.Tensor) -> torch.Tensor:
         out = self.dense(patch[None])

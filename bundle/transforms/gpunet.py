@@ -19,6 +19,7 @@ from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 
 from ..inference.count_threshold import count_matched_objects
+from .array import _mask3d, _np
 
 __all__ = ["BlendWithImaged", "CountMatchedObjectsd", "predicted_count"]
 
@@ -55,14 +56,10 @@ class BlendWithImaged(MapTransform):
         d = dict(data)
         if self.weight == 0.0:
             return d
-        image = np.asarray(torch.as_tensor(d[self.image_key]).detach().float().cpu()).mean(0)
-        inside = (
-            np.asarray(torch.as_tensor(d[self.mask_key]).detach().cpu())[0] > 0
-            if self.mask_key
-            else np.ones(image.shape, bool)
-        )
+        image = _np(d[self.image_key]).astype(np.float32).mean(0)
+        inside = _mask3d(d[self.mask_key], image.shape) if self.mask_key else np.ones(image.shape, bool)
         for key in self.key_iterator(d):
-            heat = np.asarray(torch.as_tensor(d[key]).detach().float().cpu())[0]
+            heat = _np(d[key]).astype(np.float32)[0]
             if heat.shape != image.shape:
                 raise ValueError(f"{key} shape {heat.shape} differs from {self.image_key} shape {image.shape}")
             if not inside.any():
@@ -97,8 +94,8 @@ class CountMatchedObjectsd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         key = self.first_key(d)
-        heat = np.asarray(torch.as_tensor(d[key]).detach().float().cpu())[0]
-        mask = np.asarray(torch.as_tensor(d[self.mask_key]).detach().cpu())[0] > 0 if self.mask_key else None
+        heat = _np(d[key]).astype(np.float32)[0]
+        mask = _mask3d(d[self.mask_key], heat.shape) if self.mask_key else None
         n = predicted_count(d[self.count_key], self.multiplier)
         objects, threshold = count_matched_objects(heat, n, mask, self.connectivity)
         d[self.output_key] = convert_to_dst_type(objects[None], d[key], dtype=torch.int32)[0]
