@@ -6,13 +6,21 @@ from __future__ import annotations
 from .array import (
     HistogramPeakNormalize,
     N4BiasFieldCorrection,
+    ROIFloor,
     SoftROIMask,
     TrimRescale,
     WhiteMatterZScore,
     estimate_white_matter,
     histogram_peak,
 )
-from .dictionary import HistogramPeakNormalized, N4BiasFieldCorrectiond, SoftROIMaskd, TrimRescaled, WhiteMatterZScored
+from .dictionary import (
+    HistogramPeakNormalized,
+    N4BiasFieldCorrectiond,
+    ROIFloord,
+    SoftROIMaskd,
+    TrimRescaled,
+    WhiteMatterZScored,
+)
 from .gpunet import BlendWithImaged, CountMatchedObjectsd, predicted_count
 from .rcnn import (
     OBJECT_COLUMNS,
@@ -49,6 +57,8 @@ __all__ = [
     "ObjectCentresd",
     "RandCropAroundObjectd",
     "RandWindowsd",
+    "ROIFloor",
+    "ROIFloord",
     "SoftROIMask",
     "SoftROIMaskd",
     "TrimRescale",

@@ -6,6 +6,8 @@
 * :class:`WhiteMatterZScore`: z-score every channel to white-matter statistics (RCNN paper).
 * :class:`SoftROIMask` and :class:`TrimRescale`: the GP-Unet ROI preprocessing (dilate, smooth with sigma 2,
   apply; crop with MONAI's ``CropForeground``; trim the top 1 % and rescale to [0, 1]).
+* :class:`ROIFloor`: sets the ROI's tissue level to 0 (a per-scan percentile inside the ROI), so that only voxels
+  brighter than the tissue carry signal into a count regression (GP-Unet; docs/gpunet.md).
 
 Masks are (1, H, W, D) or (H, W, D); non-zero = inside. Outputs keep the input's type and metadata.
 """
@@ -26,6 +28,7 @@ __all__ = [
     "WhiteMatterZScore",
     "SoftROIMask",
     "TrimRescale",
+    "ROIFloor",
     "estimate_white_matter",
     "histogram_peak",
 ]
@@ -246,4 +249,35 @@ class TrimRescale(Transform):
             nz = chan[chan > 0]
             top = float(np.percentile(nz, self.upper)) if nz.size else 1.0
             out[c] = np.clip(chan, 0.0, top) / max(top, 1e-8)
+        return convert_to_dst_type(out, img)[0]
+
+
+class ROIFloor(Transform):
+    """Subtract each channel's ``percentile`` inside a ROI, clip at 0 and rescale so the channel's maximum is kept.
+
+    ``out = clip(x - f, 0) * max(x) / (max(x) - f)`` with ``f`` the percentile of the channel's voxels inside the
+    ROI. With ``percentile`` 90 the floor lies above the tissue of the ROI as long as bright lesions fill under
+    10 % of it, so tissue becomes 0 and lesions keep their contrast. GP-Unet needs this on CPU budgets: a sum over
+    the whole crop is otherwise dominated by tissue and its count regression stays at the mean (docs/gpunet.md).
+
+    Args:
+        percentile: the floor, as a percentile (0-100) of the ROI's voxels.
+    """
+
+    def __init__(self, percentile: float = 90.0):
+        if not 0.0 <= float(percentile) < 100.0:
+            raise ValueError(f"percentile must lie in [0, 100), got {percentile}")
+        self.percentile = float(percentile)
+
+    def __call__(self, img: NdarrayOrTensor, roi: NdarrayOrTensor) -> NdarrayOrTensor:
+        arr = _np(img).astype(np.float32)
+        m = _mask3d(roi, arr.shape[1:])
+        if not m.any():
+            raise ValueError("ROI mask is empty")
+        out = np.empty_like(arr)
+        for c, chan in enumerate(arr):
+            floor = float(np.percentile(chan[m], self.percentile))
+            top = float(chan.max())
+            scale = top / (top - floor) if top > floor else 0.0
+            out[c] = np.clip(chan - floor, 0.0, None) * scale
         return convert_to_dst_type(out, img)[0]

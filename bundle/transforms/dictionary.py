@@ -8,9 +8,16 @@ from typing import Hashable, Mapping
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from .array import HistogramPeakNormalize, N4BiasFieldCorrection, SoftROIMask, TrimRescale, WhiteMatterZScore
+from .array import HistogramPeakNormalize, N4BiasFieldCorrection, ROIFloor, SoftROIMask, TrimRescale, WhiteMatterZScore
 
-__all__ = ["N4BiasFieldCorrectiond", "HistogramPeakNormalized", "WhiteMatterZScored", "SoftROIMaskd", "TrimRescaled"]
+__all__ = [
+    "N4BiasFieldCorrectiond",
+    "HistogramPeakNormalized",
+    "WhiteMatterZScored",
+    "SoftROIMaskd",
+    "TrimRescaled",
+    "ROIFloord",
+]
 
 
 class _MaskedIntensityd(MapTransform):
@@ -102,4 +109,22 @@ class TrimRescaled(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.op(d[key])
+        return d
+
+
+class ROIFloord(MapTransform):
+    """Dict version of :class:`ROIFloor`; the ROI is read from ``roi_key`` (before :class:`SoftROIMaskd` dilates
+    it)."""
+
+    def __init__(
+        self, keys: KeysCollection, roi_key: str = "roi", percentile: float = 90.0, allow_missing_keys: bool = False
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.roi_key = roi_key
+        self.op = ROIFloor(percentile)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key], d[self.roi_key])
         return d

@@ -13,6 +13,7 @@ from bundle.transforms import (
     HistogramPeakNormalize,
     HistogramPeakNormalized,
     N4BiasFieldCorrection,
+    ROIFloor,
     SoftROIMask,
     TrimRescale,
     WhiteMatterZScore,
@@ -135,3 +136,61 @@ def test_trim_rescale_top_percent():
     assert out.max() == pytest.approx(1.0) and out.min() == 0.0
     assert (out == 1.0).sum() == (np.arange(1, 901) >= top).sum()  # the top 1 % is trimmed to 1
     assert out[0, 0, 0, 1] == pytest.approx(1.0 / top)
+
+
+def test_roi_floor_zeroes_tissue_below_the_roi_percentile_and_keeps_the_maximum():
+    img = np.zeros((1, 10, 10, 10), np.float32)
+    img[0, :, :, :5] = np.arange(1, 501).reshape(10, 10, 5)  # ROI: values 1..500
+    img[0, 0, 0, 9] = 800.0  # outside the ROI, the channel's maximum
+    roi = np.zeros((10, 10, 10), bool)
+    roi[:, :, :5] = True
+    out = ROIFloor(percentile=90.0)(torch.from_numpy(img), torch.from_numpy(roi)).numpy()
+    floor = np.percentile(np.arange(1, 501), 90.0)  # 450.1
+    assert out.max() == pytest.approx(800.0)
+    inside = out[0][roi]
+    assert (inside == 0).sum() == 450  # every ROI voxel at or below the floor
+    assert inside.max() == pytest.approx((500.0 - floor) * 800.0 / (800.0 - floor))
+    assert float(out[0, 0, 0, 5]) == 0.0  # outside the ROI the same floor applies
+
+
+def test_roi_floor_errors():
+    with pytest.raises(ValueError, match="ROI mask is empty"):
+        ROIFloor()(torch.ones(1, 8, 8, 8), torch.zeros(1, 8, 8, 8))
+    with pytest.raises(ValueError, match="percentile"):
+        ROIFloor(percentile=100.0)
+
+
+def test_gpunet_preprocessing_scale_does_not_depend_on_the_lesions_in_the_roi():
+    """The bug this guards against: scaling by a percentile of the cropped ROI divided the EPVS out of the image.
+
+    Two scans differ only by bright objects inside the ROI (3 % of it). After the config's GP-Unet preprocessing
+    the tissue is 0 in both, the other voxels are identical, and only the first scan has bright voxels in the ROI.
+    """
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config("configs/common.yaml")
+    steps = parser.get_parsed_content("preprocessing_gpunet")[1:]  # everything after loading the files
+    shape = (48, 48, 48)
+    head = sphere(shape, (24, 24, 24), 22)
+    base = np.where(head, 100.0, 0.0).astype(np.float32)
+    base[sphere(shape, (24, 12, 24), 6)] = 250.0  # CSF outside the crop: the brightest 2 % of the scan
+    roi = np.zeros(shape, np.float32)
+    roi[18:30, 26:38, 20:32] = 1  # 1728 voxels of tissue at 100
+    with_lesions = base.copy()
+    rng = np.random.default_rng(0)
+    idx = np.argwhere(roi > 0)[rng.choice(int(roi.sum()), 52, replace=False)]
+    with_lesions[tuple(idx.T)] = 180.0
+
+    def run(img):
+        d = {"image": MetaTensor(torch.from_numpy(img)[None], affine=torch.eye(4)), "roi": torch.from_numpy(roi)[None]}
+        for t in steps:
+            d = t(d)
+        return d["image"].numpy()[0], d["roi"].numpy()[0] > 0
+
+    a, _ = run(with_lesions)
+    b, _ = run(base)
+    assert a.shape == b.shape == (72, 56, 48)
+    assert b.max() == 0.0  # no lesions: the ROI's tissue is floored to 0 and nothing else is bright there
+    assert (a > 0.1).sum() == 52  # every added object survives, nothing else does
+    np.testing.assert_allclose(a[a <= 0.1], b[a <= 0.1], atol=1e-6)
