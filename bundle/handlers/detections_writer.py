@@ -17,7 +17,7 @@ from ..data.io import atomic_path, write_nifti
 from ..inference.detections import detection_rows, objects_from_detector_table, rcnn_rows, write_detections
 from ..metrics.objects import objects_from_instances, objects_from_map
 
-__all__ = ["DetectionsWriter", "box_map"]
+__all__ = ["DetectionsWriter", "box_map", "instance_map_of_rows", "write_counts"]
 
 FORMATS = ("map", "table", "rcnn", "instances")
 
@@ -42,7 +42,11 @@ class DetectionsWriter:
         pred_format: ``map`` (a probability map per image, as above);
             ``table``: ``pred`` is already an (N, >=6) tensor with the columns of
             :data:`bundle.networks.TABLE_COLUMNS` (voxel i, j, k, score, stage-1 score, size in voxels), e.g. from
-            :class:`bundle.networks.TwoStageCMBDetector`; rows with ``score < threshold`` are dropped;
+            :class:`bundle.networks.TwoStageCMBDetector`; rows with ``score < threshold`` are dropped; when the
+            output also has ``score_key`` (the detector's stage-1 map, ``return_map=True``) and ``save_maps`` is
+            set, it is written as ``maps/<subject>_prob.nii.gz`` with ``maps/<subject>_objects.nii.gz``: the
+            connected component of ``map >= map_threshold`` under each written detection, filled with its
+            ``lesion_id`` (the detector's own candidate threshold makes one component per detection);
             ``rcnn``: ``pred`` is a multirater RCNN table (columns ``columns``, see
             :func:`bundle.networks.rcnn_columns`); rows get the class probabilities and the rater heads' answers
             (:func:`bundle.inference.rcnn_rows`), and with ``save_maps`` each subject's written boxes are saved as
@@ -56,7 +60,13 @@ class DetectionsWriter:
             row per subject: ``subject, predicted_count, count_used, detected, threshold``.
         score_column: ``table`` column written as the score (3: the detector's score; 4: its stage-1 score).
         columns: column names of an ``rcnn`` table.
-        score_key, count_key: output keys of the score map and of the count estimate (``instances``).
+        score_key, count_key: output keys of the score map (``instances``, ``table``) and of the count estimate
+            (``instances``).
+        map_threshold: threshold of the ``table`` format's instance map (the detector's candidate threshold).
+        classes: the class columns of ``counts.csv`` (default: ``label`` and every label written).
+
+    Every run also writes ``counts.csv``: one row per subject seen, including subjects without detections, with
+    the number of written detections per class and their ``total``.
     """
 
     def __init__(
@@ -73,6 +83,8 @@ class DetectionsWriter:
         columns: Sequence[str] = (),
         score_key: str = "net_heatmap",
         count_key: str = "net_count",
+        map_threshold: float = 0.2,
+        classes: Sequence[str] = (),
     ) -> None:
         self.score_column = int(score_column)
         if pred_format not in FORMATS:
@@ -85,8 +97,11 @@ class DetectionsWriter:
         self.path = Path(output_dir) / "detections.csv"
         self.threshold, self.connectivity, self.min_voxels = threshold, connectivity, min_voxels
         self.pred_channel, self.label, self.save_maps = pred_channel, label, save_maps
+        self.map_threshold = float(map_threshold)
+        self.classes = tuple(classes)
         self.rows: list[dict] = []
         self.counts: list[dict] = []
+        self.subjects: list[str] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._reset)
@@ -94,7 +109,7 @@ class DetectionsWriter:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _reset(self, engine: Engine) -> None:
-        self.rows, self.counts = [], []
+        self.rows, self.counts, self.subjects = [], [], []
 
     def __call__(self, engine: Engine) -> None:
         for batch, output in zip(engine.state.batch, engine.state.output):
@@ -102,6 +117,7 @@ class DetectionsWriter:
             affine = np.asarray(image.affine, float)
             spacing = affine_to_spacing(affine)
             subject = str(batch.get("subject", Path(str(image.meta.get("filename_or_obj", "image"))).name))
+            self.subjects.append(subject)
             if self.pred_format == "rcnn":
                 rows = rcnn_rows(subject, output["pred"], self.columns, affine, min_score=self.threshold)
                 self.rows += rows
@@ -118,7 +134,14 @@ class DetectionsWriter:
                 objs = objects_from_detector_table(
                     output["pred"], spacing, self.score_column, self.label, min_score=self.threshold
                 )
-                self.rows += detection_rows(subject, objs, affine)
+                rows = detection_rows(subject, objs, affine)
+                self.rows += rows
+                if self.save_maps and self.score_key in output:
+                    prob = np.asarray(output[self.score_key].detach().float().cpu()).reshape(image.shape[-3:])
+                    maps = self.path.parent / "maps"
+                    inst = instance_map_of_rows(rows, prob, self.map_threshold, self.connectivity)
+                    write_nifti(inst, affine, maps / f"{subject}_objects.nii.gz", np.int16)
+                    write_nifti(prob, affine, maps / f"{subject}_prob.nii.gz")
                 continue
             prob = output["pred"][self.pred_channel].detach().float().cpu().numpy()
             objs = objects_from_map(prob, self.threshold, self.connectivity, spacing, self.min_voxels)
@@ -153,6 +176,7 @@ class DetectionsWriter:
             write_nifti(score, affine, maps / f"{subject}_heatmap.nii.gz")
 
     def _write(self, engine: Engine) -> None:
+        write_counts(self.rows, self.subjects, self.path.parent / "counts.csv", self.classes or self._classes())
         if self.counts:
             with atomic_path(self.path.parent / "count_predictions.csv") as tmp:
                 with open(tmp, "w", newline="") as f:
@@ -166,6 +190,48 @@ class DetectionsWriter:
             write_detections(self.rows, self.path, RCNN_CHOICES, raters)
         else:
             write_detections(self.rows, self.path)
+
+    def _classes(self) -> tuple[str, ...]:
+        found = sorted({str(r["label"]) for r in self.rows} - {"", self.label})
+        return tuple([self.label] if self.label else []) + tuple(found)
+
+
+def write_counts(rows: list[dict], subjects: Sequence[str], path: str | os.PathLike, classes: Sequence[str]) -> Path:
+    """``counts.csv`` (atomically): per subject of ``subjects`` (in order, once each), the number of ``rows`` of
+    each class and the ``total``; a subject without detections gets zeros. Raises if a row's label is not one of
+    ``classes`` (the table and the counts must agree)."""
+    classes = list(dict.fromkeys(classes))
+    per = {s: dict.fromkeys(classes, 0) for s in dict.fromkeys(subjects)}
+    for r in rows:
+        label = str(r["label"])
+        if label not in classes:
+            raise ValueError(f"detection of class {label!r} in subject {r['subject']!r}; counts.csv has {classes}")
+        per.setdefault(str(r["subject"]), dict.fromkeys(classes, 0))[label] += 1
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["subject", *classes, "total"])
+            for subject, c in per.items():
+                writer.writerow([subject, *c.values(), sum(c.values())])
+    return Path(path)
+
+
+def instance_map_of_rows(rows: list[dict], prob: np.ndarray, threshold: float, connectivity: int = 26) -> np.ndarray:
+    """int16 map: the connected component of ``prob >= threshold`` that holds each row's (i, j, k) voxel, filled
+    with the row's ``lesion_id`` (a single voxel where that voxel is below the threshold)."""
+    from scipy import ndimage as ndi
+
+    structure = ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[int(connectivity)])
+    comps, _ = ndi.label(prob >= threshold, structure=structure)
+    out = np.zeros(prob.shape, np.int16)
+    for r in rows:
+        ijk = tuple(int(np.clip(round(float(r[a])), 0, n - 1)) for a, n in zip("ijk", prob.shape))
+        c = comps[ijk]
+        if c:
+            out[comps == c] = int(r["lesion_id"])
+        else:
+            out[ijk] = int(r["lesion_id"])
+    return out
 
 
 def box_map(rows: list[dict], shape: Sequence[int], spacing) -> np.ndarray:

@@ -54,6 +54,8 @@ class TwoStageCMBDetector(nn.Module):
         connectivity: connectivity of the candidate components.
         stage2_batch: crops per stage-2 forward pass.
         fg_channel: softmax channel of the microbleed class.
+        return_map: ``forward`` returns ``{"table": table, "prob": stage-1 map (B, 1, H, W, D)}`` instead of the
+            table alone (the main job writes the map and an instance map of the detections).
 
     ``forward(image, mask=None)``: ``image`` (B, C, H, W, D), ``mask`` (B, 1, H, W, D) or None; returns a float
     tensor (B, N, 6) with the columns :data:`TABLE_COLUMNS` (voxel i, j, k of the input grid), N the largest
@@ -74,6 +76,7 @@ class TwoStageCMBDetector(nn.Module):
         connectivity: int = 26,
         stage2_batch: int = 256,
         fg_channel: int = 1,
+        return_map: bool = False,
     ) -> None:
         super().__init__()
         if not len(stage1):
@@ -91,6 +94,7 @@ class TwoStageCMBDetector(nn.Module):
         self.connectivity = int(connectivity)
         self.stage2_batch = int(stage2_batch)
         self.fg_channel = int(fg_channel)
+        self.return_map = bool(return_map)
 
     # -- stage 1 ----------------------------------------------------------------------------------------------
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,9 +171,12 @@ class TwoStageCMBDetector(nn.Module):
             raise ValueError(f"expected image (B, C, H, W, D), got shape {tuple(image.shape)}")
         if mask is not None and mask.shape[2:] != image.shape[2:]:
             raise ValueError(f"mask shape {tuple(mask.shape)} does not match image shape {tuple(image.shape)}")
-        tables = [self.detect(image[b], None if mask is None else mask[b]) for b in range(image.shape[0])]
+        probs = [self.stage1_map(image[b], None if mask is None else mask[b]) for b in range(image.shape[0])]
+        tables = [self.detect(image[b], prob=probs[b]) for b in range(image.shape[0])]
         n = max(len(t) for t in tables)
         out = torch.full((len(tables), n, len(TABLE_COLUMNS)), float("nan"), device=image.device)
         for b, t in enumerate(tables):
             out[b, : len(t)] = t
+        if self.return_map:
+            return {"table": out, "prob": torch.stack(probs)[:, None]}
         return out

@@ -49,3 +49,60 @@ def test_instances_format_writes_rows_counts_and_maps(tmp_path):
         img = nib.load(tmp_path / "maps" / name)
         assert img.shape == (8, 8, 6) and np.allclose(img.affine, affine)
     assert np.array_equal(np.asarray(nib.load(tmp_path / "maps" / "s1_objects.nii.gz").dataobj), inst[0].numpy())
+
+
+def _run(writer, batches, outputs):
+    def step(engine, n):
+        engine.state.batch = [batches[n]]
+        return [outputs[n]]
+
+    engine = Engine(step)
+    writer.attach(engine)
+    engine.run(list(range(len(batches))), max_epochs=1)
+
+
+def test_table_format_writes_prob_and_instance_maps_and_counts_for_every_subject(tmp_path):
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    prob = torch.zeros(1, 12, 12, 8)
+    prob[0, 2:4, 2, 2] = 0.6  # candidate 1: a two-voxel component, peak (2, 2, 2)
+    prob[0, 8, 8, 5] = 0.9  # candidate 2: one voxel
+    prob[0, 6, 1, 1] = 0.3  # candidate 3: rejected by stage 2 (score below 0.5), so not in the instance map
+    table = torch.tensor(
+        [[2, 2, 2, 0.8, 0.6, 2], [8, 8, 5, 0.95, 0.9, 1], [6, 1, 1, 0.1, 0.3, 1], [np.nan] * 6], dtype=torch.float32
+    )
+    image = MetaTensor(torch.zeros(1, 12, 12, 8), affine=torch.as_tensor(affine))
+    batches = [{"image": image, "subject": "a"}, {"image": image, "subject": "b"}]
+    outputs = [{"pred": table, "net_prob": prob}, {"pred": torch.zeros(0, 6), "net_prob": torch.zeros(1, 12, 12, 8)}]
+    writer = DetectionsWriter(tmp_path, pred_format="table", label="cmb", threshold=0.5, score_key="net_prob")
+    _run(writer, batches, outputs)
+    rows = list(csv.DictReader((tmp_path / "detections.csv").open()))
+    assert [(r["subject"], r["lesion_id"]) for r in rows] == [("a", "1"), ("a", "2")]
+    assert [float(r["score"]) for r in rows] == pytest.approx([0.8, 0.95])
+    inst = np.asarray(nib.load(tmp_path / "maps" / "a_objects.nii.gz").dataobj)
+    assert inst.dtype == np.int16 and inst.shape == (12, 12, 8)
+    assert set(zip(*np.nonzero(inst == 1))) == {(2, 2, 2), (3, 2, 2)} and list(zip(*np.nonzero(inst == 2))) == [
+        (8, 8, 5)
+    ]
+    assert inst.max() == 2  # the rejected candidate is not drawn
+    p = nib.load(tmp_path / "maps" / "a_prob.nii.gz")
+    assert np.allclose(p.affine, affine) and np.allclose(np.asarray(p.dataobj), prob[0].numpy())
+    assert np.asarray(nib.load(tmp_path / "maps" / "b_objects.nii.gz").dataobj).max() == 0
+    counts = list(csv.reader((tmp_path / "counts.csv").open()))
+    assert counts == [["subject", "cmb", "total"], ["a", "2", "2"], ["b", "0", "0"]]
+
+
+def test_counts_per_class_and_unknown_class(tmp_path):
+    from bundle.handlers.detections_writer import write_counts
+
+    rows = [{"subject": "s", "label": "epvs"}, {"subject": "s", "label": "lacune"}, {"subject": "t", "label": "epvs"}]
+    write_counts(rows, ["s", "t", "u"], tmp_path / "c.csv", ["lacune", "epvs"])
+    got = list(csv.reader((tmp_path / "c.csv").open()))
+    assert got == [
+        ["subject", "lacune", "epvs", "total"],
+        ["s", "1", "1", "2"],
+        ["t", "0", "1", "1"],
+        ["u", "0", "0", "0"],
+    ]
+    with pytest.raises(ValueError, match="class 'cmb' in subject 's'"):
+        write_counts([{"subject": "s", "label": "cmb"}], ["s"], tmp_path / "d.csv", ["epvs"])
+    assert not (tmp_path / "d.csv").exists()

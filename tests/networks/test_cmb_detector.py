@@ -115,6 +115,14 @@ def test_detector_table_and_empty_scans(unet):
     # an empty brain mask gives an empty table
     empty = det(torch.as_tensor(img)[None], torch.zeros(1, 1, 48, 48, 40))
     assert empty.shape == (1, 0, 6)
+    # return_map: the same table plus the stage-1 map each candidate's stage-1 score was read from
+    det.return_map = True
+    both = det(image, torch.as_tensor(np.concatenate([mask, mask]))[:, None].float())
+    assert set(both) == {"table", "prob"} and both["prob"].shape == (2, 1, 48, 48, 40)
+    torch.testing.assert_close(both["table"], out, equal_nan=True)
+    prob = both["prob"][0, 0]
+    torch.testing.assert_close(prob[tuple(ijk.T)], first[:, 4])  # stage-1 score = the map at the candidate
+    assert float(prob[torch.as_tensor(mask[0]) == 0].abs().max()) == 0.0 and float(both["prob"][1].max()) < 0.2
 
 
 def test_detector_errors():
