@@ -6,5 +6,15 @@ from __future__ import annotations
 from .checkpoints import latest_checkpoint
 from .detections_writer import DetectionsWriter
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
+from .qc_report import QCReport, choose_slices, subject_montage, write_index
 
-__all__ = ["SCALAR_FIGURES", "DetectionsWriter", "LesionDetection", "latest_checkpoint"]
+__all__ = [
+    "SCALAR_FIGURES",
+    "DetectionsWriter",
+    "LesionDetection",
+    "QCReport",
+    "choose_slices",
+    "latest_checkpoint",
+    "subject_montage",
+    "write_index",
+]

@@ -1,0 +1,202 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""QC report of a detection run: a PNG montage per subject with every detection circled and numbered, and an
+``index.html`` that links the montages with the counts per class (``docs/outputs.md``).
+
+The montage shows the input image as the user gave it (read from its file, on its own grid), so what is circled is
+what the ``i, j, k`` columns of ``detections.csv`` point at. Each PNG records the subject and the ids it drew in its
+text chunks (``Subject``, ``Detections``), so a script can check a report without looking at it.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ignite.engine import Engine, Events
+
+from ..data.io import atomic_path
+
+__all__ = ["QCReport", "choose_slices", "subject_montage", "write_index"]
+
+COLOURS = ("#ff3030", "#30c0ff", "#ffd000", "#50ff50", "#ff60ff", "#ffffff")
+
+
+def choose_slices(rows: Sequence[dict], half_thickness: int = 2, max_panels: int = 24) -> list[tuple[int, list[dict]]]:
+    """Axial slices that show every detection: take the best-scored detection not shown yet, show its slice ``k``
+    with every detection within ``half_thickness`` slices of it, repeat. Returns at most ``max_panels`` (slice,
+    rows) pairs in slice order; detections left over are those that did not fit."""
+    left = sorted(rows, key=lambda r: -float(r["score"]))
+    panels = []
+    while left and len(panels) < max_panels:
+        k = int(round(float(left[0]["k"])))
+        shown = [r for r in left if abs(float(r["k"]) - k) <= half_thickness]
+        panels.append((k, shown))
+        left = [r for r in left if abs(float(r["k"]) - k) > half_thickness]
+    return sorted(panels, key=lambda p: p[0])
+
+
+def _window(vol: np.ndarray) -> tuple[float, float]:
+    nz = vol[np.isfinite(vol) & (vol != 0)]
+    if not nz.size:
+        return 0.0, 1.0
+    lo, hi = np.percentile(nz, [0.5, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def subject_montage(
+    image_path: str | os.PathLike,
+    rows: Sequence[dict],
+    out_png: str | os.PathLike,
+    subject: str,
+    classes: Sequence[str] = (),
+    max_panels: int = 24,
+    columns: int = 4,
+) -> dict:
+    """Draw ``subject``'s detections (rows of ``detections.csv``) on axial slices of its image and save a PNG.
+
+    Each detection is circled (radius: its diameter plus a margin, at least 6 pixels) and numbered with its
+    ``lesion_id`` on every panel within 2 slices of its centre; colours follow ``classes``. A subject without
+    detections gets three slices (at 30, 50 and 70 % of the volume) titled "no detections". Returns what was
+    drawn: ``{"png", "drawn" (lesion ids), "not_shown" (ids beyond max_panels), "panels" (slice indices)}``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import nibabel as nib
+    from matplotlib.patches import Circle
+
+    img = nib.load(str(image_path))
+    vol = np.asarray(img.dataobj, dtype=np.float32)
+    if vol.ndim == 4:
+        vol = vol[..., 0]
+    if vol.ndim != 3:
+        raise ValueError(f"{image_path}: QC montage needs a 3D image, got shape {vol.shape}")
+    spacing = np.sqrt((np.asarray(img.affine)[:3, :3] ** 2).sum(0))
+    lo, hi = _window(vol)
+    panels = choose_slices(rows, max_panels=max_panels)
+    empty = not rows
+    if empty:
+        panels = [(int(round(f * (vol.shape[2] - 1))), []) for f in (0.3, 0.5, 0.7)]
+    shown_ids = sorted({int(r["lesion_id"]) for _, rs in panels for r in rs})
+    not_shown = sorted({int(r["lesion_id"]) for r in rows} - set(shown_ids))
+    colour = {c: COLOURS[n % len(COLOURS)] for n, c in enumerate(classes)}
+    ncol = min(columns, len(panels))
+    nrow = int(np.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.6 * nrow + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (k, rs) in zip(axes.ravel(), panels):
+        k = int(np.clip(k, 0, vol.shape[2] - 1))
+        ax.imshow(vol[:, :, k].T, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest")
+        ax.set_title("no detections" if empty else f"slice k={k}", fontsize=9)
+        for r in rs:
+            c = colour.get(str(r["label"]), COLOURS[0])
+            radius = max(float(r.get("diameter_mm") or 0.0) / float(spacing[:2].min()) + 4.0, 6.0)
+            ax.add_patch(Circle((float(r["i"]), float(r["j"])), radius, fill=False, color=c, linewidth=1.2))
+            ax.text(float(r["i"]) + radius, float(r["j"]) + radius, str(int(r["lesion_id"])), color=c, fontsize=8)
+    counts = {c: sum(str(r["label"]) == c for r in rows) for c in classes} if classes else {}
+    title = f"{subject}: {len(rows)} detection(s)" + (
+        " (" + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")" if counts else ""
+    )
+    if not_shown:
+        title += f"; {len(not_shown)} not shown (more than {max_panels} slices)"
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"Subject": subject, "Detections": ",".join(map(str, shown_ids)), "Software": "brain_mri_eso_detection"}
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, metadata=meta)
+    plt.close(fig)
+    return {"png": out_png, "drawn": shown_ids, "not_shown": not_shown, "panels": [k for k, _ in panels]}
+
+
+def write_index(
+    out_dir: str | os.PathLike, subjects: Sequence[dict], classes: Sequence[str], title: str = "ESO detections"
+) -> Path:
+    """``out_dir/index.html`` (atomically): one table row per subject with its counts per class, the total and its
+    montage (a thumbnail linking to the PNG). ``subjects``: dicts with ``subject``, ``png`` (relative to
+    ``out_dir``), ``counts`` ({class: n}) and ``not_shown`` (ids)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c)}</th>" for c in classes)
+    body = []
+    for s in subjects:
+        cells = "".join(f"<td>{int(s['counts'].get(c, 0))}</td>" for c in classes)
+        note = f"<br>{len(s['not_shown'])} detection(s) not shown" if s.get("not_shown") else ""
+        png = esc(str(s["png"]))
+        body.append(
+            f"<tr><td>{esc(s['subject'])}</td>{cells}<td>{sum(s['counts'].values())}</td>"
+            f'<td><a href="{png}"><img src="{png}" width="480" alt="{esc(s["subject"])}"></a>{note}</td></tr>'
+        )
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #999;padding:4px;vertical-align:top}"
+        "table{border-collapse:collapse}</style></head><body>\n"
+        f"<h1>{esc(title)}</h1>\n<p>{len(subjects)} subject(s). Tables: "
+        '<a href="../detections.csv">detections.csv</a>, <a href="../counts.csv">counts.csv</a>. '
+        "Circles: detections, numbered by <code>lesion_id</code>.</p>\n"
+        f"<table><tr><th>subject</th>{head}<th>total</th><th>montage</th></tr>\n" + "\n".join(body) + "\n</table>"
+        "</body></html>\n"
+    )
+    path = Path(out_dir) / "index.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(page)
+    return path
+
+
+class QCReport:
+    """Ignite handler writing ``output_dir/report/<subject>.png`` per image and ``output_dir/report/index.html``.
+
+    Attach it after a :class:`bundle.handlers.DetectionsWriter` (``writer``): after each iteration it draws the
+    rows the writer has just collected for that subject on the subject's input image (the file in
+    ``image.meta["filename_or_obj"]``); when the run completes it writes the index with the counts.
+
+    Args:
+        writer: the run's detections writer (config: ``'@handlers#<n>'``).
+        output_dir: run folder (the report goes to ``output_dir/report``).
+        classes: class names, for the counts and colours (default: the writer's ``label`` and labels it wrote).
+        max_panels: slices per montage at most.
+        enabled: ``False`` skips the report (long cohorts, no display needed).
+    """
+
+    def __init__(
+        self, writer, output_dir: str | os.PathLike, classes: Sequence[str] = (), max_panels: int = 24, enabled=True
+    ) -> None:
+        from ..utils import as_bool
+
+        self.writer, self.dir = writer, Path(output_dir) / "report"
+        self.classes, self.max_panels, self.enabled = tuple(classes), int(max_panels), as_bool(enabled)
+        self.subjects: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        if not self.enabled:
+            return
+        engine.add_event_handler(Events.STARTED, lambda _: self.subjects.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self._index)
+
+    def _classes(self) -> tuple[str, ...]:
+        return self.classes or self.writer._classes()
+
+    def __call__(self, engine: Engine) -> None:
+        subjects = self.writer.subjects[len(self.subjects) :]
+        for subject, batch in zip(subjects, engine.state.batch):
+            path = batch["image"].meta.get("filename_or_obj")
+            if isinstance(path, (list, tuple)):
+                path = path[0]
+            rows = [r for r in self.writer.rows if r["subject"] == subject]
+            png = self.dir / (re.sub(r"[^A-Za-z0-9._-]", "_", subject) + ".png")
+            drawn = subject_montage(path, rows, png, subject, self._classes(), self.max_panels)
+            counts = {c: sum(str(r["label"]) == c for r in rows) for c in self._classes()}
+            self.subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts})
+
+    def _index(self, engine: Engine) -> None:
+        for s in self.subjects:  # classes first seen in a later subject get a column for every subject
+            s["counts"] = {c: s["counts"].get(c, 0) for c in self._classes()}
+        write_index(self.dir, self.subjects, self._classes())

@@ -1,0 +1,84 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The QC report: slices that show every detection, montages that record what they drew, the index page."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import nibabel as nib
+import numpy as np
+import torch
+from ignite.engine import Engine
+from monai.data import MetaTensor
+from PIL import Image
+
+from bundle.handlers import DetectionsWriter, QCReport, choose_slices, subject_montage
+
+
+def _row(n, i, j, k, score, label="cmb", subject="s"):
+    return {"subject": subject, "lesion_id": n, "label": label, "score": score, "i": i, "j": j, "k": k,
+            "diameter_mm": 3.0}  # fmt: skip
+
+
+def test_choose_slices_covers_every_detection_best_first():
+    rows = [_row(1, 5, 5, 10, 0.9), _row(2, 8, 8, 11, 0.5), _row(3, 9, 9, 30, 0.7), _row(4, 1, 1, 13, 0.95)]
+    panels = choose_slices(rows, half_thickness=2)
+    # slice 13 (id 4, the best) also shows id 2 (k 11); id 1 (k 10) is 3 slices away and gets its own panel
+    assert [(k, sorted(r["lesion_id"] for r in rs)) for k, rs in panels] == [(10, [1]), (13, [2, 4]), (30, [3])]
+    panels = choose_slices(rows, half_thickness=3)
+    assert [(k, sorted(r["lesion_id"] for r in rs)) for k, rs in panels] == [(13, [1, 2, 4]), (30, [3])]
+    assert len(choose_slices(rows, half_thickness=0, max_panels=2)) == 2
+
+
+def test_montage_circles_every_detection_and_records_it(tmp_path):
+    vol = np.full((40, 40, 20), 100.0, np.float32)
+    nib.save(nib.Nifti1Image(vol, np.diag([1.0, 1.0, 2.0, 1.0])), tmp_path / "img.nii.gz")
+    rows = [_row(1, 10, 10, 5, 0.9), _row(2, 30, 30, 15, 0.8, "lacune")]
+    out = subject_montage(tmp_path / "img.nii.gz", rows, tmp_path / "r" / "s.png", "s", classes=("cmb", "lacune"))
+    assert out["drawn"] == [1, 2] and out["not_shown"] == [] and out["panels"] == [5, 15]
+    png = Image.open(tmp_path / "r" / "s.png")
+    assert png.text["Subject"] == "s" and png.text["Detections"] == "1,2"
+    rgb = np.asarray(png.convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)  # cmb circles
+    blue = (rgb[..., 2] > 200) & (rgb[..., 0] < 90)  # lacune circles
+    assert red.sum() > 30 and blue.sum() > 30
+    # no detections: three plain slices, nothing drawn
+    out = subject_montage(tmp_path / "img.nii.gz", [], tmp_path / "r" / "e.png", "e", classes=("cmb",))
+    assert out["drawn"] == [] and len(out["panels"]) == 3
+    rgb = np.asarray(Image.open(tmp_path / "r" / "e.png").convert("RGB")).astype(int)
+    assert not ((rgb[..., 0] > 200) & (rgb[..., 1] < 90)).any()
+
+
+def test_report_handler_links_every_subject_and_detection(tmp_path):
+    affine = np.eye(4)
+    vol = np.random.default_rng(0).normal(100, 5, (24, 24, 16)).astype(np.float32)
+    batches = []
+    for s in ("a", "b/c"):
+        path = tmp_path / f"{s.replace('/', '_')}_swi.nii.gz"
+        nib.save(nib.Nifti1Image(vol, affine), path)
+        image = MetaTensor(torch.zeros(1, 24, 24, 16), affine=affine, meta={"filename_or_obj": str(path)})
+        batches.append({"image": image, "subject": s})
+    tables = [torch.tensor([[4, 4, 4, 0.9, 0.5, 1], [20, 20, 12, 0.7, 0.4, 1]]), torch.zeros(0, 6)]
+    writer = DetectionsWriter(tmp_path / "run", pred_format="table", label="cmb", threshold=0.5)
+    report = QCReport(writer, tmp_path / "run")
+
+    def step(engine, n):
+        engine.state.batch = [batches[n]]
+        return [{"pred": tables[n]}]
+
+    engine = Engine(step)
+    writer.attach(engine)
+    report.attach(engine)
+    engine.run([0, 1], max_epochs=1)
+    rows = list(csv.DictReader((tmp_path / "run" / "detections.csv").open()))
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    links = re.findall(r'href="([^"]+\.png)"', page)
+    assert links == ["a.png", "b_c.png"]  # every subject, a safe file name for "b/c"
+    assert "<td>b/c</td><td>0</td><td>0</td>" in page and "<td>a</td><td>2</td><td>2</td>" in page
+    for link, subject in zip(links, ("a", "b/c")):
+        png = Image.open(tmp_path / "run" / "report" / link)
+        want = sorted(int(r["lesion_id"]) for r in rows if r["subject"] == subject)
+        drawn = [int(v) for v in png.text["Detections"].split(",") if v]
+        assert png.text["Subject"] == subject and drawn == want
+    assert len(rows) == 2
