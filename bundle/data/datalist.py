@@ -28,6 +28,8 @@ __all__ = [
     "expected_channels",
     "load_datalist",
     "load_inference_list",
+    "folder_entries",
+    "inference_entries",
     "prepare_entry",
     "read_datalist",
     "resolve_entry",
@@ -175,6 +177,73 @@ def load_inference_list(
         if data.get(split):
             return load_datalist(path, split, dataset_dir, modalities, require=require)
     raise DatalistError(f"datalist {path} has no testing or validation entries to run inference on")
+
+
+MASK_SUFFIXES = ("_brainmask", "_mask")
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def _stem(path: Path) -> str | None:
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def folder_entries(folder: str | os.PathLike) -> list[dict]:
+    """One entry per NIfTI file (``.nii`` / ``.nii.gz``) of ``folder`` (not its subfolders), in name order.
+
+    The subject is the file name without its suffix; a file ``<subject>_brainmask.nii.gz`` (or ``_mask``) beside
+    it is taken as its brain mask, never as a subject of its own.
+
+    Raises:
+        FileNotFoundError: no such folder.
+        DatalistError: the folder holds no NIfTI image, or a mask has no image beside it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder {folder} does not exist")
+    files = {_stem(p): p for p in sorted(folder.iterdir()) if p.is_file() and _stem(p)}
+    masks = {s: p for s, p in files.items() if s.endswith(MASK_SUFFIXES)}
+    images = {s: p for s, p in files.items() if s not in masks}
+    if not images:
+        raise DatalistError(f"input folder {folder} holds no NIfTI image (*.nii, *.nii.gz)")
+    entries = []
+    for subject, path in images.items():
+        entry = {"subject": subject, "image": [str(path.resolve())]}
+        for suffix in MASK_SUFFIXES:
+            if subject + suffix in masks:
+                entry["mask"] = str(masks.pop(subject + suffix).resolve())
+                break
+        entries.append(entry)
+    if masks:
+        raise DatalistError(f"input folder {folder}: masks without an image beside them: {sorted(masks)}")
+    return entries
+
+
+def inference_entries(
+    path: str | os.PathLike, modalities: Sequence[str] | None = None, require: Sequence[str] = ()
+) -> list[dict]:
+    """Entries of the main job's input: a datalist JSON (:func:`load_inference_list`) or a folder of NIfTI files,
+    one single-modality image per subject (:func:`folder_entries`).
+
+    Raises:
+        DatalistError: a folder given to a config that expects several modalities, or an entry without a
+            ``require``-d key; see the two functions for the rest.
+    """
+    if Path(path).is_dir():
+        if modalities is not None and len(modalities) != 1:
+            raise DatalistError(
+                f"input folder {path}: a folder gives one image per subject, this config needs the modalities "
+                f"{list(modalities)}; write a datalist (docs/data.md)"
+            )
+        entries = folder_entries(path)
+        for e in entries:
+            missing = [k for k in require if not e.get(k)]
+            if missing:
+                raise DatalistError(f"{e['subject']}: no {missing} beside {e['image'][0]}, which this config needs")
+        return entries
+    return load_inference_list(path, modalities, require=require)
 
 
 def save_datalist(data: dict, path: str | os.PathLike) -> Path:

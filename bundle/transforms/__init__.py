@@ -11,9 +11,11 @@ from .array import (
     TrimRescale,
     WhiteMatterZScore,
     estimate_white_matter,
+    head_mask,
     histogram_peak,
 )
 from .dictionary import (
+    HeadMaskd,
     HistogramPeakNormalized,
     N4BiasFieldCorrectiond,
     ROIFloord,
@@ -68,5 +70,7 @@ __all__ = [
     "WhiteMatterZScored",
     "estimate_white_matter",
     "histogram_peak",
+    "head_mask",
+    "HeadMaskd",
     "object_centres",
 ]

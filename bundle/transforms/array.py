@@ -6,6 +6,7 @@
 * :class:`WhiteMatterZScore`: z-score every channel to white-matter statistics (RCNN paper).
 * :class:`SoftROIMask` and :class:`TrimRescale`: the GP-Unet ROI preprocessing (dilate, smooth with sigma 2,
   apply; crop with MONAI's ``CropForeground``; trim the top 1 % and rescale to [0, 1]).
+* :func:`head_mask`: an Otsu head mask for inputs that come without a brain mask (the main job).
 * :class:`ROIFloor`: sets the ROI's tissue level to 0 (a per-scan percentile inside the ROI), so that only voxels
   brighter than the tissue carry signal into a count regression (GP-Unet; docs/gpunet.md).
 
@@ -29,6 +30,7 @@ __all__ = [
     "SoftROIMask",
     "TrimRescale",
     "ROIFloor",
+    "head_mask",
     "estimate_white_matter",
     "histogram_peak",
 ]
@@ -281,3 +283,35 @@ class ROIFloor(Transform):
             scale = top / (top - floor) if top > floor else 0.0
             out[c] = np.clip(chan - floor, 0.0, None) * scale
         return convert_to_dst_type(out, img)[0]
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of ``values`` (the cut maximising the between-class variance of a ``bins`` histogram)."""
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    w0 = np.cumsum(hist).astype(float)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = ((hist * centres).sum() - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(centres[int(np.argmax(between[:-1]))])
+
+
+def head_mask(img: NdarrayOrTensor) -> np.ndarray:
+    """Binary (H, W, D) head mask of channel 0: voxels above Otsu's threshold, opened once, the largest
+    connected component, holes filled. It includes scalp and skull: a stand-in where no brain mask is given.
+
+    Raises:
+        ValueError: the image is constant (nothing to separate).
+    """
+    arr = _np(img).astype(np.float32)
+    vol = arr[0] if arr.ndim == 4 else arr
+    finite = vol[np.isfinite(vol)]
+    if not finite.size or float(finite.max()) <= float(finite.min()):
+        raise ValueError("image is constant: no head to find")
+    fg = vol > otsu_threshold(finite)
+    fg = ndi.binary_opening(fg, iterations=1) if fg.sum() > 1000 else fg
+    lab, n = ndi.label(fg)
+    if n > 1:
+        fg = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    return ndi.binary_fill_holes(fg)

@@ -3,12 +3,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Hashable, Mapping
 
+import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from monai.utils import convert_to_dst_type
 
-from .array import HistogramPeakNormalize, N4BiasFieldCorrection, ROIFloor, SoftROIMask, TrimRescale, WhiteMatterZScore
+from .array import (
+    HistogramPeakNormalize,
+    N4BiasFieldCorrection,
+    ROIFloor,
+    SoftROIMask,
+    TrimRescale,
+    WhiteMatterZScore,
+    head_mask,
+)
 
 __all__ = [
     "N4BiasFieldCorrectiond",
@@ -17,6 +28,7 @@ __all__ = [
     "SoftROIMaskd",
     "TrimRescaled",
     "ROIFloord",
+    "HeadMaskd",
 ]
 
 
@@ -127,4 +139,31 @@ class ROIFloord(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.op(d[key], d[self.roi_key])
+        return d
+
+
+class HeadMaskd(MapTransform):
+    """Give entries without a brain mask an Otsu head mask (:func:`head_mask` of ``image_key``) under ``keys``.
+
+    Entries that have the key keep their own mask. The estimate includes scalp and skull, so a detector searches
+    more tissue than with a brain mask: the main job logs a warning naming the subject (docs/outputs.md).
+    """
+
+    def __init__(self, keys: KeysCollection = "mask", image_key: str = "image") -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.image_key = image_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.keys:
+            if d.get(key) is not None:
+                continue
+            image = d[self.image_key]
+            subject = d.get("subject", getattr(image, "meta", {}).get("filename_or_obj", "image"))
+            try:
+                mask = head_mask(image)[None].astype(np.float32)
+            except ValueError as err:
+                raise ValueError(f"{subject}: {err}") from err
+            logging.getLogger("bundle").warning("%s: no brain mask given; using an Otsu head mask", subject)
+            d[key] = convert_to_dst_type(mask, image)[0]
         return d

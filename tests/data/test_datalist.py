@@ -166,3 +166,34 @@ def test_required_keys_are_reported_with_the_subject(folder):
     assert entry["mask"].endswith("s1/mask.nii.gz")
     with pytest.raises(DatalistError, match=r"s1: the testing entry in .*datalist.json has no \['mask'\], which"):
         load_inference_list(folder / "datalist.json", modalities=["t1"], require=["mask"])
+
+
+def test_folder_input_pairs_masks_and_rejects_bad_folders(tmp_path):
+    from bundle.data import folder_entries, inference_entries
+
+    for name in ("b.nii.gz", "a.nii", "a_brainmask.nii.gz", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.nii.gz").write_bytes(b"x")  # subfolders are not read
+    entries = inference_entries(tmp_path, modalities=["swi"])
+    assert [e["subject"] for e in entries] == ["a", "b"]
+    assert entries[0]["image"] == [str((tmp_path / "a.nii").resolve())]
+    assert entries[0]["mask"] == str((tmp_path / "a_brainmask.nii.gz").resolve()) and "mask" not in entries[1]
+    with pytest.raises(DatalistError, match="b: no \\['mask'\\] beside"):
+        inference_entries(tmp_path, require=["mask"])
+    with pytest.raises(DatalistError, match="needs the modalities \\['t1', 't2', 'flair'\\]"):
+        inference_entries(tmp_path, modalities=["t1", "t2", "flair"])
+    (tmp_path / "z_mask.nii.gz").write_bytes(b"x")
+    with pytest.raises(DatalistError, match="masks without an image beside them: \\['z_mask'\\]"):
+        folder_entries(tmp_path)
+    with pytest.raises(DatalistError, match="holds no NIfTI image"):
+        folder_entries(_empty(tmp_path))
+    with pytest.raises(FileNotFoundError, match="input folder .* does not exist"):
+        folder_entries(tmp_path / "missing")
+
+
+def _empty(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    (d / "readme.txt").write_text("no images")
+    return d

@@ -194,3 +194,19 @@ def test_gpunet_preprocessing_scale_does_not_depend_on_the_lesions_in_the_roi():
     assert b.max() == 0.0  # no lesions: the ROI's tissue is floored to 0 and nothing else is bright there
     assert (a > 0.1).sum() == 52  # every added object survives, nothing else does
     np.testing.assert_allclose(a[a <= 0.1], b[a <= 0.1], atol=1e-6)
+
+
+def test_head_mask_finds_the_head_and_keeps_given_masks():
+    from bundle.transforms import HeadMaskd
+
+    img, brain, _, _ = _phantom(seed=3, noise=2.0)
+    img = img + np.random.default_rng(1).normal(0, 3.0, SHAPE).astype(np.float32)  # background noise too
+    out = HeadMaskd()({"subject": "s1", "image": MetaTensor(torch.from_numpy(img)[None])})
+    m = out["mask"][0].numpy() > 0
+    assert out["mask"].shape == (1, *SHAPE)
+    dice = 2 * (m & brain).sum() / (m.sum() + brain.sum())
+    assert dice > 0.97 and m[20, 20, 20]  # the dark "CSF" centre is a hole that gets filled
+    given = torch.zeros(1, *SHAPE)
+    assert HeadMaskd()({"image": torch.from_numpy(img)[None], "mask": given})["mask"] is given
+    with pytest.raises(ValueError, match="s2: image is constant"):
+        HeadMaskd()({"subject": "s2", "image": torch.zeros(1, 8, 8, 8)})
