@@ -6,6 +6,7 @@ from __future__ import annotations
 from .checkpoints import latest_checkpoint
 from .detections_writer import DetectionsWriter
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
+from .progress import SubjectProgress
 from .qc_report import QCReport, choose_slices, subject_montage, write_index
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "DetectionsWriter",
     "LesionDetection",
     "QCReport",
+    "SubjectProgress",
     "choose_slices",
     "latest_checkpoint",
     "subject_montage",

@@ -21,6 +21,7 @@ from ..data.io import atomic_path
 from ..metrics.objects import Objects
 
 __all__ = [
+    "print_summary",
     "COLUMNS",
     "TABLE_COLUMNS",
     "DetectionTableError",
@@ -170,3 +171,35 @@ def read_detections(path: str | os.PathLike) -> dict[str, list[dict]]:
                         raise DetectionTableError(f"{path} line {n}: column {col} is not a number: {row[col]!r}")
             out.setdefault(row["subject"], []).append(row)
     return out
+
+
+def print_summary(output_dir: str | os.PathLike, max_rows: int = 50) -> str:
+    """Print (and return) a run's counts per subject and its detections (up to ``max_rows``, best first), with
+    the paths of the written files: what a user reads in the console after the main job."""
+    out = Path(output_dir)
+    lines = [f"detections: {out / 'detections.csv'}"]
+    counts_path = out / "counts.csv"
+    if counts_path.is_file():
+        with open(counts_path, newline="") as f:
+            counts = list(csv.reader(f))
+        lines.append("counts per subject (counts.csv):")
+        lines += ["  " + "  ".join(f"{c:>10}" for c in row) for row in counts]
+    rows = [r for rs in read_detections(out / "detections.csv").values() for r in rs]
+    rows.sort(key=lambda r: -r["score"])
+    lines.append(f"{len(rows)} detection(s){f', best {max_rows} shown' if len(rows) > max_rows else ''}:")
+    if rows:
+        lines.append(f"  {'subject':>12} {'id':>4} {'label':>7} {'score':>6} {'x':>8} {'y':>8} {'z':>8} {'diam_mm':>8}")
+    for r in rows[:max_rows]:
+        lines.append(
+            f"  {r['subject']:>12} {int(r['lesion_id']):>4} {r['label']:>7} {r['score']:6.3f} {r['x']:8.1f} "
+            f"{r['y']:8.1f} {r['z']:8.1f} {r['diameter_mm']:8.2f}"
+        )
+    maps = out / "maps"
+    if maps.is_dir():
+        lines.append(f"maps (input grid): {maps}")
+    report = out / "report" / "index.html"
+    if report.is_file():
+        lines.append(f"QC report: {report}")
+    text = "\n".join(lines)
+    print(text)
+    return text

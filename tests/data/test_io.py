@@ -26,3 +26,17 @@ def test_failed_write_leaves_previous_file(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == '{"old": true}'
     assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]  # no temporary file left
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from bundle.data.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        path = write_json({"a": 1}, tmp_path / "x.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by the group and others, like any new file

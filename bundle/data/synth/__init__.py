@@ -12,7 +12,16 @@ from .cohort import TASKS, generate_cohort, generate_subject
 from .montage import montage
 from .summary import format_summary, summarise
 
-__all__ = ["TASKS", "demo", "format_summary", "generate_cohort", "generate_subject", "montage", "summarise"]
+__all__ = [
+    "TASKS",
+    "demo",
+    "demo_input",
+    "format_summary",
+    "generate_cohort",
+    "generate_subject",
+    "montage",
+    "summarise",
+]
 
 
 def demo(task: str = "cmb", n: int = 4, out_dir: str = "eso_demo", seed: int = 0, spacing=(1.0, 1.0, 1.0)) -> dict:
@@ -23,3 +32,18 @@ def demo(task: str = "cmb", n: int = 4, out_dir: str = "eso_demo", seed: int = 0
     print(format_summary(summary))
     print(f"montage: {summary['montage']}")
     return summary
+
+
+def demo_input(out_dir: str | Path, n: int = 2, seed: int = 13, task: str = "cmb") -> Path:
+    """The main job's embedded default input: simulate ``n`` subjects into ``out_dir`` (reused when present) and
+    return ``out_dir/input.json``, a datalist with all of them in ``testing`` (their labels kept, so the run can
+    also be evaluated)."""
+    import json
+
+    from ..io import write_json
+
+    cohort = generate_cohort(task, int(n), Path(out_dir), int(seed), progress=False)
+    data = json.loads(Path(cohort).read_text())
+    entries = [e for split in ("training", "validation", "testing") for e in data.get(split, [])]
+    data.update(training=[], validation=[], testing=entries)
+    return write_json(data, Path(out_dir) / "input.json")
