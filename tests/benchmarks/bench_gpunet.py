@@ -2,7 +2,7 @@
 """GP-Unet benchmark (issue 6; not part of the test suite): the paper's table of methods (a)-(f) and its FROC.
 
     python tests/benchmarks/bench_gpunet.py [--out /tmp/gpunet_bench] [--plot docs/images/gpunet_froc.png]
-        [--override key=value ...]
+        [--override key=value ...] [--weights best|final]
 
 Simulates three disjoint 1 mm T2 cohorts of the ``epvs`` task (EPVS in the basal ganglia only, so each scan's
 ``count`` is its count in the ROI): training (seed 401) and validation (seed 402) enter the datalist WITHOUT label
@@ -13,7 +13,9 @@ saliency of (e), (d) class map, (e) GP-Unet, (f) heatmap + intensities) through 
 component's centre within 3 voxels of a point); prints sensitivity, FP per image and false discovery rate; then
 re-thresholds each method's saved map with the count times a multiplier (``MULTIPLIERS``) for the FROC curves,
 and compares (e) with (a) at equal FP per image (linear interpolation along (e)'s curve). A rerun with the same
-``--out`` reuses the cohorts and finished trainings (delete ``OUT/run`` to retrain).
+``--out`` reuses the cohorts and finished trainings (delete ``OUT/run`` to retrain). ``--weights best`` (default)
+evaluates each network at its epoch of lowest validation count error (a choice made from counts alone), ``final``
+at its last epoch; results go to ``OUT/eval_<weights>`` and ``OUT/results_<weights>.json``.
 """
 
 from __future__ import annotations
@@ -143,6 +145,12 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/gpunet_bench")
     p.add_argument("--plot", default=None, help="write the FROC plot here (default OUT/froc_methods.png)")
     p.add_argument("--override", nargs="*", default=[], help="config overrides key=value")
+    p.add_argument(
+        "--weights",
+        choices=("best", "final"),
+        default="best",
+        help="best: the epoch with the lowest validation count error (counts only, no labels); final: the last",
+    )
     a = p.parse_args()
     out = Path(a.out)
     datalist = make_datalist(out)
@@ -155,14 +163,14 @@ def main() -> None:
     table, curves = {}, {}
     for name, (_, extra_file) in METHODS.items():
         files = evals + ([extra_file] if extra_file else []) + ["configs/gpunet/evaluate.yaml"]
-        folder = out / "eval" / name
-        ckpt = str(out / "run" / "models" / _checkpoint(name))
+        folder = out / f"eval_{a.weights}" / name
+        ckpt = str(out / "run" / "models" / _checkpoint(name, a.weights))
         t = run_bundle(["evaluation", "--config_file", str(files), "--datalist", str(datalist), "--output_dir",
                         str(folder), *extra, "--checkpoint", ckpt])  # fmt: skip
         pooled = json.loads((folder / "metrics.json").read_text())["pooled"]
         table[name] = (pooled["sensitivity"], pooled["fp_per_scan"], pooled["false_discovery_rate"], t)
         curves[name] = froc_by_multiplier(datalist, folder)
-    counts = list(csv.DictReader((out / "eval" / "e_gpunet" / "count_predictions.csv").open()))
+    counts = list(csv.DictReader((out / f"eval_{a.weights}" / "e_gpunet" / "count_predictions.csv").open()))
     truth = {e["subject"]: e["count"] for e in json.loads(datalist.read_text())["testing"]}
     err = [float(r["predicted_count"]) - truth[r["subject"]] for r in counts]
     print(f"(e) count on {len(err)} test scans: mean absolute error {np.mean(np.abs(err)):.2f}, "
@@ -181,11 +189,12 @@ def main() -> None:
     print(f"at (a)'s {fp_a:.2f} FP/image: (a) {table['a_intensity'][0]:.3f}, (e) {e_at:.3f} (interpolated on (e)'s "
           f"multiplier curve) -> (e) {'beats' if e_at > table['a_intensity'][0] else 'does NOT beat'} (a)")  # fmt: skip
     plot(curves, Path(a.plot) if a.plot else out / "froc_methods.png")
-    (out / "results.json").write_text(json.dumps({"table": table, "curves": curves}, indent=1))
+    (out / f"results_{a.weights}.json").write_text(json.dumps({"table": table, "curves": curves}, indent=1))
 
 
-def _checkpoint(name: str) -> str:
-    return "gpunet_regression.pt" if name in ("b_saliency_regression", "d_regression") else "gpunet.pt"
+def _checkpoint(name: str, weights: str = "best") -> str:
+    final = "gpunet_regression.pt" if name in ("b_saliency_regression", "d_regression") else "gpunet.pt"
+    return f"best_count_mae_{final}" if weights == "best" else final
 
 
 if __name__ == "__main__":

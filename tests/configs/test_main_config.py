@@ -1,0 +1,139 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The main job from ``configs/inference.yaml`` with the shipped weights: the demo input, a folder of NIfTI files
+without brain masks, bad input; every written file checked against the detections table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import REPO, run_bundle
+from PIL import Image
+
+from bundle.build_configs import build
+from bundle.inference import read_detections
+
+
+def test_top_level_configs_are_current():
+    assert build(REPO / "configs", check=True) == [], "run `python -m bundle.build_configs` and commit the result"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """README command 1's job: default input (two simulated subjects) and default weights, `run` spelling."""
+    out = tmp_path_factory.mktemp("main") / "out"
+    log = run_bundle(["--config_file", "configs/inference.yaml", "--output_dir", str(out)])
+    return out, log
+
+
+def _truth(out):
+    data = json.loads((out / "demo_input" / "input.json").read_text())
+    return data["testing"], out / "demo_input"
+
+
+def test_demo_writes_table_counts_maps_on_the_input_grid(demo_run):
+    out, log = demo_run
+    entries, root = _truth(out)
+    subjects = [e["subject"] for e in entries]
+    rows = read_detections(out / "detections.csv")
+    assert set(rows) <= set(subjects)
+    counts = list(csv.DictReader((out / "counts.csv").open()))
+    assert [c["subject"] for c in counts] == subjects
+    for c in counts:
+        assert int(c["cmb"]) == int(c["total"]) == len(rows.get(c["subject"], []))
+    assert "counts per subject" in log and all(s in log for s in subjects)
+    for e in entries:
+        swi = nib.load(str(root / e["image"][0]))
+        inst = nib.load(str(out / "maps" / f"{e['subject']}_objects.nii.gz"))
+        prob = nib.load(str(out / "maps" / f"{e['subject']}_prob.nii.gz"))
+        for img in (inst, prob):
+            assert img.shape == swi.shape and np.allclose(img.affine, swi.affine)
+        ids = np.asarray(inst.dataobj)
+        p = np.asarray(prob.dataobj)
+        subject_rows = rows.get(e["subject"], [])
+        assert sorted(set(np.unique(ids)) - {0}) == sorted(int(r["lesion_id"]) for r in subject_rows)
+        for r in subject_rows:
+            ijk = tuple(int(r[a]) for a in "ijk")
+            assert ids[ijk] == int(r["lesion_id"]) and p[ijk] >= 0.2  # the detection lies on its own object
+            world = swi.affine @ np.array([*ijk, 1.0])
+            assert np.allclose(world[:3], [r["x"], r["y"], r["z"]], atol=1e-3)  # world coordinates of the input
+
+
+def test_demo_finds_the_simulated_microbleeds(demo_run):
+    """The shipped weights on the demo's 9 simulated microbleeds (docs/README.md gives the measured figures)."""
+    out, _ = demo_run
+    entries, root = _truth(out)
+    rows = read_detections(out / "detections.csv")
+    found = n_true = fp = 0
+    for e in entries:
+        centres = [np.asarray(r["centre_mm"]) for r in json.loads((root / e["lesions"]).read_text())]
+        dets = [np.array([r["x"], r["y"], r["z"]]) for r in rows.get(e["subject"], [])]
+        n_true += len(centres)
+        found += sum(any(np.linalg.norm(d - c) <= 5.0 for d in dets) for c in centres)
+        fp += sum(all(np.linalg.norm(d - c) > 5.0 for c in centres) for d in dets)
+    assert n_true == 9
+    assert found >= 7 and fp <= 2 * len(entries)
+
+
+def test_report_references_every_subject_and_detection(demo_run):
+    out, log = demo_run
+    entries, _ = _truth(out)
+    rows = read_detections(out / "detections.csv")
+    page = (out / "report" / "index.html").read_text()
+    links = re.findall(r'href="([^"]+\.png)"', page)
+    assert links == [f"{e['subject']}.png" for e in entries]
+    for e in entries:
+        png = Image.open(out / "report" / f"{e['subject']}.png")
+        assert png.size[0] > 200 and png.text["Subject"] == e["subject"]
+        drawn = [int(v) for v in png.text["Detections"].split(",") if v]
+        assert drawn == sorted(int(r["lesion_id"]) for r in rows.get(e["subject"], []))
+        n = len(rows.get(e["subject"], []))
+        assert f"<td>{e['subject']}</td><td>{n}</td><td>{n}</td>" in page
+    assert "QC report:" in log
+
+
+def test_folder_of_nifti_without_masks(demo_run, tmp_path):
+    """`run inference` spelling, a folder with one SWI and no brain mask: an Otsu head mask, with a warning."""
+    out, _ = demo_run
+    entries, root = _truth(out)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(root / entries[1]["image"][0], folder / "patient_a.nii.gz")
+    res_dir = tmp_path / "res"
+    log = run_bundle(["inference", "--config_file", "configs/inference.yaml", "--datalist", str(folder),
+                      "--output_dir", str(res_dir), "--report", "false", "--progress", "false"])  # fmt: skip
+    assert "patient_a: no brain mask given; using an Otsu head mask" in log
+    counts = list(csv.DictReader((res_dir / "counts.csv").open()))
+    assert [c["subject"] for c in counts] == ["patient_a"]
+    assert not (res_dir / "report").exists()
+    inst = nib.load(str(res_dir / "maps" / "patient_a_objects.nii.gz"))
+    assert inst.shape == nib.load(str(folder / "patient_a.nii.gz")).shape
+    # the same scan with its brain mask (demo run) and with a head mask: the head mask only adds tissue to search
+    with_mask = {(int(r["i"]), int(r["j"]), int(r["k"])) for r in read_detections(out / "detections.csv").get(
+        entries[1]["subject"], [])}  # fmt: skip
+    head = {(int(r["i"]), int(r["j"]), int(r["k"])) for r in read_detections(res_dir / "detections.csv").get(
+        "patient_a", [])}  # fmt: skip
+    assert len(with_mask & head) >= len(with_mask) - 1
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.json", "datalist .*missing.json does not exist"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "input folder .*empty holds no NIfTI image"),
+    ],
+)
+def test_bad_input_names_the_problem(tmp_path, make, message):
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
+           "--datalist", str(make(tmp_path)), "--output_dir", str(tmp_path / "o")]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert res.returncode != 0 and re.search(message, res.stderr)
+    assert not (tmp_path / "o" / "detections.csv").exists()
