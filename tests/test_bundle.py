@@ -105,12 +105,14 @@ def test_gpunet_preprocessing_from_config(coarse_entry):
     raw = _chain("load_subject")(coarse_entry)
     roi = raw["roi"][0].numpy() > 0
     img = d["image"].numpy()
-    assert img.min() >= 0.0 and img.max() == pytest.approx(1.0)
+    assert img.min() >= 0.0 and 0.9 < img.max() <= 1.0  # trimmed on the whole scan, the ROI's brightest near 1
     assert all(s_out < s_in for s_out, s_in in zip(img.shape[1:], roi.shape))  # cropped around the ROI
     idx = np.argwhere(roi)
     roi_extent = idx.max(0) - idx.min(0) + 1
     assert all(s >= e for s, e in zip(img.shape[1:], roi_extent))  # the crop holds the whole (dilated) ROI
-    assert np.mean(img[img > 0] >= 0.999) == pytest.approx(0.01, abs=0.006)  # top 1 % trimmed to 1
+    dilated = d["roi"][0].numpy() > 0
+    for c in range(img.shape[0]):  # the ROI's tissue is floored at its 90th percentile: most of the ROI is 0
+        assert 0.0 < np.mean(img[c][dilated] > 0) < 0.25
 
 
 def test_demo_config_runs_as_documented(tmp_path):
