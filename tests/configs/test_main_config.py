@@ -137,3 +137,24 @@ def test_bad_input_names_the_problem(tmp_path, make, message):
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode != 0 and re.search(message, res.stderr)
     assert not (tmp_path / "o" / "detections.csv").exists()
+
+
+def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tmp_path):
+    """`run training` spelling of configs/train.yaml, a few iterations; the weights load into the main job."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from bundle.data.synth import generate_cohort
+
+    cohort = generate_cohort("cmb", 5, tmp_path / "data", seed=6, spacing=(2.0, 2.0, 2.0), progress=False)
+    out = tmp_path / "run"
+    run_bundle(["training", "--config_file", "configs/train.yaml", "--datalist", str(cohort), "--output_dir", str(out),
+                "--stage1_iterations", "3", "--stage2_iterations", "3", "--progress", "false",
+                "--tile_size", "[48, 48, 32]"])  # fmt: skip
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "configs" / "inference.yaml"))
+    net = parser.get_parsed_content("network_def")
+    state = torch.load(out / "models" / "cmb_detector.pt", weights_only=True)
+    net.load_state_dict(state, strict=True)  # the same architecture in both top-level configs
+    shipped = torch.load(REPO / "models" / "model.pt", weights_only=True)
+    assert set(shipped) == set(state) and all(shipped[k].shape == state[k].shape for k in state)
