@@ -111,7 +111,7 @@ def subject_montage(
     out_png.parent.mkdir(parents=True, exist_ok=True)
     meta = {"Subject": subject, "Detections": ",".join(map(str, shown_ids)), "Software": "brain_mri_eso_detection"}
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=80, metadata=meta)
+        fig.savefig(tmp, format="png", dpi=100, metadata=meta)
     plt.close(fig)
     return {"png": out_png, "drawn": shown_ids, "not_shown": not_shown, "panels": [k for k, _ in panels]}
 
