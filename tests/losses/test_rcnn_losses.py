@@ -131,6 +131,6 @@ def test_refinement_terms_use_soft_labels_and_each_raters_answer():
     want_ce = F.cross_entropy(raters.reshape(-1, 4), answers.reshape(-1))
     true = torch.tensor([[-0.5, 0.0, 1.0, 3.0 / 2.0], [0.0, -1.0, 0.0, 6.0 / 4.0]])
     want_reg = smooth_distance(reg[:2] - true).mean()  # the unmatched proposal has no regression target
-    assert loss.last_terms["rcn_cls"] == pytest.approx(float(want_kl), rel=1e-5)
-    assert loss.last_terms["rcn_raters"] == pytest.approx(float(want_ce), rel=1e-5)
+    assert loss.last_terms["rcn_cls"] == pytest.approx(float(want_kl.detach()), rel=1e-5)
+    assert loss.last_terms["rcn_raters"] == pytest.approx(float(want_ce.detach()), rel=1e-5)
     assert loss.last_terms["rcn_reg"] == pytest.approx(float(want_reg), rel=1e-5)
