@@ -26,6 +26,19 @@ def test_top_level_configs_are_current():
     assert build(REPO / "configs", check=True) == [], "run `python -m bundle.build_configs` and commit the result"
 
 
+@pytest.mark.parametrize("config", ["configs/inference.yaml", "configs/evaluate.yaml"])
+def test_inference_workflows_have_every_bundle_property(config):
+    """What the model-zoo checks: MONAI's infer properties (required and optional) all resolve."""
+    from monai.bundle import ConfigWorkflow
+
+    configs = REPO / "configs"
+    meta, logs = str(configs / "metadata.json"), str(configs / "logging.conf")
+    wf = ConfigWorkflow(config_file=str(REPO / config), workflow_type="infer", meta_file=meta, logging_file=logs)
+    wf.initialize()
+    assert wf.check_properties() == []
+    assert wf.network_def is not None and wf.dataset_dir is not None
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """README command 1's job: default input (two simulated subjects) and default weights, `run` spelling."""
