@@ -20,6 +20,7 @@ from ..metrics.objects import objects_from_instances, objects_from_map
 __all__ = ["DetectionsWriter", "box_map", "instance_map_of_rows", "write_counts"]
 
 FORMATS = ("map", "table", "rcnn", "instances")
+UNLABELLED = "objects"  # the counts.csv column of class-agnostic detections (empty label)
 
 
 class DetectionsWriter:
@@ -63,7 +64,8 @@ class DetectionsWriter:
         score_key, count_key: output keys of the score map (``instances``, ``table``) and of the count estimate
             (``instances``).
         map_threshold: threshold of the ``table`` format's instance map (the detector's candidate threshold).
-        classes: the class columns of ``counts.csv`` (default: ``label`` and every label written).
+        classes: the class columns of ``counts.csv`` (default: ``label`` and every label written; ``objects`` for
+            detections without a label).
 
     Every run also writes ``counts.csv``: one row per subject seen, including subjects without detections, with
     the number of written detections per class and their ``total``.
@@ -192,18 +194,18 @@ class DetectionsWriter:
             write_detections(self.rows, self.path)
 
     def _classes(self) -> tuple[str, ...]:
-        found = sorted({str(r["label"]) for r in self.rows} - {"", self.label})
-        return tuple([self.label] if self.label else []) + tuple(found)
+        own = self.label or UNLABELLED
+        return (own, *sorted({str(r["label"]) or UNLABELLED for r in self.rows} - {own}))
 
 
 def write_counts(rows: list[dict], subjects: Sequence[str], path: str | os.PathLike, classes: Sequence[str]) -> Path:
     """``counts.csv`` (atomically): per subject of ``subjects`` (in order, once each), the number of ``rows`` of
     each class and the ``total``; a subject without detections gets zeros. Raises if a row's label is not one of
-    ``classes`` (the table and the counts must agree)."""
-    classes = list(dict.fromkeys(classes))
+    ``classes`` (the table and the counts must agree). Rows without a label count under ``objects``."""
+    classes = list(dict.fromkeys(c or UNLABELLED for c in classes))
     per = {s: dict.fromkeys(classes, 0) for s in dict.fromkeys(subjects)}
     for r in rows:
-        label = str(r["label"])
+        label = str(r["label"]) or UNLABELLED
         if label not in classes:
             raise ValueError(f"detection of class {label!r} in subject {r['subject']!r}; counts.csv has {classes}")
         per.setdefault(str(r["subject"]), dict.fromkeys(classes, 0))[label] += 1

@@ -106,3 +106,17 @@ def test_counts_per_class_and_unknown_class(tmp_path):
     with pytest.raises(ValueError, match="class 'cmb' in subject 's'"):
         write_counts([{"subject": "s", "label": "cmb"}], ["s"], tmp_path / "d.csv", ["epvs"])
     assert not (tmp_path / "d.csv").exists()
+
+
+def test_counts_of_class_agnostic_detections(tmp_path):
+    from bundle.handlers.detections_writer import write_counts
+
+    write_counts([{"subject": "s", "label": ""}], ["s", "t"], tmp_path / "c.csv", [""])
+    assert list(csv.reader((tmp_path / "c.csv").open())) == [
+        ["subject", "objects", "total"],
+        ["s", "1", "1"],
+        ["t", "0", "0"],
+    ]
+    writer = DetectionsWriter(tmp_path)  # no label: its counts column is "objects"
+    writer.rows = [{"subject": "s", "label": ""}, {"subject": "s", "label": "epvs"}]
+    assert writer._classes() == ("objects", "epvs")
