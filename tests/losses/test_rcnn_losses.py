@@ -133,4 +133,4 @@ def test_refinement_terms_use_soft_labels_and_each_raters_answer():
     want_reg = smooth_distance(reg[:2] - true).mean()  # the unmatched proposal has no regression target
     assert loss.last_terms["rcn_cls"] == pytest.approx(float(want_kl.detach()), rel=1e-5)
     assert loss.last_terms["rcn_raters"] == pytest.approx(float(want_ce.detach()), rel=1e-5)
-    assert loss.last_terms["rcn_reg"] == pytest.approx(float(want_reg), rel=1e-5)
+    assert loss.last_terms["rcn_reg"] == pytest.approx(float(want_reg.detach()), rel=1e-5)
