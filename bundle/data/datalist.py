@@ -152,13 +152,17 @@ def load_datalist(
     n_channels = expected_channels(data, path, modalities)
     base = Path(dataset_dir) if dataset_dir else Path(path).parent
     entries = [prepare_entry(e, base, n_channels, check_files) for e in data[split]]
+    _check_required(entries, require, lambda e, m: f"the {split} entry in {path} has no {m}, which this config needs")
+    return entries
+
+
+def _check_required(entries: list[dict], require: Sequence[str], message) -> None:
+    """Raise :class:`DatalistError` ``"<subject>: " + message(entry, missing keys)`` for the first entry lacking a
+    ``require``-d key."""
     for e in entries:
         missing = [k for k in require if not e.get(k)]
         if missing:
-            raise DatalistError(
-                f"{e['subject']}: the {split} entry in {path} has no {missing}, which this config needs"
-            )
-    return entries
+            raise DatalistError(f"{e['subject']}: {message(e, missing)}")
 
 
 def load_inference_list(
@@ -238,10 +242,7 @@ def inference_entries(
                 f"{list(modalities)}; write a datalist (docs/data.md)"
             )
         entries = folder_entries(path)
-        for e in entries:
-            missing = [k for k in require if not e.get(k)]
-            if missing:
-                raise DatalistError(f"{e['subject']}: no {missing} beside {e['image'][0]}, which this config needs")
+        _check_required(entries, require, lambda e, m: f"no {m} beside {e['image'][0]}, which this config needs")
         return entries
     return load_inference_list(path, modalities, require=require)
 

@@ -224,15 +224,18 @@ def instance_map_of_rows(rows: list[dict], prob: np.ndarray, threshold: float, c
     from scipy import ndimage as ndi
 
     structure = ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[int(connectivity)])
-    comps, _ = ndi.label(prob >= threshold, structure=structure)
-    out = np.zeros(prob.shape, np.int16)
+    comps, n_comps = ndi.label(prob >= threshold, structure=structure)
+    lut = np.zeros(n_comps + 1, np.int16)  # component -> lesion_id, applied to the volume once
+    below = []
     for r in rows:
-        ijk = tuple(int(np.clip(round(float(r[a])), 0, n - 1)) for a, n in zip("ijk", prob.shape))
-        c = comps[ijk]
-        if c:
-            out[comps == c] = int(r["lesion_id"])
+        ijk = tuple(int(np.clip(round(float(r[a])), 0, size - 1)) for a, size in zip("ijk", prob.shape))
+        if comps[ijk]:
+            lut[comps[ijk]] = int(r["lesion_id"])
         else:
-            out[ijk] = int(r["lesion_id"])
+            below.append((ijk, int(r["lesion_id"])))
+    out = lut[comps]
+    for ijk, lesion_id in below:
+        out[ijk] = lesion_id
     return out
 
 

@@ -173,24 +173,30 @@ class QCReport:
         self.writer, self.dir = writer, Path(output_dir) / "report"
         self.classes, self.max_panels, self.enabled = tuple(classes), int(max_panels), as_bool(enabled)
         self.subjects: list[dict] = []
+        self._n_rows = 0
 
     def attach(self, engine: Engine) -> None:
         if not self.enabled:
             return
-        engine.add_event_handler(Events.STARTED, lambda _: self.subjects.clear())
+        engine.add_event_handler(Events.STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
         engine.add_event_handler(Events.COMPLETED, self._index)
+
+    def _reset(self, engine: Engine) -> None:
+        self.subjects, self._n_rows = [], 0
 
     def _classes(self) -> tuple[str, ...]:
         return self.classes or self.writer._classes()
 
     def __call__(self, engine: Engine) -> None:
         subjects = self.writer.subjects[len(self.subjects) :]
+        new_rows = self.writer.rows[self._n_rows :]  # what the writer appended for this iteration's subjects
+        self._n_rows = len(self.writer.rows)
         for subject, batch in zip(subjects, engine.state.batch):
             path = batch["image"].meta.get("filename_or_obj")
             if isinstance(path, (list, tuple)):
                 path = path[0]
-            rows = [r for r in self.writer.rows if r["subject"] == subject]
+            rows = [r for r in new_rows if r["subject"] == subject]
             png = self.dir / (re.sub(r"[^A-Za-z0-9._-]", "_", subject) + ".png")
             drawn = subject_montage(path, rows, png, subject, self._classes(), self.max_panels)
             counts = {c: sum(str(r["label"]) == c for r in rows) for c in self._classes()}
