@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from ignite.engine import Engine
 from monai.data.utils import affine_to_spacing
 
 from ..data.io import atomic_path, write_json
@@ -80,8 +81,18 @@ def read_mimics(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"{path}: bad row in the mimics file: {err}") from err
 
 
-class TwoStageTraining:
+class TwoStageTraining(Engine):
     """Train the two-stage detector on a list of subjects; see the module docstring for the steps.
+
+    It is an ignite ``Engine`` whose iterations are the steps of the plan (one per ensemble member to fit, one
+    mimic-mining pass per fold, the cross-validation, the export), so MONAI's conventions apply: the config
+    declares it as ``train#trainer`` with ``train#handlers`` (attached here, e.g. ``StatsHandler``, and the
+    ``MLFlowHandler`` that ``--tracking mlflow`` adds). After each step ``state.output`` is
+    ``[{"step": name, "loss": mean loss of the fit's last iterations, or None}]`` (a decollated batch of one,
+    so ``from_engine(["loss"], first=True)`` reads it as it reads a ``SupervisedTrainer``'s); at the end
+    ``state.metrics`` holds every fit's final loss (``<tag>_loss``), the number of mimics mined and, with
+    ``crossval``, the out-of-fold sensitivity and FP per scan of both stages. Each member's own loss curve goes
+    to TensorBoard (:class:`~bundle.engines.windows.WindowTraining`).
 
     Args:
         subjects: preprocessed training entries (``image`` (1, H, W, D) with its affine, ``label`` instance map,
@@ -97,6 +108,9 @@ class TwoStageTraining:
         datalist, split: where ``subjects`` come from; the cross-validation evaluates against their labels.
         match_rule, match_kwargs: lesion-wise matching of the cross-validation figures.
         mimics_key: entry key of the mined mimics (read by the stage-2 sampler).
+        train_handlers: ignite/MONAI handlers to attach (``train#handlers``; the name ``SupervisedTrainer`` uses).
+        max_epochs: passes over the plan; must be 1 (the plan is run once; train longer with the members'
+            ``iterations``). Declared so that ``train#trainer#max_epochs`` exists, as MONAI bundles have it.
     """
 
     def __init__(
@@ -116,7 +130,10 @@ class TwoStageTraining:
         detector_name: str = "cmb_detector.pt",
         datalist: str | None = None,
         split: str = "training",
+        train_handlers: Sequence | None = None,
+        max_epochs: int = 1,
     ) -> None:
+        super().__init__(self._step)
         self.subjects = subjects
         self.stage1, self.stage2, self.detector_def = list(stage1), list(stage2), detector_def
         self.output_dir = Path(output_dir)
@@ -127,6 +144,13 @@ class TwoStageTraining:
         self.datalist, self.split = datalist, split
         if self.crossval and not datalist:
             raise ValueError("crossval needs the datalist the subjects come from")
+        if int(max_epochs) != 1:
+            raise ValueError(
+                f"max_epochs must be 1 for the two-stage training (one pass over its plan), got {max_epochs}; "
+                "train longer with stage1_iterations / stage2_iterations"
+            )
+        for handler in train_handlers or ():
+            handler.attach(self)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _mimics(self, entry: dict, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +185,20 @@ class TwoStageTraining:
     def _volume(self, entry: dict, key: str) -> torch.Tensor:
         return torch.as_tensor(np.asarray(entry[key]), dtype=torch.float32, device=self._device())
 
-    # -- steps ------------------------------------------------------------------------------------------------
-    def run(self) -> dict:
+    # -- the plan and its steps -------------------------------------------------------------------------------
+    def plan(self, n_subjects: int) -> list[tuple]:
+        """The steps for ``n_subjects``: per fold the stage-1 fits and the mining, the cross-validation, the
+        final fits, the export."""
+        folds = leave_k_out(n_subjects, self.fold_size)
+        steps: list[tuple] = []
+        for f in range(len(folds)):
+            steps += [("fold_fit", f, m) for m in range(len(self.stage1))] + [("mine", f)]
+        steps += [("crossval",)] if self.crossval else []
+        steps += [("final_fit", 1, m) for m in range(len(self.stage1))]
+        steps += [("final_fit", 2, m) for m in range(len(self.stage2))]
+        return steps + [("export",)]
+
+    def run(self) -> dict:  # type: ignore[override]  # the plan is the data: nothing to pass
         """Run every step; return paths and the cross-validation figures (when computed)."""
         subjects = [dict(s) for s in self.subjects]
         ids = [str(s["subject"]) for s in subjects]
@@ -170,36 +206,73 @@ class TwoStageTraining:
             raise ValueError(f"subject ids are not unique: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
         folds = leave_k_out(len(subjects), self.fold_size)
         logger.info("two-stage training on %d subjects, %d folds of <= %d", len(subjects), len(folds), self.fold_size)
-        stage1_rows, fold_nets = [], []
-        mimic_dir = self.output_dir / "mimics"
-        for f, held in enumerate(folds):
-            train = [subjects[i] for i in range(len(subjects)) if i not in held]
-            fold_nets.append([m.fit(train, f"fold{f:02d}_{m.name}") for m in self.stage1])
-            det = self._detector(fold_nets[f])
-            for i in held:
+        self._run = {"subjects": subjects, "ids": ids, "folds": folds, "fold_nets": {}, "stage1_rows": [],
+                     "final": {1: {}, 2: {}}, "mimics": 0, "metrics": {},
+                     "out": {"folds": [[ids[i] for i in held] for held in folds],
+                             "mimics_dir": str(self.output_dir / "mimics")}}  # fmt: skip
+        super().run(self.plan(len(subjects)), max_epochs=1)
+        return self._run["out"]
+
+    def _step(self, engine: Engine, step: tuple) -> dict:
+        ctx = self._run
+        subjects, ids, folds = ctx["subjects"], ctx["ids"], ctx["folds"]
+        name, loss = step[0], None
+        if step[0] == "fold_fit":
+            f, m = step[1], step[2]
+            held = folds[f]
+            member = self.stage1[m]
+            name = f"fold{f:02d}_{member.name}"
+            ctx["fold_nets"].setdefault(f, {})[m] = member.fit(
+                [subjects[i] for i in range(len(subjects)) if i not in held], name
+            )
+            loss = member.last_loss
+        elif step[0] == "mine":
+            f = step[1]
+            name = f"fold{f:02d}_mining"
+            det = self._detector([ctx["fold_nets"][f][m] for m in range(len(self.stage1))])
+            for i in folds[f]:
                 entry = subjects[i]
                 image, mask = self._volume(entry, "image"), self._volume(entry, "mask")
                 with torch.no_grad():
                     prob = det.stage1_map(image, mask)
                     table = det.detect(image, mask, prob)
                 vox, scores = self._mimics(entry, prob.cpu().numpy())
-                write_mimics(mimic_dir / f"{ids[i]}_mimics.csv", ids[i], vox, entry["image"].affine, scores, f)
-                stage1_rows += self._rows(entry, table)
+                write_mimics(
+                    self.output_dir / "mimics" / f"{ids[i]}_mimics.csv", ids[i], vox, entry["image"].affine, scores, f
+                )
+                ctx["stage1_rows"] += self._rows(entry, table)
+                ctx["mimics"] += len(vox)
                 logger.info("fold %d, %s: %d stage-1 candidates, %d mimics mined", f, ids[i], len(table), len(vox))
-        for s in subjects:
-            s[self.mimics_key] = read_mimics(mimic_dir / f"{s['subject']}_mimics.csv")
-        out = {"folds": [[ids[i] for i in held] for held in folds], "mimics_dir": str(mimic_dir)}
-        if self.crossval:
-            out["crossval"] = self._crossval(subjects, folds, fold_nets, stage1_rows)
-        final1 = [m.fit(subjects, f"final_{m.name}") for m in self.stage1]
-        final2 = [m.fit(subjects, f"final_{m.name}") for m in self.stage2]
-        detector = self._detector(final1, final2)
-        path = self.output_dir / "models" / self.detector_name
-        with atomic_path(path) as tmp:
-            torch.save(detector.state_dict(), tmp)
-        logger.info("saved the detector (%d + %d networks) to %s", len(final1), len(final2), path)
-        out["detector"] = str(path)
-        return out
+            if f == len(folds) - 1:  # every subject's mimics are known: the stage-2 sampler reads them
+                for s in subjects:
+                    s[self.mimics_key] = read_mimics(self.output_dir / "mimics" / f"{s['subject']}_mimics.csv")
+                ctx["metrics"]["mimics_mined"] = ctx["mimics"]
+        elif step[0] == "crossval":
+            fold_nets = [[ctx["fold_nets"][f][m] for m in range(len(self.stage1))] for f in range(len(folds))]
+            ctx["out"]["crossval"] = cv = self._crossval(subjects, folds, fold_nets, ctx["stage1_rows"])
+            for stage, figures in cv.items():
+                for key in ("sensitivity", "fp_per_scan"):
+                    if isinstance(figures["pooled"].get(key), (int, float)):
+                        ctx["metrics"][f"crossval_{stage}_{key}"] = figures["pooled"][key]
+        elif step[0] == "final_fit":
+            stage, m = step[1], step[2]
+            member = (self.stage1 if stage == 1 else self.stage2)[m]
+            name = f"final_{member.name}"
+            ctx["final"][stage][m] = member.fit(subjects, name)
+            loss = member.last_loss
+        else:  # export
+            final1 = [ctx["final"][1][m] for m in range(len(self.stage1))]
+            final2 = [ctx["final"][2][m] for m in range(len(self.stage2))]
+            detector = self._detector(final1, final2)
+            path = self.output_dir / "models" / self.detector_name
+            with atomic_path(path) as tmp:
+                torch.save(detector.state_dict(), tmp)
+            logger.info("saved the detector (%d + %d networks) to %s", len(final1), len(final2), path)
+            ctx["out"]["detector"] = str(path)
+            engine.state.metrics.update(ctx["metrics"])
+        if loss is not None:
+            ctx["metrics"][f"{name}_loss"] = loss
+        return [{"step": name, "loss": loss}]  # a decollated batch of one, as MONAI engines give
 
     def _crossval(self, subjects: list[dict], folds: list[list[int]], fold_nets: list, stage1_rows: list[dict]) -> dict:
         from ..evaluation.evaluate import evaluate

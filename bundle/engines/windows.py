@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -17,6 +18,7 @@ import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.handlers import StatsHandler, TensorBoardStatsHandler, from_engine
+from monai.inferers import Inferer
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -78,8 +80,10 @@ class WindowTraining:
         amp: mixed precision (only used on CUDA).
         seed: random seed of the window stream and the weight initialisation.
         resume: reuse a finished checkpoint with the same tag.
-        log_every: iterations between loss lines in the log.
+        log_every: iterations between loss lines in the log; :attr:`last_loss` is the mean loss of the last
+            ``log_every`` iterations of the latest :meth:`fit` (None when it loaded a finished network).
         progress: show a progress bar.
+        inferer: MONAI inferer of the training steps (``train#inferer``; default ``SimpleInferer``).
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class WindowTraining:
         resume: bool = True,
         log_every: int = 50,
         progress: bool = True,
+        inferer: Inferer | None = None,
     ) -> None:
         if batch_size < 1 or iterations < 0:
             raise ValueError(f"{name}: batch_size must be >= 1 and iterations >= 0, got {batch_size}, {iterations}")
@@ -108,6 +113,8 @@ class WindowTraining:
         self.amp = as_bool(amp, "amp") and self.device.type == "cuda"
         self.seed, self.log_every = int(seed), int(log_every)
         self.resume, self.progress = as_bool(resume, "resume"), as_bool(progress, "progress")
+        self.inferer = inferer
+        self.last_loss: float | None = None
 
     def checkpoint(self, tag: str) -> Path:
         return self.output_dir / "checkpoints" / f"{tag}.pt"
@@ -121,6 +128,7 @@ class WindowTraining:
         path = self.checkpoint(tag)
         torch.manual_seed(self.seed)
         net = self.new_network()
+        self.last_loss = None
         if self.resume and path.exists():
             net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
             logger.info("%s: loaded the finished network %s", tag, path)
@@ -136,9 +144,14 @@ class WindowTraining:
             optimizer=self.optimizer(net.parameters()),
             loss_function=self.loss_function,
             amp=self.amp,
+            inferer=self.inferer,
         )
         loss = from_engine(["loss"], first=True)
         every = max(self.log_every, 1)
+        recent: deque = deque(maxlen=every)
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED, lambda engine: recent.append(float(loss(engine.state.output)))
+        )
         StatsHandler(
             name=logger.name,
             iteration_log=lambda engine, it: it % every == 0,
@@ -155,6 +168,7 @@ class WindowTraining:
         trainer.add_event_handler(Events.COMPLETED, lambda engine: self._save(net, path))
         if self.iterations:
             trainer.run()
+            self.last_loss = float(np.mean(recent)) if recent else None
         else:
             self._save(net, path)
         return net.eval()

@@ -80,7 +80,8 @@ def test_a_rerun_resumes_from_the_finished_networks(trained):
     out, args, _ = trained
     before = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}
     log = run_bundle(args)
-    assert log.count("loaded the finished network") == 12 and "Epoch[1] Complete" not in log
+    assert log.count("loaded the finished network") == 12 and "SupervisedTrainer - INFO - Epoch[1] Complete" not in log
+    assert "SupervisedTrainer - INFO - Epoch[1] Complete" in trained[2]  # the first run did train
     assert before == {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("*.pt")}
 
 

@@ -135,6 +135,37 @@ def test_folder_of_nifti_without_masks(demo_run, tmp_path):
     head = {(int(r["i"]), int(r["j"]), int(r["k"])) for r in read_detections(res_dir / "detections.csv").get(
         "patient_a", [])}  # fmt: skip
     assert len(with_mask & head) >= len(with_mask) - 1
+    # MONAI Label's path through the same config (docs/monai_label.md): `pre_transforms` on {"image": path},
+    # `detector` with `network_def` and the shipped weights, `post_transforms`; boxes in LPS mm
+    boxes = _monai_label_flow(folder / "patient_a.nii.gz")
+    rows = read_detections(res_dir / "detections.csv").get("patient_a", [])
+    main_lps = {tuple(np.round([-r["x"], -r["y"], r["z"]], 1)) for r in rows}
+    label_lps = {tuple(np.round(b[:3], 1)) for b in boxes}
+    assert len(boxes) >= 1 and len(main_lps & label_lps) >= max(len(main_lps), len(label_lps)) - 1
+    for b in boxes:  # side = the equivalent-sphere diameter of the detection, at least 2 mm
+        assert b[3] == b[4] == b[5] and 2.0 <= b[3] <= 12.0
+
+
+def _monai_label_flow(image) -> np.ndarray:
+    """What MONAI Label 0.8.5's BundleInferTask does for a detection bundle, in this environment."""
+    import torch
+    from monai.bundle import ConfigParser
+    from monai.data import decollate_batch
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "configs" / "inference.json"))  # MONAI Label reads the JSON first
+    parser.config.update({"bundle_root": str(REPO)})
+    data = parser.get_parsed_content("pre_transforms")({"image": str(image), "image_path": str(image)})
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(REPO / "models" / "model.pt", weights_only=True))
+    detector = parser.get_parsed_content("detector")
+    detector.network = network
+    detector.eval()
+    out = decollate_batch(detector(data["image"][None], use_inferer=True))[0]
+    data.update(out)
+    data = parser.get_parsed_content("post_transforms")(data)
+    assert data["label"].tolist() == [1] * len(data["label"])  # channel_def: 1 = cmb
+    return data["box"].numpy()
 
 
 @pytest.mark.parametrize(
@@ -152,18 +183,46 @@ def test_bad_input_names_the_problem(tmp_path, make, message):
     assert not (tmp_path / "o" / "detections.csv").exists()
 
 
-def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tmp_path):
-    """`run training` spelling of configs/train.yaml, a few iterations; the weights load into the main job."""
-    import torch
-    from monai.bundle import ConfigParser
-
+@pytest.fixture(scope="module")
+def train_cohort(tmp_path_factory):
     from bundle.data.synth import generate_cohort
 
-    cohort = generate_cohort("cmb", 5, tmp_path / "data", seed=6, spacing=(2.0, 2.0, 2.0), progress=False)
+    return generate_cohort("cmb", 5, tmp_path_factory.mktemp("data"), seed=6, spacing=(2.0, 2.0, 2.0), progress=False)
+
+
+def test_train_workflow_has_every_bundle_property(train_cohort, tmp_path):
+    """What the model-zoo checks for training: MONAI's train properties (required and optional) resolve, and
+    ``train#trainer`` is an ignite engine with ``max_epochs`` and the ``train#handlers`` attached."""
+    from ignite.engine import Engine
+    from monai.bundle import ConfigWorkflow
+
+    configs = REPO / "configs"
+    wf = ConfigWorkflow(
+        config_file=str(configs / "train.yaml"),
+        workflow_type="train",
+        meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"),
+        datalist=str(train_cohort),
+        output_dir=str(tmp_path / "run"),
+    )
+    wf.initialize()
+    assert wf.check_properties() == []
+    assert isinstance(wf.trainer, Engine) and wf.max_epochs == 1 and len(wf.train_dataset) == 3
+    assert all(wf.trainer.has_event_handler(h.iteration_completed) for h in wf.train_handlers)
+
+
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")  # MLflow's SQL store
+def test_top_level_train_config_trains_a_detector_the_inference_config_loads(train_cohort, tmp_path):
+    """`run training` spelling of configs/train.yaml, a few iterations, with `--tracking mlflow`: the weights load
+    into the main job, and the MLflow store (SQLite file in the output folder) has the run and its metrics."""
+    import torch
+    from mlflow.tracking import MlflowClient
+    from monai.bundle import ConfigParser
+
     out = tmp_path / "run"
-    run_bundle(["training", "--config_file", "configs/train.yaml", "--datalist", str(cohort), "--output_dir", str(out),
-                "--stage1_iterations", "3", "--stage2_iterations", "3", "--progress", "false",
-                "--tile_size", "[48, 48, 32]"])  # fmt: skip
+    log = run_bundle(["training", "--config_file", "configs/train.yaml", "--datalist", str(train_cohort),
+                      "--output_dir", str(out), "--stage1_iterations", "3", "--stage2_iterations", "3",
+                      "--progress", "false", "--tile_size", "[48, 48, 32]", "--tracking", "mlflow"])  # fmt: skip
     parser = ConfigParser()
     parser.read_config(str(REPO / "configs" / "inference.yaml"))
     net = parser.get_parsed_content("network_def")
@@ -171,6 +230,22 @@ def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tmp
     net.load_state_dict(state, strict=True)  # the same architecture in both top-level configs
     shipped = torch.load(REPO / "models" / "model.pt", weights_only=True)
     assert set(shipped) == set(state) and all(shipped[k].shape == state[k].shape for k in state)
+    # the steps of the plan in the log: 2 folds x 2 U-Nets, 2 minings, 4 final networks, the export
+    assert "Iter: 10/11 -- final_cnn_bs30_loss" in log and "mimics mined" in log  # the export (11) has no loss
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    experiment = client.get_experiment_by_name("brain_mri_eso_detection")
+    runs = client.search_runs(experiment.experiment_id)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run = runs[0]
+    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in losses] == [1, 2, 4, 5, 7, 8, 9, 10]  # the eight fits; minings and export have none
+    assert all(np.isfinite(m.value) and m.value > 0 for m in losses)
+    metrics = run.data.metrics
+    members = ("unet_bs20", "unet_bs30", "cnn_bs20", "cnn_bs30")
+    assert {f"final_{m}_loss" for m in members} | {"mimics_mined"} <= set(metrics)
+    assert metrics["final_cnn_bs30_loss"] == pytest.approx(losses[-1].value)
+    assert run.data.params["max_epochs"] == "1"
 
 
 def test_top_level_evaluate_config_scores_the_demo(tmp_path):
