@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from .cmb_detector import TABLE_COLUMNS, TwoStageCMBDetector, stride_overlap
+from .cmb_detector import TABLE_COLUMNS, CMBNetworks, TwoStageCMBDetector, stride_overlap
 from .gpunet import GPUNet
 from .mimic_cnn import MimicCNN
 from .rcnn import MultiraterRCNN, RefinementHead, RPNHead, crop_boxes, cube_nms, highresnet_layers, rcnn_columns
 
 __all__ = [
+    "CMBNetworks",
     "GPUNet",
     "MimicCNN",
     "MultiraterRCNN",

@@ -18,7 +18,7 @@ from ..inference.candidates import candidates_from_map
 from ..inference.detections import TABLE_COLUMNS
 from ..transforms.sampling import crop_padded
 
-__all__ = ["TABLE_COLUMNS", "TwoStageCMBDetector", "stride_overlap"]
+__all__ = ["TABLE_COLUMNS", "CMBNetworks", "TwoStageCMBDetector", "stride_overlap"]
 
 
 def stride_overlap(window: Sequence[int], stride: int) -> tuple[float, ...]:
@@ -26,7 +26,41 @@ def stride_overlap(window: Sequence[int], stride: int) -> tuple[float, ...]:
     return tuple(1.0 - (stride + 1e-6) / w for w in window)  # MONAI truncates roi * (1 - overlap) to an int
 
 
-class TwoStageCMBDetector(nn.Module):
+class CMBNetworks(nn.Module):
+    """The detector's networks alone: TorchScript-able, with the same state-dict keys as the whole detector.
+
+    ``forward(x)``: (B, C, H, W, D), sizes multiples of the U-Nets' total stride (4) -> (B, 2, H, W, D) float32,
+    the stage-1 ensemble's mean softmax (channel 0 background, 1 microbleed). ``classify(windows)``: (B, C,
+    *window) crops -> (B, 2), the stage-2 ensemble's mean softmax (zeros when there is no stage 2). This is what
+    ``python -m monai.bundle ckpt_export --net_id export_network_def`` exports from ``models/model.pt`` (loaded
+    strictly) and what ``verify_net_in_out`` checks against ``network_data_format``; the candidate logic of
+    :class:`TwoStageCMBDetector` (components, crops) runs on CPU outside the networks and is not exported.
+    """
+
+    def __init__(self, stage1: Sequence[nn.Module], stage2: Sequence[nn.Module] = ()) -> None:
+        super().__init__()
+        if not len(stage1):
+            raise ValueError("the detector needs at least one stage-1 network")
+        self.stage1 = nn.ModuleList(stage1)
+        self.stage2 = nn.ModuleList(stage2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs: list[torch.Tensor] = []
+        for net in self.stage1:
+            probs.append(torch.softmax(net(x).float(), dim=1))
+        return torch.stack(probs).mean(0)
+
+    @torch.jit.export
+    def classify(self, windows: torch.Tensor) -> torch.Tensor:
+        probs: list[torch.Tensor] = []
+        for net in self.stage2:
+            probs.append(torch.softmax(net(windows).float(), dim=1))
+        if len(probs) == 0:
+            return torch.zeros(windows.shape[0], 2, device=windows.device)
+        return torch.stack(probs).mean(0)
+
+
+class TwoStageCMBDetector(CMBNetworks):
     """Preprocessed SWI volume (and brain mask) -> scored microbleed candidates.
 
     Stage 1: each U-Net of ``stage1`` gives a microbleed probability map (softmax channel ``fg_channel``); the
@@ -78,13 +112,9 @@ class TwoStageCMBDetector(nn.Module):
         fg_channel: int = 1,
         return_map: bool = False,
     ) -> None:
-        super().__init__()
-        if not len(stage1):
-            raise ValueError("the detector needs at least one stage-1 network")
+        super().__init__(stage1, stage2)
         if stage1_mode not in ("tiles", "windows"):
             raise ValueError(f"stage1_mode must be 'tiles' or 'windows', got {stage1_mode!r}")
-        self.stage1 = nn.ModuleList(stage1)
-        self.stage2 = nn.ModuleList(stage2)
         self.window_size = tuple(int(w) for w in window_size)
         self.threshold = float(threshold)
         self.stage1_mode = stage1_mode
@@ -98,8 +128,7 @@ class TwoStageCMBDetector(nn.Module):
 
     # -- stage 1 ----------------------------------------------------------------------------------------------
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        probs = [torch.softmax(net(x).float(), 1)[:, self.fg_channel : self.fg_channel + 1] for net in self.stage1]
-        return torch.stack(probs).mean(0)
+        return CMBNetworks.forward(self, x)[:, self.fg_channel : self.fg_channel + 1]
 
     @torch.no_grad()
     def stage1_map(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -138,8 +167,7 @@ class TwoStageCMBDetector(nn.Module):
         for s in range(0, len(centres), self.stage2_batch):
             crops = np.stack([crop_padded(vol, c - half, self.window_size) for c in centres[s : s + self.stage2_batch]])
             x = torch.as_tensor(crops, device=image.device, dtype=image.dtype)
-            p = [torch.softmax(net(x).float(), 1)[:, self.fg_channel] for net in self.stage2]
-            scores.append(torch.stack(p).mean(0))
+            scores.append(self.classify(x)[:, self.fg_channel])
         return torch.cat(scores)
 
     @torch.no_grad()

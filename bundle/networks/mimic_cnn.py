@@ -60,8 +60,9 @@ class MimicCNN(nn.Module):
             nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_channels)
         )
         self.patch_size = tuple(int(p) for p in patch_size)
+        self._patch: list[int] = list(self.patch_size)  # a list: TorchScript compares lists, not tuples
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[2:]) != self.patch_size:
-            raise ValueError(f"expected crops of {self.patch_size}, got {tuple(x.shape[2:])}")
+        if list(x.shape[2:]) != self._patch:
+            raise ValueError(f"expected crops of {self._patch}, got {list(x.shape[2:])}")
         return self.classifier(self.features(x).flatten(1))

@@ -41,7 +41,7 @@ def test_learns_dark_dot_versus_tube():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="expected crops of \\(20, 20, 16\\)"):
+    with pytest.raises(ValueError, match=r"expected crops of \[20, 20, 16\], got \[16, 16, 16\]"):
         MimicCNN()(torch.zeros(1, 1, 16, 16, 16))
     with pytest.raises(ValueError, match="3D only"):
         MimicCNN(spatial_dims=2)
