@@ -16,12 +16,14 @@ from .detections import (
     read_detections,
     write_detections,
 )
+from .monai_label import SlicerBoxDetector
 from .saliency import SaliencyInferer
 
 __all__ = [
     "candidates_from_map",
     "count_matched_objects",
     "SaliencyInferer",
+    "SlicerBoxDetector",
     "COLUMNS",
     "TABLE_COLUMNS",
     "DetectionTableError",

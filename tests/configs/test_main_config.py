@@ -139,9 +139,10 @@ def test_folder_of_nifti_without_masks(demo_run, tmp_path):
     # `detector` with `network_def` and the shipped weights, `post_transforms`; boxes in LPS mm
     boxes = _monai_label_flow(folder / "patient_a.nii.gz")
     rows = read_detections(res_dir / "detections.csv").get("patient_a", [])
-    main_lps = {tuple(np.round([-r["x"], -r["y"], r["z"]], 1)) for r in rows}
-    label_lps = {tuple(np.round(b[:3], 1)) for b in boxes}
-    assert len(boxes) >= 1 and len(main_lps & label_lps) >= max(len(main_lps), len(label_lps)) - 1
+    main_lps = np.array([[-r["x"], -r["y"], r["z"]] for r in rows], float).reshape(-1, 3)
+    dist = np.linalg.norm(main_lps[:, None] - boxes[None, :, :3].astype(float), axis=2)
+    same = int((dist < 0.5).sum())  # the same detection: centres within 0.5 mm
+    assert len(boxes) >= 1 and same >= max(len(main_lps), len(boxes)) - 1
     for b in boxes:  # side = the equivalent-sphere diameter of the detection, at least 2 mm
         assert b[3] == b[4] == b[5] and 2.0 <= b[3] <= 12.0
 
@@ -159,6 +160,7 @@ def _monai_label_flow(image) -> np.ndarray:
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(torch.load(REPO / "models" / "model.pt", weights_only=True))
     detector = parser.get_parsed_content("detector")
+    parser.get_parsed_content("detector_ops")  # MONAI Label parses it right after the detector
     detector.network = network
     detector.eval()
     out = decollate_batch(detector(data["image"][None], use_inferer=True))[0]

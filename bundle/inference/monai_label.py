@@ -1,0 +1,102 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""MONAI Label's detection hook for the main job's detector (``docs/monai_label.md``).
+
+MONAI Label's bundle app treats a bundle whose folder name contains "detection" as a detection model: it runs the
+config's ``pre_transforms`` (or ``preprocessing``) on ``{"image": path}``, sets ``detector.network`` to
+``network_def`` with ``models/model.pt`` loaded, calls ``detector(batch, use_inferer=True)``, runs
+``post_transforms`` (or ``postprocessing``) and writes the ``box`` and ``label`` keys as Slicer ROI markups
+(centre and size in LPS millimetres). :class:`SlicerBoxDetector` is that ``detector``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.data.utils import affine_to_spacing
+
+from ..transforms.array import head_mask
+from .detections import objects_from_detector_table
+
+__all__ = ["SlicerBoxDetector"]
+
+RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
+
+
+class SlicerBoxDetector:
+    """Run the detector on a preprocessed batch and give MONAI Label's detection keys.
+
+    The input is the preprocessed image batch (B, 1, H, W, D), a MONAI ``MetaTensor`` whose affine maps voxels to
+    RAS millimetres (as everywhere in this bundle). MONAI Label passes only the image, so the brain region is the
+    image's Otsu head mask (:func:`bundle.transforms.head_mask`), as in the main job for a subject without a
+    mask. Detections with ``score >= threshold`` become boxes centred on the detection (world coordinates, LPS: x
+    and y of RAS negated) whose side is the detection's equivalent-sphere diameter, at least ``min_size_mm``.
+
+    Returns ``{"box": (B, N, 6) [cx, cy, cz, sx, sy, sz], "label": (B, N) class index, "score": (B, N)}``; rows
+    beyond a volume's own N are NaN (batches of one, as MONAI Label sends, have none).
+
+    Args:
+        network: the detector (``network_def``: :class:`bundle.networks.TwoStageCMBDetector`); MONAI Label sets it.
+        threshold: the operating point (the main job's ``detection_threshold``).
+        score_column: detector table column used as the score.
+        label_index: class index written as ``label`` (``network_data_format`` ``channel_def``: 1 = cmb).
+        min_size_mm: smallest box side.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module | None = None,
+        threshold: float = 0.5,
+        score_column: int = 3,
+        label_index: int = 1,
+        min_size_mm: float = 2.0,
+    ) -> None:
+        self.network = network
+        self.threshold, self.score_column = float(threshold), int(score_column)
+        self.label_index, self.min_size_mm = int(label_index), float(min_size_mm)
+
+    def eval(self) -> SlicerBoxDetector:
+        if self.network is not None:
+            self.network.eval()
+        return self
+
+    @torch.no_grad()
+    def __call__(self, inputs: torch.Tensor, use_inferer: bool = True) -> dict[str, torch.Tensor]:
+        if self.network is None:
+            raise ValueError("SlicerBoxDetector has no network: set .network (MONAI Label does) first")
+        if inputs.ndim != 5:
+            raise ValueError(f"expected a batch (B, C, H, W, D), got shape {tuple(inputs.shape)}")
+        affines = self._affines(inputs)
+        plain = inputs.as_tensor() if hasattr(inputs, "as_tensor") else inputs
+        masks = torch.stack([torch.as_tensor(head_mask(v.cpu().numpy()))[None] for v in plain]).to(plain.device)
+        out = self.network(plain, masks.float())
+        table = out["table"] if isinstance(out, dict) else out
+        boxes, labels, scores = [], [], []
+        for b in range(plain.shape[0]):
+            spacing = affine_to_spacing(affines[b])
+            objs = objects_from_detector_table(table[b], spacing, self.score_column, min_score=self.threshold)
+            world = objs.centres @ affines[b][:3, :3].T + affines[b][:3, 3] if len(objs) else np.zeros((0, 3))
+            diameter = np.cbrt(6.0 * objs.sizes * float(np.prod(spacing)) / np.pi) if len(objs) else np.zeros(0)
+            side = np.maximum(diameter, self.min_size_mm)[:, None].repeat(3, 1)
+            boxes.append(np.concatenate([world * RAS_TO_LPS, side], 1))
+            labels.append(np.full(len(objs), self.label_index))
+            scores.append(np.asarray(objs.scores, float))
+        n = max(len(s) for s in scores)
+        box = torch.full((len(boxes), n, 6), float("nan"))
+        label = torch.full((len(boxes), n), -1, dtype=torch.long)
+        score = torch.full((len(boxes), n), float("nan"))
+        for b in range(len(boxes)):
+            k = len(scores[b])
+            box[b, :k], label[b, :k], score[b, :k] = (
+                torch.as_tensor(boxes[b]),
+                torch.as_tensor(labels[b]),
+                torch.as_tensor(scores[b]),
+            )
+        return {"box": box, "label": label, "score": score}
+
+    @staticmethod
+    def _affines(inputs: torch.Tensor) -> list[np.ndarray]:
+        affine = getattr(inputs, "affine", None)
+        if affine is None:
+            raise ValueError("the input has no affine: SlicerBoxDetector needs a MetaTensor (MONAI's LoadImage)")
+        a = np.asarray(affine.cpu() if hasattr(affine, "cpu") else affine, float)
+        return [a] * inputs.shape[0] if a.ndim == 2 else [a[b] for b in range(inputs.shape[0])]
