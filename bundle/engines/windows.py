@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.handlers import StatsHandler, TensorBoardStatsHandler, from_engine
@@ -25,9 +26,20 @@ from torch.utils.data import DataLoader, IterableDataset
 from ..data.io import atomic_path
 from ..utils import as_bool
 
-__all__ = ["WindowStream", "WindowTraining"]
+__all__ = ["WindowStream", "WindowTraining", "barrier", "rank"]
 
 logger = logging.getLogger(__name__)
+
+
+def rank() -> int:
+    """This process's rank in ``torch.distributed`` (0 when it is not initialised)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def barrier() -> None:
+    """Wait for every process (nothing to wait for when ``torch.distributed`` is not initialised)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 class WindowStream(IterableDataset):
@@ -84,6 +96,10 @@ class WindowTraining:
             ``log_every`` iterations of the latest :meth:`fit` (None when it loaded a finished network).
         progress: show a progress bar.
         inferer: MONAI inferer of the training steps (``train#inferer``; default ``SimpleInferer``).
+        distributed: data-parallel training (``configs/multi_gpu_train.yaml``, under ``torchrun``): the network is
+            wrapped in ``DistributedDataParallel``, each process draws its own windows (seed + rank), so a step
+            sees ``batch_size`` windows per process; only rank 0 logs and writes the checkpoint, and every process
+            waits for it before going on.
     """
 
     def __init__(
@@ -103,6 +119,7 @@ class WindowTraining:
         log_every: int = 50,
         progress: bool = True,
         inferer: Inferer | None = None,
+        distributed: bool = False,
     ) -> None:
         if batch_size < 1 or iterations < 0:
             raise ValueError(f"{name}: batch_size must be >= 1 and iterations >= 0, got {batch_size}, {iterations}")
@@ -114,6 +131,12 @@ class WindowTraining:
         self.seed, self.log_every = int(seed), int(log_every)
         self.resume, self.progress = as_bool(resume, "resume"), as_bool(progress, "progress")
         self.inferer = inferer
+        self.distributed = as_bool(distributed, "distributed")
+        if self.distributed and not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                f"{name}: distributed training needs torch.distributed initialised: run under torchrun with "
+                "configs/multi_gpu_train.yaml (docs/README.md)"
+            )
         self.last_loss: float | None = None
 
     def checkpoint(self, tag: str) -> Path:
@@ -133,15 +156,20 @@ class WindowTraining:
             net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
             logger.info("%s: loaded the finished network %s", tag, path)
             return net.eval()
-        stream = WindowStream(subjects, self.sampler, seed=self.seed)
+        main = rank() == 0
+        stream = WindowStream(subjects, self.sampler, seed=self.seed + 7919 * rank())
         loader = DataLoader(stream, batch_size=self.batch_size, num_workers=0)
+        train_net = net
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            train_net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
         trainer = SupervisedTrainer(
             device=self.device,
             max_epochs=1,
             epoch_length=self.iterations,
             train_data_loader=loader,
-            network=net,
-            optimizer=self.optimizer(net.parameters()),
+            network=train_net,
+            optimizer=self.optimizer(train_net.parameters()),
             loss_function=self.loss_function,
             amp=self.amp,
             inferer=self.inferer,
@@ -152,26 +180,40 @@ class WindowTraining:
         trainer.add_event_handler(
             Events.ITERATION_COMPLETED, lambda engine: recent.append(float(loss(engine.state.output)))
         )
-        StatsHandler(
-            name=logger.name,
-            iteration_log=lambda engine, it: it % every == 0,
-            tag_name=f"{tag} loss",
-            output_transform=loss,
-        ).attach(trainer)
-        TensorBoardStatsHandler(
-            log_dir=str(self.output_dir / "tensorboard"), tag_name=f"{tag}/loss", output_transform=loss
-        ).attach(trainer)
-        if self.progress:
-            from ignite.handlers import ProgressBar
+        if main:
+            StatsHandler(
+                name=logger.name,
+                iteration_log=lambda engine, it: it % every == 0,
+                tag_name=f"{tag} loss",
+                output_transform=loss,
+            ).attach(trainer)
+            TensorBoardStatsHandler(
+                log_dir=str(self.output_dir / "tensorboard"), tag_name=f"{tag}/loss", output_transform=loss
+            ).attach(trainer)
+            if self.progress:
+                from ignite.handlers import ProgressBar
 
-            ProgressBar(desc=tag, persist=True).attach(trainer, output_transform=lambda out: {"loss": loss(out)})
-        trainer.add_event_handler(Events.COMPLETED, lambda engine: self._save(net, path))
+                ProgressBar(desc=tag, persist=True).attach(trainer, output_transform=lambda out: {"loss": loss(out)})
         if self.iterations:
             trainer.run()
             self.last_loss = float(np.mean(recent)) if recent else None
-        else:
-            self._save(net, path)
+        if self.distributed:
+            self._check_in_sync(net, tag)
+        if main:
+            self._save(net, path)  # the plain module's state dict, also under DistributedDataParallel
+        barrier()
         return net.eval()
+
+    def _check_in_sync(self, net: nn.Module, tag: str) -> None:
+        """Every process must end with the same weights (DistributedDataParallel averages the gradients)."""
+        total = torch.stack([p.detach().double().sum() for p in net.parameters()]).sum().reshape(1)
+        total = total.to(self.device)
+        all_totals = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
+        dist.all_gather(all_totals, total)
+        values = [float(t) for t in all_totals]
+        if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+            raise RuntimeError(f"{tag}: the processes' networks differ after training ({values}): not synchronised")
+        logger.info("%s: weights identical in all %d processes", tag, len(values))
 
     @staticmethod
     def _save(net: nn.Module, path: Path) -> None:
