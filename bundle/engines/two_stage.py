@@ -216,7 +216,7 @@ class TwoStageTraining(Engine):
         super().run(self.plan(len(subjects)), max_epochs=1)
         return self._run["out"]
 
-    def _step(self, engine: Engine, step: tuple) -> dict:
+    def _step(self, engine: Engine, step: tuple) -> list[dict]:
         ctx = self._run
         subjects, ids, folds = ctx["subjects"], ctx["ids"], ctx["folds"]
         name, loss = step[0], None
