@@ -26,7 +26,6 @@ Steps (``docs/monai_label.md``):
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import json
 import os
@@ -87,14 +86,13 @@ def prepare_app(bin_dir: Path, work: Path) -> Path:
     ``model/`` folder; return the app folder."""
     from .package import package
 
-    prefix = bin_dir.parent
-    found = glob.glob(str(prefix / "monailabel" / "sample-apps" / "monaibundle"))
-    if not found:
-        raise FileNotFoundError(f"MONAI Label's monaibundle sample app is not under {prefix}/monailabel/sample-apps")
+    sample = bin_dir.parent / "monailabel" / "sample-apps" / "monaibundle"
+    if not sample.is_dir():
+        raise FileNotFoundError(f"MONAI Label's monaibundle sample app is not at {sample}")
     app = work / "app"
     if app.exists():
         shutil.rmtree(app)
-    shutil.copytree(found[0], app)
+    shutil.copytree(sample, app)
     zip_path = package(work / "dist", REPO)
     (app / "model").mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path) as z:

@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine
 from monai.data.utils import affine_to_spacing
+from nibabel.affines import apply_affine
 
 from ..data.io import atomic_path, write_json
 from ..inference.candidates import candidates_from_map
@@ -53,7 +54,7 @@ def write_mimics(path: str | os.PathLike, subject: str, voxels: np.ndarray, affi
     """Write one scan's mined mimics (voxel and world coordinates, stage-1 score) atomically as CSV."""
     voxels = np.asarray(voxels, float).reshape(-1, 3)
     affine = np.asarray(affine, float)
-    world = voxels @ affine[:3, :3].T + affine[:3, 3]
+    world = apply_affine(affine, voxels)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(MIMIC_COLUMNS)
@@ -210,7 +211,7 @@ class TwoStageTraining(Engine):
         logger.info("two-stage training on %d subjects, %d folds of <= %d (process %d of %d)", len(subjects),
                     len(folds), self.fold_size, rank(), world)  # fmt: skip
         self._run = {"subjects": subjects, "ids": ids, "folds": folds, "fold_nets": {}, "stage1_rows": [],
-                     "final": {1: {}, 2: {}}, "mimics": 0, "metrics": {},
+                     "final": {1: {}, 2: {}}, "metrics": {},
                      "out": {"folds": [[ids[i] for i in held] for held in folds],
                              "mimics_dir": str(self.output_dir / "mimics")}}  # fmt: skip
         super().run(self.plan(len(subjects)), max_epochs=1)
@@ -244,13 +245,12 @@ class TwoStageTraining(Engine):
                     path = self.output_dir / "mimics" / f"{ids[i]}_mimics.csv"
                     write_mimics(path, ids[i], vox, entry["image"].affine, scores, f)
                 ctx["stage1_rows"] += self._rows(entry, table)
-                ctx["mimics"] += len(vox)
+                ctx["metrics"]["mimics_mined"] = ctx["metrics"].get("mimics_mined", 0) + len(vox)
                 logger.info("fold %d, %s: %d stage-1 candidates, %d mimics mined", f, ids[i], len(table), len(vox))
             barrier()
             if f == len(folds) - 1:  # every subject's mimics are known: the stage-2 sampler reads them
                 for s in subjects:
                     s[self.mimics_key] = read_mimics(self.output_dir / "mimics" / f"{s['subject']}_mimics.csv")
-                ctx["metrics"]["mimics_mined"] = ctx["mimics"]
         elif step[0] == "crossval":
             fold_nets = [[ctx["fold_nets"][f][m] for m in range(len(self.stage1))] for f in range(len(folds))]
             ctx["out"]["crossval"] = cv = self._crossval(subjects, folds, fold_nets, ctx["stage1_rows"])

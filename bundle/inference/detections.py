@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 from monai.data.utils import affine_to_spacing
+from nibabel.affines import apply_affine
 
 from ..data.io import atomic_path
 from ..metrics.objects import Objects
@@ -59,7 +60,7 @@ def detection_rows(
         classes: class names of ``class_probs``' columns.
     """
     affine = np.asarray(affine, float)
-    world = objects.centres @ affine[:3, :3].T + affine[:3, 3] if len(objects) else np.zeros((0, 3))
+    world = apply_affine(affine, np.asarray(objects.centres, float).reshape(-1, 3))
     volume = objects.sizes * float(np.prod(objects.spacing))
     rows = []
     for n in range(len(objects)):

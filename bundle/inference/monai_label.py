@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.data.utils import affine_to_spacing
+from nibabel.affines import apply_affine
 
 from ..transforms.array import head_mask
 from .detections import objects_from_detector_table
@@ -74,9 +75,8 @@ class SlicerBoxDetector:
         for b in range(plain.shape[0]):
             spacing = affine_to_spacing(affines[b])
             objs = objects_from_detector_table(table[b], spacing, self.score_column, min_score=self.threshold)
-            world = objs.centres @ affines[b][:3, :3].T + affines[b][:3, 3] if len(objs) else np.zeros((0, 3))
-            diameter = np.cbrt(6.0 * objs.sizes * float(np.prod(spacing)) / np.pi) if len(objs) else np.zeros(0)
-            side = np.maximum(diameter, self.min_size_mm)[:, None].repeat(3, 1)
+            world = apply_affine(affines[b], objs.centres.reshape(-1, 3))
+            side = np.maximum(objs.diameters_mm, self.min_size_mm)[:, None].repeat(3, 1)
             boxes.append(np.concatenate([world * RAS_TO_LPS, side], 1))
             labels.append(np.full(len(objs), self.label_index))
             scores.append(np.asarray(objs.scores, float))
