@@ -4,8 +4,9 @@
 * :class:`BlendWithImaged`: the map that is thresholded: the heatmap (weight 0, method (e)), the preprocessed
   intensities (weight 1, baseline (a)), or their weighted sum after min-max scaling of each within the mask
   (method (f)).
-* :class:`CountMatchedObjectsd`: the instance map of the components of that map whose number equals the
-  predicted count (times a multiplier, to trace a FROC curve), see :func:`bundle.inference.count_matched_objects`.
+* :class:`CountMatchedObjectsd`: the instance map of the blobs of that map (connected components, or components
+  split at saddles) whose number equals the predicted count (times a multiplier, to trace a FROC curve), see
+  :func:`bundle.inference.count_matched_objects`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 
-from ..inference.count_threshold import count_matched_objects
+from ..inference.count_threshold import BLOBS, count_matched_objects
 from .array import _mask3d, _np
 
 __all__ = ["BlendWithImaged", "CountMatchedObjectsd", "predicted_count"]
@@ -72,8 +73,9 @@ class BlendWithImaged(MapTransform):
 
 
 class CountMatchedObjectsd(MapTransform):
-    """Instance map ``d[output_key]`` (1, H, W, D) of the components of ``d[key]`` whose number is the predicted
-    count ``d[count_key]`` times ``multiplier`` (rounded), inside ``d[mask_key]``; the number of objects asked for
+    """Instance map ``d[output_key]`` (1, H, W, D) of the blobs of ``d[key]`` whose number is the predicted count
+    ``d[count_key]`` times ``multiplier`` (rounded), inside ``d[mask_key]`` (``blobs``: ``components`` or
+    ``basins``, see :func:`bundle.inference.count_matched_objects`); the number of objects asked for
     is stored in ``d[output_key + '_n_objects']`` and the threshold in ``d[output_key + '_threshold']``."""
 
     def __init__(
@@ -84,12 +86,15 @@ class CountMatchedObjectsd(MapTransform):
         output_key: str = "objects",
         multiplier: float = 1.0,
         connectivity: int = 26,
+        blobs: str = "components",
     ) -> None:
         super().__init__(keys)
         if multiplier < 0:
             raise ValueError(f"multiplier must be non-negative, got {multiplier}")
+        if blobs not in BLOBS:
+            raise ValueError(f"blobs must be one of {BLOBS} (see docs/gpunet.md), got {blobs!r}")
         self.count_key, self.mask_key, self.output_key = count_key, mask_key, output_key
-        self.multiplier, self.connectivity = float(multiplier), int(connectivity)
+        self.multiplier, self.connectivity, self.blobs = float(multiplier), int(connectivity), blobs
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
@@ -97,7 +102,7 @@ class CountMatchedObjectsd(MapTransform):
         heat = _np(d[key]).astype(np.float32)[0]
         mask = _mask3d(d[self.mask_key], heat.shape) if self.mask_key else None
         n = predicted_count(d[self.count_key], self.multiplier)
-        objects, threshold = count_matched_objects(heat, n, mask, self.connectivity)
+        objects, threshold = count_matched_objects(heat, n, mask, self.connectivity, self.blobs)
         d[self.output_key] = convert_to_dst_type(objects[None], d[key], dtype=torch.int32)[0]
         d[f"{self.output_key}_n_objects"] = n
         d[f"{self.output_key}_threshold"] = threshold

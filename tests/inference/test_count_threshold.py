@@ -91,3 +91,62 @@ def test_errors():
         count_matched_objects(np.zeros((4, 4, 4)), 1.5)
     with pytest.raises(ValueError, match="mask shape"):
         count_matched_objects(np.zeros((4, 4, 4)), 1, np.ones((4, 4, 3)))
+
+
+# -- blobs = "basins": components split at saddles ------------------------------------------------------------------
+TOUCHING = [((8, 8, 8), 3.0), ((8, 8, 12), 2.9), ((8, 16, 8), 2.0), ((18, 18, 18), 1.0)]
+
+
+def test_basins_keep_touching_lesions_apart():
+    # the first two peaks are 4 voxels apart: their blobs merge (saddle ~2.4) above the third peak (2.0), so
+    # connected components can never give 4 objects, while basins give exactly n for every n, one peak per blob
+    heat = _blobs(TOUCHING, sigma=1.5)
+    comp, _ = count_matched_objects(heat, 4)
+    assert comp.max() == 3
+    maxima = np.argwhere(heat == ndi.maximum_filter(heat, size=3))
+    maxima = maxima[np.argsort(-heat[tuple(maxima.T)])]
+    assert len(maxima) == 4 and all(np.abs(m - c).max() <= 1 for m, (c, _) in zip(maxima, TOUCHING))
+    for n in range(1, 5):
+        inst, thr = count_matched_objects(heat, n, blobs="basins")
+        assert sorted(np.unique(inst[inst > 0])) == list(range(1, n + 1))
+        for obj in range(1, n + 1):  # id k holds the k-th highest maximum, and each blob is one connected piece
+            assert inst[tuple(maxima[obj - 1])] == obj
+            assert ndi.label(inst == obj, np.ones((3, 3, 3)))[1] == 1
+        assert thr == pytest.approx(heat[tuple(maxima[n - 1])], rel=1e-12)  # the n-th highest maximum
+        assert (heat[inst > 0] >= thr).all() and not ((heat >= thr) & (inst == 0)).any()  # cut at the threshold
+    inst, _ = count_matched_objects(heat, 2, blobs="basins")
+    # the saddle between the touching peaks separates them: every voxel of blob 2 is nearer its own peak
+    centre2 = np.array(TOUCHING[1][0])
+    vox = np.argwhere(inst == 2)
+    assert (np.linalg.norm(vox - centre2, axis=1) <= np.linalg.norm(vox - np.array(TOUCHING[0][0]), axis=1)).all()
+
+
+def test_basins_count_every_local_maximum_of_a_random_map():
+    rng = np.random.default_rng(3)
+    heat = ndi.gaussian_filter(rng.random((20, 18, 16)), 1.5)
+    is_max = heat == ndi.maximum_filter(heat, size=3, mode="constant", cval=-np.inf)
+    maxima = int(is_max.sum())
+    assert maxima > 10
+    for n in (1, 5, maxima, maxima + 10):
+        inst, thr = count_matched_objects(heat, n, blobs="basins")
+        assert inst.max() == min(n, maxima)
+        assert thr == np.sort(heat[is_max])[::-1][min(n, maxima) - 1] == heat[inst > 0].min()
+        assert (ndi.sum(is_max, inst, range(1, inst.max() + 1)) == 1).all()  # one local maximum per blob
+
+
+def test_basins_ties_zero_count_and_mask():
+    heat = _blobs([((5, 18, 5), 2.0), ((5, 5, 5), 2.0), ((18, 5, 12), 2.0)])
+    inst, _ = count_matched_objects(heat, 2, blobs="basins")
+    assert inst[5, 5, 5] == 1 and inst[5, 18, 5] == 2 and inst[18, 5, 12] == 0  # equal peaks: C order
+    flat = np.zeros((10, 10, 10))
+    flat[2:4, 2:4, 2:4] = 1.0  # a box-shaped plateau has one maximum
+    inst, thr = count_matched_objects(flat, 1, blobs="basins")
+    assert thr == 1.0 and (inst == 1).sum() == 8
+    inst, thr = count_matched_objects(heat, 0, blobs="basins")
+    assert inst.max() == 0 and thr == float("inf")
+    mask = np.zeros(heat.shape, bool)
+    mask[12:] = True
+    inst, _ = count_matched_objects(heat, 3, mask, blobs="basins")
+    assert not inst[~mask].any() and inst[18, 5, 12] == 1
+    with pytest.raises(ValueError, match="blobs"):
+        count_matched_objects(heat, 1, blobs="peaks")

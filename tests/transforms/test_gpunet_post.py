@@ -47,6 +47,13 @@ def test_count_matched_objects_with_multiplier():
     assert more["pred_n_objects"] == 3 and int(more["pred"].max()) == 3
     none = CountMatchedObjectsd("heat", mask_key="roi", output_key="pred", multiplier=0.0)(d)
     assert none["pred_n_objects"] == 0 and int(none["pred"].max()) == 0
+    # blobs = basins: the same peaks here (single voxels on a flat floor), each object its peak's voxel
+    basins = CountMatchedObjectsd("heat", mask_key="roi", output_key="pred", multiplier=1.25, blobs="basins")(d)
+    pred = basins["pred"][0]
+    assert int(pred.max()) == 3 and basins["pred_threshold"] == pytest.approx(6.0)
+    assert [int(pred[2, 2, 2]), int(pred[7, 7, 7]), int(pred[2, 7, 2])] == [1, 2, 3] and int((pred > 0).sum()) == 3
+    with pytest.raises(ValueError, match="blobs must be one of"):
+        CountMatchedObjectsd("heat", blobs="peaks")
 
 
 def test_predicted_count_rounding_and_errors():
