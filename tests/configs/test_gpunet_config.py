@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 import torch
 from conftest import REPO, blank_subject, config_files, run_bundle
 from monai.bundle import ConfigParser
+from scipy import ndimage as ndi
 
 from bundle.data.synth import generate_cohort
 
@@ -116,6 +119,16 @@ def test_inference_writes_count_matched_objects_on_the_input_grid(trained, cohor
         h = np.asarray(heat.dataobj)
         for r in mine:  # the score is the map's maximum over the object
             assert float(r["score"]) == pytest.approx(float(h[inst == int(r["lesion_id"])].max()), rel=1e-4)
+        # blobs = basins (the default): each object is one connected piece of the map above the threshold around
+        # one of its local maxima in the ROI, so the count is met whenever the ROI has enough maxima
+        inside = np.where(roi, h.astype(np.float64), -np.inf)
+        is_max = roi & (inside == ndi.maximum_filter(inside, size=3, mode="constant", cval=-np.inf))
+        if is_max.sum() >= int(c["count_used"]):
+            assert int(c["detected"]) == int(c["count_used"])
+        for r in mine:
+            obj = inst == int(r["lesion_id"])
+            assert ndi.label(obj, np.ones((3, 3, 3)))[1] == 1 and is_max[obj].any()
+            assert h[obj].min() >= float(c["threshold"]) - 1e-6
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["settings"]["rule"] == "distance_voxels" and metrics["settings"]["max_distance"] == 3.0
     scans = {s["subject"]: s for s in metrics["per_scan"]}
@@ -146,3 +159,27 @@ def test_baseline_configs_run(trained, cohort, tmp_path):
             assert heat.min() >= 0.0 and heat[roi].max() > 0.0
         counts = {r["subject"]: r for r in csv.DictReader((folder / "count_predictions.csv").open())}
         assert int(counts["sub-0004"]["detected"]) <= int(counts["sub-0004"]["count_used"])
+
+
+def test_paper_blobs_are_whole_connected_components(trained, cohort, tmp_path):
+    out, _, _ = trained
+    run_bundle(["inference", "--config_file", config_files(INFER), "--datalist", str(cohort), "--output_dir",
+                str(tmp_path), "--checkpoint", str(out / "models" / "gpunet.pt"), *SMALL,
+                "--count_blobs", "components"])  # fmt: skip
+    entry = json.loads(cohort.read_text())["testing"][0]
+    c = {r["subject"]: r for r in csv.DictReader((tmp_path / "count_predictions.csv").open())}["sub-0004"]
+    h = np.asarray(nib.load(tmp_path / "maps" / "sub-0004_heatmap.nii.gz").dataobj).astype(np.float64)
+    inst = np.asarray(nib.load(tmp_path / "maps" / "sub-0004_objects.nii.gz").dataobj)
+    roi = np.asarray(nib.load(cohort.parent / entry["roi"]).dataobj) > 0
+    above, k = ndi.label(roi & (h >= float(c["threshold"]) - 1e-6), np.ones((3, 3, 3)))
+    assert inst.max() == int(c["detected"]) >= 1
+    for i in range(1, inst.max() + 1):  # every object is one whole component of the ROI's map above the threshold
+        ids = np.unique(above[inst == i])
+        assert len(ids) == 1 and ids[0] > 0 and np.array_equal(above == ids[0], inst == i)
+    # an unknown kind of blob stops the run with a message that names the choices
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", config_files(INFER),
+           "--datalist", str(cohort), "--output_dir", str(tmp_path / "bad"), "--checkpoint",
+           str(out / "models" / "gpunet.pt"), *SMALL, "--count_blobs", "peaks"]  # fmt: skip
+    bad = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode != 0
+    assert "blobs must be one of ('components', 'basins') (see docs/gpunet.md), got 'peaks'" in bad.stderr
