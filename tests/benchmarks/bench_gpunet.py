@@ -2,7 +2,7 @@
 """GP-Unet benchmark (issue 6; not part of the test suite): the paper's table of methods (a)-(f) and its FROC.
 
     python tests/benchmarks/bench_gpunet.py [--out /tmp/gpunet_bench] [--plot docs/images/gpunet_froc.png]
-        [--override key=value ...] [--weights best|final]
+        [--override key=value ...] [--weights best|final] [--blobs basins|components] [--test-seed 403]
 
 Simulates three disjoint 1 mm T2 cohorts of the ``epvs`` task (EPVS in the basal ganglia only, so each scan's
 ``count`` is its count in the ROI): training (seed 401) and validation (seed 402) enter the datalist WITHOUT label
@@ -12,7 +12,11 @@ annotated points. Trains GP-Unet (e) and the regression network without upsampli
 saliency of (e), (d) class map, (e) GP-Unet, (f) heatmap + intensities) through the evaluate config (a hit: the
 component's centre within 3 voxels of a point); prints sensitivity, FP per image and false discovery rate; then
 re-thresholds each method's saved map with the count times a multiplier (``MULTIPLIERS``) for the FROC curves,
-and compares (e) with (a) at equal FP per image (linear interpolation along (e)'s curve). A rerun with the same
+with both kinds of blob (``components``, the paper's connected components, and ``basins``, components split at
+saddles, the config's default; ``--blobs`` picks the one the configs run with, the table's), and compares (e)
+with (a) at equal FP per image for each (linear interpolation along (e)'s curve). ``--test-seed`` simulates
+another test cohort (into ``OUT/test_<seed>`` unless it is the default), to check a result on scans that played
+no part in a choice. A rerun with the same
 ``--out`` reuses the cohorts and finished trainings (delete ``OUT/run`` to retrain). ``--weights best`` (default)
 evaluates each network at its epoch of lowest validation count error (a choice made from counts alone), ``final``
 at its last epoch; results go to ``OUT/eval_<weights>`` and ``OUT/results_<weights>.json``.
@@ -31,6 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import cohort_entries, overrides, run_bundle  # noqa: E402
+
+from bundle.inference.count_threshold import BLOBS  # noqa: E402
 
 TRAIN = ["configs/common.yaml", "configs/gpunet/train.yaml", "configs/gpunet/quick.yaml"]
 COHORTS = {"train": (40, 401), "validation": (8, 402), "test": (12, 403)}
@@ -53,14 +59,18 @@ PAPER = {  # the paper's Table 1: TPR %, FP per image, FDR %
 MULTIPLIERS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 
-def make_datalist(out: Path) -> Path:
+def make_datalist(out: Path, test_seed: int = COHORTS["test"][1]) -> Path:
     from concurrent.futures import ProcessPoolExecutor
 
     from bundle.data.synth import generate_cohort
 
+    cohorts = {**COHORTS, "test": (COHORTS["test"][0], test_seed)}
+    folder = {
+        name: out / (name if seed == COHORTS[name][1] else f"{name}_{seed}") for name, (_, seed) in cohorts.items()
+    }
     with ProcessPoolExecutor(2) as pool:
-        jobs = [pool.submit(generate_cohort, "epvs", n, out / name, seed=seed, progress=False)
-                for name, (n, seed) in COHORTS.items()]  # fmt: skip
+        jobs = [pool.submit(generate_cohort, "epvs", n, folder[name], seed=seed, progress=False)
+                for name, (n, seed) in cohorts.items()]  # fmt: skip
         for job in jobs:
             job.result()
 
@@ -71,16 +81,16 @@ def make_datalist(out: Path) -> Path:
         "name": "gpunet benchmark",
         "modalities": ["t2"],
         "classes": ["epvs"],
-        "training": [counts_only(e) for e in cohort_entries(out / "train", "train")],
-        "validation": [counts_only(e) for e in cohort_entries(out / "validation", "val")],
-        "testing": cohort_entries(out / "test", "test"),
+        "training": [counts_only(e) for e in cohort_entries(folder["train"], "train")],
+        "validation": [counts_only(e) for e in cohort_entries(folder["validation"], "val")],
+        "testing": cohort_entries(folder["test"], "test"),
     }
-    path = out / "datalist.json"
+    path = out / ("datalist.json" if folder["test"].name == "test" else f"datalist_{folder['test'].name}.json")
     path.write_text(json.dumps(d, indent=1))
     return path
 
 
-def froc_by_multiplier(datalist: Path, folder: Path) -> list[dict]:
+def froc_by_multiplier(datalist: Path, folder: Path, blobs: str) -> list[dict]:
     """Sensitivity and FP per image of one method's saved maps re-thresholded at each count multiplier."""
     from bundle.data import load_datalist, load_volume
     from bundle.inference import count_matched_objects
@@ -102,7 +112,7 @@ def froc_by_multiplier(datalist: Path, folder: Path) -> list[dict]:
     for m in MULTIPLIERS:
         results = []
         for ref, heat, roi, count, spacing in scans:
-            inst, _ = count_matched_objects(heat, predicted_count(count, m), roi)
+            inst, _ = count_matched_objects(heat, predicted_count(count, m), roi, blobs=blobs)
             pred = objects_from_instances(inst, spacing, prob=heat)
             results.append(evaluate_scan(ref, pred, "distance_voxels", max_distance=3.0))
         s = summarise_scans(results)
@@ -118,7 +128,7 @@ def sensitivity_at(curve: list[dict], fp: float) -> float:
     return float(np.interp(fp, x, y)) if x[0] <= fp <= x[-1] else float("nan")
 
 
-def plot(curves: dict, path: Path) -> None:
+def plot(curves: dict, path: Path, blobs: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +142,7 @@ def plot(curves: dict, path: Path) -> None:
     ax.set_ylabel("sensitivity")
     ax.set_ylim(0, 1.02)
     ax.grid(True, alpha=0.3)
-    ax.set_title(f"GP-Unet benchmark: count x {MULTIPLIERS[0]}-{MULTIPLIERS[-1]}", fontsize=9)
+    ax.set_title(f"GP-Unet benchmark: count x {MULTIPLIERS[0]}-{MULTIPLIERS[-1]}, blobs: {blobs}", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,45 +161,52 @@ def main() -> None:
         default="best",
         help="best: the epoch with the lowest validation count error (counts only, no labels); final: the last",
     )
+    p.add_argument("--blobs", choices=BLOBS, default="basins", help="the blobs the configs count (the table's)")
+    p.add_argument("--test-seed", type=int, default=COHORTS["test"][1], help="seed of the simulated test cohort")
     a = p.parse_args()
     out = Path(a.out)
-    datalist = make_datalist(out)
+    datalist = make_datalist(out, a.test_seed)
     extra = overrides(a.override)
     base = ["--datalist", str(datalist), "--output_dir", str(out / "run"), *extra]
     t_e = run_bundle(["training", "--config_file", str(TRAIN), *base])
     t_d = run_bundle(["training", "--config_file", str(TRAIN + ["configs/gpunet/d_regression.yaml"]), *base])
     print(f"training wall time: (e) {t_e:.0f} s, (d) {t_d:.0f} s (0 if already finished)")
     evals = TRAIN + ["configs/gpunet/inference.yaml"]
-    table, curves = {}, {}
+    table, curves = {}, {b: {} for b in BLOBS}
+    tag = a.weights if datalist.name == "datalist.json" else f"{a.weights}_{datalist.stem.split('_', 1)[1]}"
     for name, (_, extra_file) in METHODS.items():
         files = evals + ([extra_file] if extra_file else []) + ["configs/gpunet/evaluate.yaml"]
-        folder = out / f"eval_{a.weights}" / name
+        folder = out / f"eval_{tag}_{a.blobs}" / name
         ckpt = str(out / "run" / "models" / _checkpoint(name, a.weights))
         t = run_bundle(["evaluation", "--config_file", str(files), "--datalist", str(datalist), "--output_dir",
-                        str(folder), *extra, "--checkpoint", ckpt])  # fmt: skip
+                        str(folder), *extra, "--count_blobs", a.blobs, "--checkpoint", ckpt])  # fmt: skip
         pooled = json.loads((folder / "metrics.json").read_text())["pooled"]
         table[name] = (pooled["sensitivity"], pooled["fp_per_scan"], pooled["false_discovery_rate"], t)
-        curves[name] = froc_by_multiplier(datalist, folder)
-    counts = list(csv.DictReader((out / f"eval_{a.weights}" / "e_gpunet" / "count_predictions.csv").open()))
+        for b in BLOBS:
+            curves[b][name] = froc_by_multiplier(datalist, folder, b)
+    counts = list(csv.DictReader((out / f"eval_{tag}_{a.blobs}" / "e_gpunet" / "count_predictions.csv").open()))
     truth = {e["subject"]: e["count"] for e in json.loads(datalist.read_text())["testing"]}
     err = [float(r["predicted_count"]) - truth[r["subject"]] for r in counts]
     print(f"(e) count on {len(err)} test scans: mean absolute error {np.mean(np.abs(err)):.2f}, "
           f"mean error {np.mean(err):+.2f}; true counts {sorted(truth.values())}")  # fmt: skip
+    print(f"table: the configs with blobs = {a.blobs}, at the predicted count")
     print(f"{'method':34s} {'TPR %':>6s} {'FP/img':>7s} {'FDR %':>6s}   paper: TPR FPav FDR   eval s")
     for name, (tpr, fp, fdr, t) in table.items():
         pt = PAPER[name]
         print(f"{METHODS[name][0]:34s} {100 * tpr:6.1f} {fp:7.2f} {100 * fdr:6.1f}   {pt[0]:5.1f} {pt[1]:4.1f} "
               f"{pt[2]:4.1f}   {t:5.0f}")  # fmt: skip
-    print("FROC (count multiplier: sensitivity / FP per image):")
-    for name, curve in curves.items():
-        pts = ", ".join(f"x{c['multiplier']:g}: {c['sensitivity']:.3f}/{c['fp_per_scan']:.2f}" for c in curve)
-        print(f"  {name}: {pts}")
-    fp_a = table["a_intensity"][1]
-    e_at = sensitivity_at(curves["e_gpunet"], fp_a)
-    print(f"at (a)'s {fp_a:.2f} FP/image: (a) {table['a_intensity'][0]:.3f}, (e) {e_at:.3f} (interpolated on (e)'s "
-          f"multiplier curve) -> (e) {'beats' if e_at > table['a_intensity'][0] else 'does NOT beat'} (a)")  # fmt: skip
-    plot(curves, Path(a.plot) if a.plot else out / "froc_methods.png")
-    (out / f"results_{a.weights}.json").write_text(json.dumps({"table": table, "curves": curves}, indent=1))
+    for b in BLOBS:
+        print(f"FROC, blobs = {b} (count multiplier: sensitivity / FP per image):")
+        for name, curve in curves[b].items():
+            pts = ", ".join(f"x{c['multiplier']:g}: {c['sensitivity']:.3f}/{c['fp_per_scan']:.2f}" for c in curve)
+            print(f"  {name}: {pts}")
+        at_1 = {c["multiplier"]: c for c in curves[b]["a_intensity"]}[1.0]
+        e_at = sensitivity_at(curves[b]["e_gpunet"], at_1["fp_per_scan"])
+        verdict = "beats" if e_at > at_1["sensitivity"] else "does NOT beat"
+        print(f"blobs = {b}: at (a)'s {at_1['fp_per_scan']:.2f} FP/image: (a) {at_1['sensitivity']:.3f}, (e) "
+              f"{e_at:.3f} (interpolated on (e)'s multiplier curve) -> (e) {verdict} (a)")  # fmt: skip
+    plot(curves[a.blobs], Path(a.plot) if a.plot else out / f"froc_{tag}_{a.blobs}.png", a.blobs)
+    (out / f"results_{tag}_{a.blobs}.json").write_text(json.dumps({"table": table, "curves": curves}, indent=1))
 
 
 def _checkpoint(name: str, weights: str = "best") -> str:
