@@ -23,9 +23,9 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
+import ignite.distributed as idist
 import numpy as np
 import torch
-import torch.distributed as dist
 from ignite.engine import Engine
 from monai.data.utils import affine_to_spacing
 from nibabel.affines import apply_affine
@@ -34,7 +34,7 @@ from ..data.io import atomic_path, write_json
 from ..inference.candidates import candidates_from_map
 from ..inference.detections import detection_rows, objects_from_detector_table, write_detections
 from ..utils import as_bool
-from .windows import WindowTraining, barrier, rank
+from .windows import WindowTraining
 
 __all__ = ["MIMIC_COLUMNS", "TwoStageTraining", "leave_k_out", "read_mimics", "write_mimics"]
 
@@ -207,9 +207,8 @@ class TwoStageTraining(Engine):
         if len(set(ids)) != len(ids):
             raise ValueError(f"subject ids are not unique: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
         folds = leave_k_out(len(subjects), self.fold_size)
-        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         logger.info("two-stage training on %d subjects, %d folds of <= %d (process %d of %d)", len(subjects),
-                    len(folds), self.fold_size, rank(), world)  # fmt: skip
+                    len(folds), self.fold_size, idist.get_rank(), idist.get_world_size())  # fmt: skip
         self._run = {"subjects": subjects, "ids": ids, "folds": folds, "fold_nets": {}, "stage1_rows": [],
                      "final": {1: {}, 2: {}}, "metrics": {},
                      "out": {"folds": [[ids[i] for i in held] for held in folds],
@@ -241,13 +240,13 @@ class TwoStageTraining(Engine):
                     prob = det.stage1_map(image, mask)
                     table = det.detect(image, mask, prob)
                 vox, scores = self._mimics(entry, prob.cpu().numpy())
-                if rank() == 0:  # every process computes the same mimics; one writes them
+                if idist.get_rank() == 0:  # every process computes the same mimics; one writes them
                     path = self.output_dir / "mimics" / f"{ids[i]}_mimics.csv"
                     write_mimics(path, ids[i], vox, entry["image"].affine, scores, f)
                 ctx["stage1_rows"] += self._rows(entry, table)
                 ctx["metrics"]["mimics_mined"] = ctx["metrics"].get("mimics_mined", 0) + len(vox)
                 logger.info("fold %d, %s: %d stage-1 candidates, %d mimics mined", f, ids[i], len(table), len(vox))
-            barrier()
+            idist.barrier()
             if f == len(folds) - 1:  # every subject's mimics are known: the stage-2 sampler reads them
                 for s in subjects:
                     s[self.mimics_key] = read_mimics(self.output_dir / "mimics" / f"{s['subject']}_mimics.csv")
@@ -269,10 +268,10 @@ class TwoStageTraining(Engine):
             final2 = [ctx["final"][2][m] for m in range(len(self.stage2))]
             detector = self._detector(final1, final2)
             path = self.output_dir / "models" / self.detector_name
-            if rank() == 0:
+            if idist.get_rank() == 0:
                 with atomic_path(path) as tmp:
                     torch.save(detector.state_dict(), tmp)
-            barrier()
+            idist.barrier()
             logger.info("saved the detector (%d + %d networks) to %s", len(final1), len(final2), path)
             ctx["out"]["detector"] = str(path)
             engine.state.metrics.update(ctx["metrics"])
@@ -292,8 +291,8 @@ class TwoStageTraining(Engine):
                 with torch.no_grad():
                     table = det.detect(self._volume(subjects[i], "image"), self._volume(subjects[i], "mask"))
                 rows += self._rows(subjects[i], table)
-        if rank() != 0:  # the fits above are collective; the tables and figures are rank 0's to write
-            barrier()
+        if idist.get_rank() != 0:  # the fits above are collective; the tables and figures are rank 0's to write
+            idist.barrier()
             return {}
         write_detections(stage1_rows, cv / "stage1_detections.csv")
         write_detections(rows, cv / "detections.csv")
@@ -317,7 +316,7 @@ class TwoStageTraining(Engine):
                 per_fold.append({"fold": f, "subjects": sub["settings"]["subjects"], **_brief(sub["pooled"])})
             result[name] = {"pooled": _brief(pooled["pooled"]), "per_fold": per_fold}
         write_json(result, cv / "summary.json")
-        barrier()
+        idist.barrier()
         return result
 
 

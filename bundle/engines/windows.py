@@ -13,6 +13,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Sequence
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -26,20 +27,9 @@ from torch.utils.data import DataLoader, IterableDataset
 from ..data.io import atomic_path
 from ..utils import as_bool
 
-__all__ = ["WindowStream", "WindowTraining", "barrier", "rank"]
+__all__ = ["WindowStream", "WindowTraining"]
 
 logger = logging.getLogger(__name__)
-
-
-def rank() -> int:
-    """This process's rank in ``torch.distributed`` (0 when it is not initialised)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def barrier() -> None:
-    """Wait for every process (nothing to wait for when ``torch.distributed`` is not initialised)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 class WindowStream(IterableDataset):
@@ -156,8 +146,8 @@ class WindowTraining:
             net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
             logger.info("%s: loaded the finished network %s", tag, path)
             return net.eval()
-        main = rank() == 0
-        stream = WindowStream(subjects, self.sampler, seed=self.seed + 7919 * rank())
+        main = idist.get_rank() == 0
+        stream = WindowStream(subjects, self.sampler, seed=self.seed + 7919 * idist.get_rank())
         loader = DataLoader(stream, batch_size=self.batch_size, num_workers=0)
         train_net = net
         if self.distributed:
@@ -201,16 +191,14 @@ class WindowTraining:
             self._check_in_sync(net, tag)
         if main:
             self._save(net, path)  # the plain module's state dict, also under DistributedDataParallel
-        barrier()
+        idist.barrier()
         return net.eval()
 
     def _check_in_sync(self, net: nn.Module, tag: str) -> None:
         """Every process must end with the same weights (DistributedDataParallel averages the gradients)."""
         total = torch.stack([p.detach().double().sum() for p in net.parameters()]).sum().reshape(1)
         total = total.to(self.device)
-        all_totals = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
-        dist.all_gather(all_totals, total)
-        values = [float(t) for t in all_totals]
+        values = [float(t) for t in idist.all_gather(total)]
         if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
             raise RuntimeError(f"{tag}: the processes' networks differ after training ({values}): not synchronised")
         logger.info("%s: weights identical in all %d processes", tag, len(values))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -90,8 +91,9 @@ def make_datalist(out: Path, test_seed: int = COHORTS["test"][1]) -> Path:
     return path
 
 
-def froc_by_multiplier(datalist: Path, folder: Path, blobs: str) -> list[dict]:
-    """Sensitivity and FP per image of one method's saved maps re-thresholded at each count multiplier."""
+def froc_by_multiplier(datalist: Path, folder: Path) -> dict[str, list[dict]]:
+    """Per kind of blob, the sensitivity and FP per image of one method's saved maps re-thresholded at each count
+    multiplier (the scans are read once for all)."""
     from bundle.data import load_datalist, load_volume
     from bundle.inference import count_matched_objects
     from bundle.metrics import evaluate_scan, objects_from_instances, summarise_scans
@@ -108,17 +110,17 @@ def froc_by_multiplier(datalist: Path, folder: Path, blobs: str) -> list[dict]:
         heat = load_volume(str(folder / "maps" / f"{e['subject']}_heatmap.nii.gz"), e["subject"], "heatmap")[0].numpy()
         roi = load_volume(e["roi"], e["subject"], "roi")[0].numpy() > 0
         scans.append((ref, heat, roi, counts[e["subject"]], spacing))
-    curve = []
-    for m in MULTIPLIERS:
+    curves: dict[str, list[dict]] = {b: [] for b in BLOBS}
+    for blobs, m in itertools.product(BLOBS, MULTIPLIERS):
         results = []
         for ref, heat, roi, count, spacing in scans:
             inst, _ = count_matched_objects(heat, predicted_count(count, m), roi, blobs=blobs)
             pred = objects_from_instances(inst, spacing, prob=heat)
             results.append(evaluate_scan(ref, pred, "distance_voxels", max_distance=3.0))
         s = summarise_scans(results)
-        curve.append({"multiplier": m, "sensitivity": s["sensitivity"], "fp_per_scan": s["fp_per_scan"],
-                      "fdr": s["false_discovery_rate"]})  # fmt: skip
-    return curve
+        curves[blobs].append({"multiplier": m, "sensitivity": s["sensitivity"], "fp_per_scan": s["fp_per_scan"],
+                              "fdr": s["false_discovery_rate"]})  # fmt: skip
+    return curves
 
 
 def sensitivity_at(curve: list[dict], fp: float) -> float:
@@ -182,8 +184,8 @@ def main() -> None:
                         str(folder), *extra, "--count_blobs", a.blobs, "--checkpoint", ckpt])  # fmt: skip
         pooled = json.loads((folder / "metrics.json").read_text())["pooled"]
         table[name] = (pooled["sensitivity"], pooled["fp_per_scan"], pooled["false_discovery_rate"], t)
-        for b in BLOBS:
-            curves[b][name] = froc_by_multiplier(datalist, folder, b)
+        for b, curve in froc_by_multiplier(datalist, folder).items():
+            curves[b][name] = curve
     counts = list(csv.DictReader((out / f"eval_{tag}_{a.blobs}" / "e_gpunet" / "count_predictions.csv").open()))
     truth = {e["subject"]: e["count"] for e in json.loads(datalist.read_text())["testing"]}
     err = [float(r["predicted_count"]) - truth[r["subject"]] for r in counts]
