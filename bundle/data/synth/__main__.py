@@ -1,5 +1,6 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Command line: ``python -m bundle.data.synth --task {cmb,epvs,epvs_lacune} --n N --out DIR --seed S [--montage]``."""
+"""Command line: ``python -m bundle.data.synth --task {cmb,epvs,epvs_lacune,swi} --n N --out DIR --seed S [--montage]``
+(``swi``: the physics SWI simulator, ``--preset`` one of its settings; docs/data.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def _spacing(text: str) -> tuple[float, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bundle.data.synth", description=__doc__)
-    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--task", choices=sorted(TASKS) + ["swi"], required=True)
+    parser.add_argument("--preset", default="train", help="task swi: the acquisition setting (docs/data.md)")
     parser.add_argument("--n", type=int, required=True, help="number of subjects")
     parser.add_argument("--out", required=True, help="output folder (datalist.json and sub-XXXX/ folders)")
     parser.add_argument("--seed", type=int, default=0)
@@ -37,6 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1:
         parser.error("--n must be at least 1")
     mods = tuple(args.modalities.split(",")) if args.modalities else None
+    if args.task == "swi":
+        from .cohort import _split
+        from .swi_physics import generate_swi_cohort
+
+        names = _split(args.n)
+        splits = {s: (args.preset, names.count(s)) for s in ("training", "validation", "testing") if names.count(s)}
+        try:
+            datalist = generate_swi_cohort(args.out, splits, args.seed, progress=not args.quiet)
+        except (FileExistsError, ValueError) as err:
+            parser.error(str(err))
+        print(format_summary(summarise(datalist)))
+        return 0
     try:
         datalist = generate_cohort(
             args.task,

@@ -1,0 +1,121 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The physics SWI simulator: dipole field, blooming, signs, voxel integration, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bundle.data.synth.swi_physics import (
+    PRESETS,
+    box_integrate,
+    dipole_field,
+    draw_acquisition,
+    generate_swi_subject,
+    sphere_field,
+    sphere_phantom,
+)
+
+
+def _sphere(n: int = 64, radius: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+    c = np.arange(n) - (n - 1) / 2.0
+    g = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1)
+    occ = np.zeros((n, n, n), np.float32)
+    sub = np.array([-0.375, -0.125, 0.125, 0.375])
+    for dx in sub:
+        for dy in sub:
+            for dz in sub:
+                occ += np.linalg.norm(g + (dx, dy, dz), axis=-1) <= radius
+    return occ / 64.0, g
+
+
+@pytest.mark.parametrize("b_dir", [(0.0, 0.0, 1.0), (1.0, 1.0, 2.0)])
+def test_dipole_field_of_a_sphere_is_the_analytic_field(b_dir):
+    """Outside (1.5 to 4 radii) within 5 % of the largest analytic value there; inside close to 0 (Lorentz)."""
+    occ, g = _sphere()
+    field = dipole_field(occ * 1.0, b_dir, pad=32)
+    ref = sphere_field(g, np.zeros(3), 6.0, 1.0, b_dir)
+    r = np.linalg.norm(g, axis=-1)
+    out = (r >= 9.0) & (r <= 24.0)
+    assert np.abs(field - ref)[out].max() <= 0.05 * np.abs(ref[out]).max()
+    assert abs(float(field[r < 4.5].mean())) < 0.02
+    # on the B0 axis the field is positive (paramagnetic), at the equator negative, in the ratio -2 : 1
+    b = np.asarray(b_dir) / np.linalg.norm(b_dir)
+    axis_pt, eq_dir = 12 * b, np.cross(b, [1.0, 0.0, 0.0] if abs(b[0]) < 0.9 else [0.0, 1.0, 0.0])
+    eq_pt = 12 * eq_dir / np.linalg.norm(eq_dir)
+    at = [field[tuple(np.round(p + 31.5).astype(int))] for p in (axis_pt, eq_pt)]
+    assert at[0] > 0 > at[1]
+
+
+def test_calcification_and_microbleed_have_opposite_field_signs():
+    cmb = sphere_phantom(3.0, 1.0, 3.0, 20.0)["field_ppm"]
+    calc = sphere_phantom(3.0, -1.0, 3.0, 20.0)["field_ppm"]
+    n = cmb.shape[0]
+    on_axis = (n // 2, n // 2, n // 2 + 5)  # 2.5 mm along B0 from the centre, outside the 1.5 mm radius
+    equator = (n // 2 + 5, n // 2, n // 2)
+    assert cmb[on_axis] > 0 > calc[on_axis]
+    assert cmb[equator] < 0 < calc[equator]
+    np.testing.assert_allclose(cmb, -calc, atol=1e-6)
+
+
+def test_blooming_grows_with_echo_time_and_field_strength():
+    vol = {(b0, te): sphere_phantom(2.0, 1.5, b0, te, spacing=(0.5, 0.5, 0.5))["volume_mm3"]
+           for b0 in (1.5, 3.0) for te in (20.0, 40.0)}  # fmt: skip
+    assert vol[1.5, 20.0] < vol[1.5, 40.0] and vol[3.0, 20.0] < vol[3.0, 40.0]  # TE
+    assert vol[1.5, 20.0] < vol[3.0, 20.0] and vol[1.5, 40.0] < vol[3.0, 40.0]  # B0
+    # and the visible extent is larger than the 2 mm core (4.19 mm3) at 3 T, 40 ms
+    assert vol[3.0, 40.0] > 2 * 4.19
+
+
+def test_box_integrate_is_the_voxel_mean():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(8, 6, 12)).astype(np.float32)
+    out = box_integrate(f, 0.5, (1.0, 1.0, 2.0), (4, 3, 3))  # integer ratios: block means
+    np.testing.assert_allclose(out, f.reshape(4, 2, 3, 2, 3, 4).mean(axis=(1, 3, 5)), rtol=1e-5, atol=1e-6)
+    # non-integer ratio (0.7 mm from 0.5 mm): a constant stays constant, the integral is kept
+    np.testing.assert_allclose(box_integrate(np.full((10, 10, 10), 3.0, np.float32), 0.5, (0.7,) * 3, (7, 7, 7)), 3.0,
+                               rtol=1e-5)  # fmt: skip
+    one = box_integrate(f[:, :1, :1].copy(), 0.5, (0.7, 0.5, 0.5), (5, 1, 1))[:, 0, 0]
+    assert abs(one.sum() * 0.7 - f[:7, 0, 0].sum() * 0.5) < 1e-4  # 5 x 0.7 = 3.5 mm = 7 input voxels
+
+
+def test_presets_move_one_factor_outside_training():
+    rng = np.random.default_rng(1)
+    train = [draw_acquisition("train", rng) for _ in range(200)]
+    assert max(a.spacing[2] for a in train) <= 2.5 and min(a.spacing[0] for a in train) >= 0.5
+    assert {a.b0 for a in train} == {1.5, 3.0} and max(a.n_cmb for a in train) <= 20
+    assert all(draw_acquisition("thick_slices", rng).spacing[2] == 3.0 for _ in range(5))
+    assert all(draw_acquisition("no_cmb", rng).n_cmb == 0 for _ in range(5))
+    assert all(draw_acquisition("high_load", rng).n_cmb >= 25 for _ in range(5))
+    assert all(draw_acquisition("long_te", rng).te_ms > 25.0 for _ in range(5))
+    with pytest.raises(ValueError, match="unknown SWI preset"):
+        draw_acquisition("nope", rng)
+    assert "validation" in PRESETS
+
+
+@pytest.mark.slow
+def test_subject_is_deterministic_and_consistent(tmp_path):
+    """Same seed and index -> identical files; labels, records and the acquisition agree with each other."""
+    a = generate_swi_subject(2, tmp_path / "a", seed=5)
+    b = generate_swi_subject(2, tmp_path / "b", seed=5)
+    for key in ("image", "label", "mask"):
+        pa = a[key][0] if isinstance(a[key], list) else a[key]
+        va, vb = nib.load(tmp_path / "a" / pa), nib.load(tmp_path / "b" / pa)
+        np.testing.assert_array_equal(np.asanyarray(va.dataobj), np.asanyarray(vb.dataobj))
+        np.testing.assert_array_equal(va.affine, vb.affine)
+    assert (tmp_path / "a" / a["lesions"]).read_text() == (tmp_path / "b" / b["lesions"]).read_text()
+    img = nib.load(tmp_path / "a" / a["image"][0])
+    assert np.allclose(img.header.get_zooms(), a["swi"]["spacing"], atol=1e-3)
+    assert abs(img.affine[:3, :3] - np.diag(np.diag(img.affine[:3, :3]))).max() > 1e-3  # oblique
+    label = np.asanyarray(nib.load(tmp_path / "a" / a["label"]).dataobj)
+    lesions = json.loads((tmp_path / "a" / a["lesions"]).read_text())
+    assert sorted(np.unique(label[label > 0]).tolist()) == [r["id"] for r in lesions]
+    for r in lesions:
+        assert r["n_voxels"] == int((label == r["id"]).sum()) and r["region"] in ("lobar", "deep", "infratentorial")
+        centre = img.affine[:3, :3] @ np.argwhere(label == r["id"]).mean(0) + img.affine[:3, 3]
+        np.testing.assert_allclose(centre, r["centre_mm"], atol=0.01)
+    mimics = json.loads((tmp_path / "a" / a["mimics"]).read_text())
+    assert sum(m["kind"] == "vein" for m in mimics) >= 100 and a["swi"]["n_vein_segments"] >= 300
