@@ -103,7 +103,8 @@ class TwoStageTraining(Engine):
         stage2: the stage-2 ensemble members (:class:`WindowTraining`, mimic CNNs).
         detector_def: callable ``(stage1=[nets], stage2=[nets]) -> TwoStageCMBDetector``.
         output_dir: run folder.
-        fold_size: subjects held out per fold (2: leave-two-out).
+        fold_size: subjects held out per fold (2: leave-two-out; at most half the subjects, so a small cohort still
+            gets two folds).
         mining_threshold: stage-1 threshold of the mimic mining (0.15).
         mimic_clearance_mm: a mined candidate closer than this to a microbleed centre is not a mimic.
         crossval: also train stage 2 per fold and evaluate both stages out of fold (needs ``datalist``).
@@ -111,6 +112,9 @@ class TwoStageTraining(Engine):
         match_rule, match_kwargs: lesion-wise matching of the cross-validation figures.
         mimics_key: entry key of the mined mimics (read by the stage-2 sampler).
         train_handlers: ignite/MONAI handlers to attach (``train#handlers``; the name ``SupervisedTrainer`` uses).
+        init_checkpoint: fine-tuning (``configs/finetune.yaml``): a detector state dict (e.g. ``models/model.pt``);
+            its stage-1 ensemble mines the mimics of every training scan (it never saw them, so no folds are
+            needed), and each final member starts from its weights in that file instead of random ones.
         max_epochs: passes over the plan; must be 1 (the plan is run once; train longer with the members'
             ``iterations``). Declared so that ``train#trainer#max_epochs`` exists, as MONAI bundles have it.
     """
@@ -134,6 +138,7 @@ class TwoStageTraining(Engine):
         split: str = "training",
         train_handlers: Sequence | None = None,
         max_epochs: int = 1,
+        init_checkpoint: str | os.PathLike | None = None,
     ) -> None:
         super().__init__(self._step)
         self.subjects = subjects
@@ -144,6 +149,9 @@ class TwoStageTraining(Engine):
         self.match_rule, self.match_kwargs = match_rule, dict(match_kwargs or {})
         self.mimics_key, self.detector_name = mimics_key, detector_name
         self.datalist, self.split = datalist, split
+        self.init_checkpoint = Path(init_checkpoint) if init_checkpoint else None
+        if self.init_checkpoint is not None and self.crossval:
+            raise ValueError("crossval trains fold networks from scratch; it cannot be combined with init_checkpoint")
         if self.crossval and not datalist:
             raise ValueError("crossval needs the datalist the subjects come from")
         if int(max_epochs) != 1:
@@ -174,12 +182,42 @@ class TwoStageTraining(Engine):
         return cands.centres[keep].astype(int), cands.scores[keep]
 
     def _rows(self, entry: dict, table: torch.Tensor) -> list[dict]:
+        """Detections on the input grid (the datalist's labels), from a table on the working grid."""
+        from ..handlers.detections_writer import input_grid
+
         affine = np.asarray(entry["image"].affine, float)
         objs = objects_from_detector_table(table, affine_to_spacing(affine), label="cmb")
-        return detection_rows(str(entry["subject"]), objs, affine)
+        in_affine, _ = input_grid(entry["image"])
+        objs.centres = apply_affine(np.linalg.inv(in_affine) @ affine, np.asarray(objs.centres, float))
+        return detection_rows(str(entry["subject"]), objs, in_affine)
 
     def _detector(self, stage1, stage2=()):
         return self.detector_def(stage1=list(stage1), stage2=list(stage2)).eval()
+
+    def _fold_size(self, n: int) -> int:
+        """``fold_size``, but at most half the subjects (rounded up), so there are always at least two folds."""
+        return max(1, min(self.fold_size, (n + 1) // 2))
+
+    def _init_state(self, stage: int, m: int) -> dict:
+        """Member ``m`` of ``stage`` in ``init_checkpoint`` (keys ``stage<stage>.<m>.*`` of the detector)."""
+        if "init" not in self.__dict__:
+            if not self.init_checkpoint.is_file():
+                raise FileNotFoundError(f"init_checkpoint {self.init_checkpoint} does not exist")
+            self.init = torch.load(self.init_checkpoint, map_location=self._device(), weights_only=True)
+        prefix = f"stage{stage}.{m}."
+        state = {k[len(prefix) :]: v for k, v in self.init.items() if k.startswith(prefix)}
+        if not state:
+            raise ValueError(f"init_checkpoint {self.init_checkpoint} has no member {prefix}* (networks differ?)")
+        return state
+
+    def _init_members(self, stage: int) -> list:
+        members = self.stage1 if stage == 1 else self.stage2
+        nets = []
+        for m, member in enumerate(members):
+            net = member.new_network()
+            net.load_state_dict(self._init_state(stage, m))
+            nets.append(net.eval())
+        return nets
 
     def _device(self) -> torch.device:
         return self.stage1[0].device
@@ -191,8 +229,13 @@ class TwoStageTraining(Engine):
     def plan(self, n_subjects: int) -> list[tuple]:
         """The steps for ``n_subjects``: per fold the stage-1 fits and the mining, the cross-validation, the
         final fits, the export."""
-        folds = leave_k_out(n_subjects, self.fold_size)
         steps: list[tuple] = []
+        if self.init_checkpoint is not None:  # fine-tuning: the given detector's stage 1 mines every scan
+            steps += [("mine_init",)]
+            steps += [("final_fit", 1, m) for m in range(len(self.stage1))]
+            steps += [("final_fit", 2, m) for m in range(len(self.stage2))]
+            return steps + [("export",)]
+        folds = leave_k_out(n_subjects, self._fold_size(n_subjects))
         for f in range(len(folds)):
             steps += [("fold_fit", f, m) for m in range(len(self.stage1))] + [("mine", f)]
         steps += [("crossval",)] if self.crossval else []
@@ -206,9 +249,10 @@ class TwoStageTraining(Engine):
         ids = [str(s["subject"]) for s in subjects]
         if len(set(ids)) != len(ids):
             raise ValueError(f"subject ids are not unique: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
-        folds = leave_k_out(len(subjects), self.fold_size)
+        n = len(subjects)
+        folds = [list(range(n))] if self.init_checkpoint else leave_k_out(n, self._fold_size(n))
         logger.info("two-stage training on %d subjects, %d folds of <= %d (process %d of %d)", len(subjects),
-                    len(folds), self.fold_size, idist.get_rank(), idist.get_world_size())  # fmt: skip
+                    len(folds), len(folds[0]), idist.get_rank(), idist.get_world_size())  # fmt: skip
         self._run = {"subjects": subjects, "ids": ids, "folds": folds, "fold_nets": {}, "stage1_rows": [],
                      "final": {1: {}, 2: {}}, "metrics": {},
                      "out": {"folds": [[ids[i] for i in held] for held in folds],
@@ -229,10 +273,13 @@ class TwoStageTraining(Engine):
                 [subjects[i] for i in range(len(subjects)) if i not in held], name
             )
             loss = member.last_loss
-        elif step[0] == "mine":
-            f = step[1]
-            name = f"fold{f:02d}_mining"
-            det = self._detector([ctx["fold_nets"][f][m] for m in range(len(self.stage1))])
+        elif step[0] in ("mine", "mine_init"):
+            f = step[1] if step[0] == "mine" else 0
+            name = f"fold{f:02d}_mining" if step[0] == "mine" else "init_mining"
+            if step[0] == "mine":
+                det = self._detector([ctx["fold_nets"][f][m] for m in range(len(self.stage1))])
+            else:
+                det = self._detector(self._init_members(1), self._init_members(2))
             for i in folds[f]:
                 entry = subjects[i]
                 image, mask = self._volume(entry, "image"), self._volume(entry, "mask")
@@ -261,7 +308,8 @@ class TwoStageTraining(Engine):
             stage, m = step[1], step[2]
             member = (self.stage1 if stage == 1 else self.stage2)[m]
             name = f"final_{member.name}"
-            ctx["final"][stage][m] = member.fit(subjects, name)
+            init = self._init_state(stage, m) if self.init_checkpoint is not None else None
+            ctx["final"][stage][m] = member.fit(subjects, name, init_state=init)
             loss = member.last_loss
         else:  # export
             final1 = [ctx["final"][1][m] for m in range(len(self.stage1))]

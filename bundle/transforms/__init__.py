@@ -16,6 +16,7 @@ from .array import (
 )
 from .dictionary import (
     HeadMaskd,
+    WorkingGridd,
     HistogramPeakNormalized,
     N4BiasFieldCorrectiond,
     ROIFloord,
@@ -72,5 +73,6 @@ __all__ = [
     "histogram_peak",
     "head_mask",
     "HeadMaskd",
+    "WorkingGridd",
     "object_centres",
 ]

@@ -22,6 +22,7 @@ from .array import (
 )
 
 __all__ = [
+    "WorkingGridd",
     "N4BiasFieldCorrectiond",
     "HistogramPeakNormalized",
     "WhiteMatterZScored",
@@ -166,4 +167,27 @@ class HeadMaskd(MapTransform):
                 raise ValueError(f"{subject}: {err}") from err
             logging.getLogger("bundle").warning("%s: no brain mask given; using an Otsu head mask", subject)
             d[key] = convert_to_dst_type(mask, image)[0]
+        return d
+
+
+class WorkingGridd(MapTransform):
+    """Resample ``keys`` to ``pixdim`` (mm) with MONAI's ``Spacing``, keeping the orientation of the affine (the
+    two-stage detector's working grid, docs/cmb.md). ``mode``: one per key (``bilinear`` for images, ``nearest``
+    for masks and labels). A thin wrapper because ``Spacingd`` also rewrites every ``<key>_*`` entry as a
+    metadata dictionary, which breaks on the string entries MONAI Label and datalists carry (``image_path``)."""
+
+    def __init__(self, keys: KeysCollection, pixdim, mode="bilinear", allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+        from monai.transforms import Spacing
+
+        self.spacing = Spacing(pixdim=pixdim)
+        modes = [mode] * len(self.keys) if isinstance(mode, str) else list(mode)
+        if len(modes) != len(self.keys):
+            raise ValueError(f"WorkingGridd: {len(modes)} modes for {len(self.keys)} keys")
+        self.modes = dict(zip(self.keys, modes))
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.spacing(d[key], mode=self.modes[key])
         return d

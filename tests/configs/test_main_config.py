@@ -74,9 +74,9 @@ def test_demo_writes_table_counts_maps_on_the_input_grid(demo_run):
         subject_rows = rows.get(e["subject"], [])
         assert sorted(set(np.unique(ids)) - {0}) == sorted(int(r["lesion_id"]) for r in subject_rows)
         for r in subject_rows:
-            ijk = tuple(int(r[a]) for a in "ijk")
+            ijk = tuple(int(round(float(r[a]))) for a in "ijk")  # sub-voxel position: its nearest voxel
             assert ids[ijk] == int(r["lesion_id"]) and p[ijk] >= 0.2  # the detection lies on its own object
-            world = swi.affine @ np.array([*ijk, 1.0])
+            world = swi.affine @ np.array([*(float(r[a]) for a in "ijk"), 1.0])
             assert np.allclose(world[:3], [r["x"], r["y"], r["z"]], atol=1e-3)  # world coordinates of the input
 
 

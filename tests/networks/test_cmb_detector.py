@@ -10,6 +10,7 @@ from conftest import sphere
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
+from bundle.inference.candidates import candidates_from_map
 from bundle.networks import TABLE_COLUMNS, MimicCNN, TwoStageCMBDetector, stride_overlap
 from bundle.transforms import RandWindowsd, crop_padded, object_centres
 
@@ -79,7 +80,8 @@ def test_tiles_match_the_stride3_stitched_windows(unet, seed):
     assert float(diff.mean()) < 0.01 and float(diff.quantile(0.99)) < 0.05
     assert float(diff.max()) > 0.1  # not identical: windows see a microbleed next to their zero-padded border
     centres = object_centres(lab)
-    found_tiles, found_windows = _found(tiles.detect(x).numpy(), centres), _found(windows.detect(x).numpy(), centres)
+    peaks = [candidates_from_map(m.numpy(), tiles.threshold).centres for m in (a, b)]  # the candidates' peaks
+    found_tiles, found_windows = _found(peaks[0], centres), _found(peaks[1], centres)
     assert len(found_tiles) >= len(found_windows) >= len(centres) - 2
 
 
@@ -103,9 +105,24 @@ def test_detector_table_and_empty_scans(unet):
     first = first[torch.isfinite(first[:, 3])]
     assert len(first) >= 3 and torch.isnan(second).all()  # a uniform scan: no candidate; its rows are padding
     assert ((first[:, 3] >= 0) & (first[:, 3] <= 1)).all() and (first[:, 4] >= 0.2).all() and (first[:, 5] >= 1).all()
-    ijk = first[:, :3].long()
-    assert mask[0][tuple(ijk.T.numpy())].all()  # candidates lie in the brain mask
-    # stage-2 scores are the CNNs' mean microbleed probability on crops centred on the candidates
+    # return_map: the same table plus the stage-1 map each candidate's stage-1 score was read from
+    det.return_map = True
+    both = det(image, torch.as_tensor(np.concatenate([mask, mask]))[:, None].float())
+    assert set(both) == {"table", "prob"} and both["prob"].shape == (2, 1, 48, 48, 40)
+    torch.testing.assert_close(both["table"], out, equal_nan=True)
+    prob = both["prob"][0, 0]
+    cands = candidates_from_map(prob.numpy(), 0.2)
+    ijk = torch.as_tensor(cands.centres).long()  # the peaks
+    assert len(ijk) == len(first) and mask[0][tuple(ijk.T.numpy())].all()  # candidates lie in the brain mask
+    torch.testing.assert_close(prob[tuple(ijk.T)], first[:, 4])  # stage-1 score = the map at the peak
+    # positions: the probability-weighted centre of each peak's 3 x 3 x 3 neighbourhood in its component
+    for (i, j, k), row in zip(ijk.tolist(), first):
+        box = (slice(max(i - 1, 0), i + 2), slice(max(j - 1, 0), j + 2), slice(max(k - 1, 0), k + 2))
+        w = prob.numpy()[box] * (cands.instance[box] == cands.instance[i, j, k])
+        want = (np.stack(np.indices(w.shape), -1) * w[..., None]).sum((0, 1, 2)) / w.sum() + [s.start for s in box]
+        np.testing.assert_allclose(row[:3].numpy(), want, atol=1e-4)
+        assert np.abs(row[:3].numpy() - (i, j, k)).max() <= 1.0
+    # stage-2 scores are the CNNs' mean microbleed probability on crops centred on the peaks
     crops = torch.stack([torch.as_tensor(crop_padded(img, c.numpy() - (10, 10, 8), (20, 20, 16))) for c in ijk])
     want = torch.softmax(cnn(crops), 1)[:, 1]
     torch.testing.assert_close(first[:, 3], want, atol=1e-5, rtol=1e-4)
@@ -113,15 +130,9 @@ def test_detector_table_and_empty_scans(unet):
     keys = det.state_dict().keys()
     assert {k.split(".")[0] + "." + k.split(".")[1] for k in keys} == {"stage1.0", "stage1.1", "stage2.0", "stage2.1"}
     # an empty brain mask gives an empty table
+    det.return_map = False
     empty = det(torch.as_tensor(img)[None], torch.zeros(1, 1, 48, 48, 40))
     assert empty.shape == (1, 0, 6)
-    # return_map: the same table plus the stage-1 map each candidate's stage-1 score was read from
-    det.return_map = True
-    both = det(image, torch.as_tensor(np.concatenate([mask, mask]))[:, None].float())
-    assert set(both) == {"table", "prob"} and both["prob"].shape == (2, 1, 48, 48, 40)
-    torch.testing.assert_close(both["table"], out, equal_nan=True)
-    prob = both["prob"][0, 0]
-    torch.testing.assert_close(prob[tuple(ijk.T)], first[:, 4])  # stage-1 score = the map at the candidate
     assert float(prob[torch.as_tensor(mask[0]) == 0].abs().max()) == 0.0 and float(both["prob"][1].max()) < 0.2
 
 
