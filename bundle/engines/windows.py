@@ -135,12 +135,16 @@ class WindowTraining:
     def new_network(self) -> nn.Module:
         return self.network_def().to(self.device)
 
-    def fit(self, subjects: Sequence[dict], tag: str | None = None) -> nn.Module:
-        """Train a new network on ``subjects`` (or load the finished ``tag``) and return it in eval mode."""
+    def fit(self, subjects: Sequence[dict], tag: str | None = None, init_state: dict | None = None) -> nn.Module:
+        """Train a new network on ``subjects`` (or load the finished ``tag``) and return it in eval mode.
+
+        ``init_state``: a state dict the network starts from instead of random weights (fine-tuning)."""
         tag = tag or self.name
         path = self.checkpoint(tag)
         torch.manual_seed(self.seed)
         net = self.new_network()
+        if init_state is not None:
+            net.load_state_dict(init_state)
         self.last_loss = None
         if self.resume and path.exists():
             net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
