@@ -1,0 +1,247 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Generalisation benchmark of the main job's microbleed detector (issue 16; not part of the test suite).
+
+    python tests/benchmarks/bench_cmb_generalisation.py --out /work/bench_gen [--train | --checkpoint models/model.pt]
+        [--n_test 4] [--train_dir DIR] [--max_val_fp 0.5] [--compare_with OLD_CHECKOUT]
+
+1. Cohorts of the physics SWI simulator (``bundle.data.synth.swi_physics``): training and validation scans from
+   the ``train`` preset (reused from ``--train_dir`` when given), and ``--n_test`` test scans per setting: the
+   training distribution itself (``in_distribution``, reported apart) and every setting held out from training
+   (``HELD_OUT`` plus ``field_7t``: long TE, 3 mm slices, 0.35-0.45 mm in-plane, dense veins, strongly oblique
+   heads, no microbleeds, 25-30 microbleeds, low SNR, 7 T); plus scans of the project's older simulator (task
+   ``cmb``, 1 mm and 0.5 x 0.5 x 2 mm), which the detector never saw.
+2. ``--train``: trains the main job's recipe (``configs/train.yaml``) on the training scans (timed).
+3. Runs the main job's evaluation config (every candidate kept) on the validation and the test scans.
+4. Chooses the operating threshold on the **validation scans only**: the lowest two-stage score at which they
+   have at most ``--max_val_fp`` false positives per scan.
+5. Prints and writes ``OUT/result.json``: per setting and pooled over the held-out settings, sensitivity and FP
+   per scan at that threshold, CPM, sensitivity at 1 FP per scan, microbleeds under 3 mm found, count ICC(3,1),
+   false positives on veins, on calcifications and elsewhere, FP on the scans without microbleeds.
+
+``--compare_with DIR``: also times the main job (``configs/inference.yaml``) of this checkout and of the checkout
+in ``DIR`` (e.g. a ``git worktree`` of the previous release, with its own shipped weights) on the same 1 mm scans,
+alternating, three times each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_utils import REPO, cohort_entries, run_bundle  # noqa: E402
+
+TEST_SETTINGS = ("in_distribution", "long_te", "thick_slices", "fine_inplane", "dense_veins", "oblique", "no_cmb",
+                 "high_load", "low_snr", "field_7t")  # fmt: skip
+OLD_SIM = {"oldsim_1mm": ((1.0, 1.0, 1.0), 401), "oldsim_aniso": ((0.5, 0.5, 2.0), 402)}
+
+
+def make_cohorts(out: Path, train_dir: Path, n_train: int, n_val: int, n_test: int) -> dict[str, list[dict]]:
+    from bundle.data.synth import generate_cohort
+    from bundle.data.synth.swi_physics import generate_swi_cohort
+
+    generate_swi_cohort(train_dir, {"training": ("train", n_train), "validation": ("validation", n_val)}, seed=100)
+    d = json.loads((train_dir / "datalist.json").read_text())
+    groups = {"training": _absolute(d["training"], train_dir, "train"),
+              "validation": _absolute(d["validation"], train_dir, "val")}  # fmt: skip
+    for k, name in enumerate(TEST_SETTINGS):
+        folder = out / f"test_{name}"
+        preset = "train" if name == "in_distribution" else name
+        generate_swi_cohort(folder, {"testing": (preset, n_test)}, seed=300 + k)
+        groups[name] = cohort_entries(folder, name)
+    for name, (spacing, seed) in OLD_SIM.items():
+        generate_cohort("cmb", n_test, out / name, seed=seed, spacing=spacing, progress=False)
+        groups[name] = cohort_entries(out / name, name)
+    return groups
+
+
+def _absolute(entries: list[dict], folder: Path, prefix: str) -> list[dict]:
+    out = []
+    for e in entries:
+        e = dict(e)
+        for k in ("image", "label", "lesions", "mask", "mimics"):
+            if k in e:
+                e[k] = [str(folder / p) for p in e[k]] if isinstance(e[k], list) else str(folder / e[k])
+        e["subject"] = f"{prefix}-{e['subject']}"
+        out.append(e)
+    return out
+
+
+def _datalist(path: Path, testing: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"modalities": ["swi"], "classes": ["cmb"], "testing": testing}, indent=1))
+    return path
+
+
+def choose_threshold(entries: list[dict], detections: Path, max_fp: float) -> float:
+    """Lowest score whose rows give at most ``max_fp`` false positives per validation scan. Matching is greedy by
+    descending score, so a row's hit or miss does not depend on the rows below it: one matching serves every
+    threshold."""
+    from bundle.evaluation.evaluate import _reference
+    from bundle.metrics import evaluate_scan, objects_from_table
+
+    table = _table(detections)
+    scores, hits = [], []
+    for e in entries:
+        ref, _ = _reference(e)
+        rows = table.get(e["subject"], [])
+        res = evaluate_scan(ref, objects_from_table(rows, ref.spacing), "distance_mm")
+        scores += [float(r["score"]) for r in rows]
+        hits += list(res["hits"])
+    scores, fp = np.asarray(scores), ~np.asarray(hits, bool)
+    for t in np.unique(scores):
+        if fp[scores >= t].sum() / len(entries) <= max_fp:
+            return float(t)
+    return 1.01
+
+
+def _table(path: Path) -> dict:
+    from bundle.inference import read_detections
+
+    return read_detections(str(path))
+
+
+def fp_kinds(entries: list[dict], detections: Path, threshold: float) -> dict:
+    """False positives at ``threshold`` by what they lie on: a vein (within its radius + 2 mm of its centre line),
+    a calcification (within half its extent + 2 mm of its centre), or something else."""
+    from bundle.evaluation.evaluate import _reference
+    from bundle.metrics import evaluate_scan, objects_from_table
+
+    table = _table(detections)
+    kinds = {"vein": 0, "calcification": 0, "other": 0}
+    for e in entries:
+        ref, _ = _reference(e)
+        rows = [r for r in table.get(e["subject"], []) if float(r["score"]) >= threshold]
+        res = evaluate_scan(ref, objects_from_table(rows, ref.spacing), "distance_mm")
+        mimics = json.loads(Path(e["mimics"]).read_text()) if e.get("mimics") else []
+        for r, m in zip(rows, res["match"]):
+            if m >= 0:
+                continue
+            p = np.array([float(r["x"]), float(r["y"]), float(r["z"])])
+            kinds[_kind(p, mimics)] += 1
+    return kinds
+
+
+def _kind(p: np.ndarray, mimics: list[dict]) -> str:
+    for m in mimics:
+        if m.get("kind") == "vein" and "points_mm" in m:
+            pts = np.asarray(m["points_mm"], float)
+            a, b = pts[:-1], pts[1:]
+            ab = b - a
+            t = np.clip(((p - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-9), 0, 1)
+            if np.linalg.norm(a + t[:, None] * ab - p, axis=1).min() <= m["radius_mm"] + 2.0:
+                return "vein"
+        if m.get("kind") == "vein" and "extent_mm" in m:  # the older simulator's veins: a bounding extent
+            if np.linalg.norm(p - np.asarray(m["centre_mm"])) <= 0.5 * max(m["extent_mm"]) + 2.0:
+                return "vein"
+        if m.get("kind") == "calcification":
+            if np.linalg.norm(p - np.asarray(m["centre_mm"])) <= 0.5 * max(m["extent_mm"]) + 2.0:
+                return "calcification"
+    return "other"
+
+
+def _sens_at_fp(froc: dict, max_fp: float) -> float:
+    fps, sens = np.asarray(froc["fp_per_scan"]), np.asarray(froc["sensitivity"])
+    ok = fps <= max_fp
+    return float(sens[ok].max()) if ok.any() else 0.0
+
+
+def figures(datalist: Path, detections: Path, entries: list[dict], threshold: float, out: Path) -> dict:
+    from bundle.evaluation import evaluate
+
+    m = evaluate(str(datalist), str(out), "testing", detections=str(detections), score_threshold=threshold,
+                 subjects=[e["subject"] for e in entries])  # fmt: skip
+    p = m["pooled"]
+    zero = [s["fp"] for s in m["per_scan"] if s["n_ref"] == 0]
+    return {
+        "scans": p["scans"], "microbleeds": int(p["tp"] + p["fn"]), "tp": p["tp"], "fp": p["fp"], "fn": p["fn"],
+        "sensitivity": p["sensitivity"], "fp_per_scan": p["fp_per_scan"], "cpm": p["cpm"],
+        "sensitivity_at_1fp": _sens_at_fp(p["froc"], 1.0),
+        "sensitivity_under_3mm": p["sensitivity_by_size_mm"].get("0-3"),
+        "microbleeds_under_3mm": p["references_by_size_mm"].get("0-3"),
+        "icc_3_1": p["icc_3_1"], "fp_kinds": fp_kinds(entries, detections, threshold),
+        "fp_per_scan_without_cmb": (sum(zero) / len(zero)) if zero else None,
+        "max_fp_scan_without_cmb": max(zero) if zero else None,
+    }  # fmt: skip
+
+
+def time_main_job(checkouts: dict[str, Path], datalist: Path, out: Path, repeats: int = 3) -> dict:
+    """Seconds of ``configs/inference.yaml`` per checkout on ``datalist`` (alternating, ``repeats`` each)."""
+    import subprocess
+
+    times: dict[str, list[float]] = {k: [] for k in checkouts}
+    for r in range(repeats):
+        for name, root in checkouts.items():
+            t = time.time()
+            args = ["run", "--config_file", "configs/inference.yaml", "--datalist", str(datalist), "--output_dir",
+                    str(out / f"{name}_{r}"), "--report", "false", "--progress", "false"]  # fmt: skip
+            res = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=root, capture_output=True, text=True)
+            if res.returncode:
+                sys.exit(f"{name}: main job failed\n{res.stderr[-3000:]}")
+            times[name].append(round(time.time() - t, 2))
+    return times
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="/tmp/bench_gen")
+    p.add_argument("--train_dir", default=None, help="training/validation cohort folder (default OUT/train)")
+    p.add_argument("--n_train", type=int, default=40)
+    p.add_argument("--n_val", type=int, default=8)
+    p.add_argument("--n_test", type=int, default=4)
+    p.add_argument("--train", action="store_true", help="train the main job's recipe on the training scans")
+    p.add_argument("--checkpoint", default=str(REPO / "models" / "model.pt"))
+    p.add_argument("--max_val_fp", type=float, default=0.5)
+    p.add_argument("--compare_with", default=None, help="another checkout whose main job is timed beside this one")
+    p.add_argument("--cohorts_only", action="store_true")
+    a = p.parse_args()
+    out = Path(a.out)
+    train_dir = Path(a.train_dir) if a.train_dir else out / "train"
+    groups = make_cohorts(out, train_dir, a.n_train, a.n_val, a.n_test)
+    if a.cohorts_only:
+        return
+    result: dict = {"settings": {k: len(v) for k, v in groups.items()}}
+    ckpt = Path(a.checkpoint)
+    if a.train:
+        dl = out / "train_datalist.json"
+        dl.write_text(json.dumps({"modalities": ["swi"], "classes": ["cmb"], "training": groups["training"]}))
+        run_dir = out / "run"
+        result["training_seconds"] = round(run_bundle(["training", "--config_file", "configs/train.yaml", "--datalist",
+                                                       str(dl), "--output_dir", str(run_dir), "--progress", "false"]), 1)
+        ckpt = run_dir / "models" / "cmb_detector.pt"
+    result["checkpoint"] = str(ckpt)
+    tests = [e for name, es in groups.items() if name not in ("training", "validation") for e in es]
+    dl_val = _datalist(out / "val_datalist.json", groups["validation"])
+    dl_test = _datalist(out / "test_datalist.json", tests)
+    for name, dl in (("validation", dl_val), ("testing", dl_test)):
+        ev = out / f"eval_{name}"
+        t = run_bundle(["evaluation", "--config_file", "configs/evaluate.yaml", "--datalist", str(dl), "--output_dir",
+                        str(ev), "--checkpoint", str(ckpt), "--progress", "false"])  # fmt: skip
+        result[f"inference_seconds_per_scan_{name}"] = round(t / max(len(json.loads(dl.read_text())["testing"]), 1), 2)
+    thr = choose_threshold(groups["validation"], out / "eval_validation" / "detections.csv", a.max_val_fp)
+    result["threshold_chosen_on_validation"] = thr
+    result["validation"] = figures(dl_val, out / "eval_validation" / "detections.csv", groups["validation"], thr,
+                                   out / "fig_validation")
+    det = out / "eval_testing" / "detections.csv"
+    held = [e for name in TEST_SETTINGS[1:] for e in groups[name]]
+    result["held_out_pooled"] = figures(dl_test, det, held, thr, out / "fig_held_out")
+    for name in (*TEST_SETTINGS, *OLD_SIM):
+        result[name] = figures(dl_test, det, groups[name], thr, out / f"fig_{name}")
+    old = [e for name in OLD_SIM for e in groups[name]]
+    result["old_simulator_pooled"] = figures(dl_test, det, old, thr, out / "fig_oldsim")
+    if a.compare_with:
+        timing_dl = _datalist(out / "timing_datalist.json", groups["oldsim_1mm"][:2])
+        result["main_job_seconds_2_scans_1mm"] = time_main_job({"this": REPO, "other": Path(a.compare_with)},
+                                                               timing_dl, out / "timing")
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
