@@ -45,6 +45,9 @@ def test_same_microbleeds_at_the_same_world_positions_on_two_grids(tmp_path):
             d = np.linalg.norm(pos - np.asarray(les["centre_mm"]), axis=1) if len(pos) else np.array([np.inf])
             if d.min() <= 5.0:
                 found.setdefault(n, {})[e["subject"]] = pos[np.argmin(d)]
-    both = [np.linalg.norm(v["iso"] - v["aniso"]) for v in found.values() if len(v) == 2]
+    both = {n: float(np.linalg.norm(v["iso"] - v["aniso"])) for n, v in found.items() if len(v) == 2}
     assert len(both) >= 0.6 * len(refs), (len(both), len(refs))
-    assert max(both) <= 1.0, both
+    # within 1 mm; a microbleed over 5 mm visible size within a fifth of its diameter (its peak is less defined)
+    for n, dist in both.items():
+        assert dist <= max(1.0, 0.2 * refs[n]["diameter_mm"]), (refs[n]["diameter_mm"], both)
+    assert np.median(list(both.values())) <= 0.6, both
