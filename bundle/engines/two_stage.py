@@ -32,7 +32,7 @@ from nibabel.affines import apply_affine
 
 from ..data.io import atomic_path, write_json
 from ..inference.candidates import candidates_from_map
-from ..inference.detections import detection_rows, objects_from_detector_table, write_detections
+from ..inference.detections import input_grid_rows, write_detections
 from ..utils import as_bool
 from .windows import WindowTraining
 
@@ -183,13 +183,7 @@ class TwoStageTraining(Engine):
 
     def _rows(self, entry: dict, table: torch.Tensor) -> list[dict]:
         """Detections on the input grid (the datalist's labels), from a table on the working grid."""
-        from ..handlers.detections_writer import input_grid
-
-        affine = np.asarray(entry["image"].affine, float)
-        objs = objects_from_detector_table(table, affine_to_spacing(affine), label="cmb")
-        in_affine, _ = input_grid(entry["image"])
-        objs.centres = apply_affine(np.linalg.inv(in_affine) @ affine, np.asarray(objs.centres, float))
-        return detection_rows(str(entry["subject"]), objs, in_affine)
+        return input_grid_rows(str(entry["subject"]), table, entry["image"], label="cmb")[0]
 
     def _detector(self, stage1, stage2=()):
         return self.detector_def(stage1=list(stage1), stage2=list(stage2)).eval()

@@ -12,13 +12,12 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
-from nibabel.affines import apply_affine
 
 from ..data.io import atomic_path, write_nifti
-from ..inference.detections import detection_rows, objects_from_detector_table, rcnn_rows, write_detections
+from ..inference.detections import detection_rows, input_grid_rows, rcnn_rows, to_grid, write_detections
 from ..metrics.objects import objects_from_instances, objects_from_map
 
-__all__ = ["DetectionsWriter", "box_map", "input_grid", "instance_map_of_rows", "to_grid", "write_counts"]
+__all__ = ["DetectionsWriter", "box_map", "instance_map_of_rows", "write_counts"]
 
 FORMATS = ("map", "table", "rcnn", "instances")
 UNLABELLED = "objects"  # the counts.csv column of class-agnostic detections (empty label)
@@ -134,12 +133,9 @@ class DetectionsWriter:
                 self._instances(subject, output)
                 continue
             if self.pred_format == "table":
-                objs = objects_from_detector_table(
-                    output["pred"], spacing, self.score_column, self.label, min_score=self.threshold
+                rows, in_affine, in_shape = input_grid_rows(
+                    subject, output["pred"], image, self.label, self.score_column, min_score=self.threshold
                 )
-                in_affine, in_shape = input_grid(image)
-                objs.centres = apply_affine(np.linalg.inv(in_affine) @ affine, np.asarray(objs.centres, float))
-                rows = detection_rows(subject, objs, in_affine)
                 self.rows += rows
                 if self.save_maps and self.score_key in output:
                     prob = np.asarray(output[self.score_key].detach().float().cpu()).reshape(image.shape[-3:])
@@ -256,29 +252,3 @@ def box_map(rows: list[dict], shape: Sequence[int], spacing) -> np.ndarray:
         out[tuple(slice(a, b) for a, b in zip(lo, hi))] = int(row["lesion_id"])
     return out
 
-
-def input_grid(image) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Affine and shape of the file ``image`` was read from (``original_affine`` and ``spatial_shape`` of MONAI's
-    loader), or of ``image`` itself when they are absent; a preprocessing that resamples (``Spacingd`` to the
-    working grid) changes ``image.affine`` but not these."""
-    meta = getattr(image, "meta", {})
-    affine = np.asarray(getattr(image, "affine", np.eye(4)), float)
-    if "original_affine" not in meta or "spatial_shape" not in meta:
-        return affine, tuple(int(s) for s in image.shape[-3:])
-    shape = tuple(int(s) for s in np.asarray(meta["spatial_shape"]).reshape(-1)[:3])
-    return np.asarray(meta["original_affine"], float).reshape(4, 4), shape
-
-
-def to_grid(volume: np.ndarray, affine: np.ndarray, dst_affine: np.ndarray, dst_shape) -> np.ndarray:
-    """``volume`` (H, W, D) on ``affine`` resampled (trilinear, zero outside) onto the grid ``dst_affine``,
-    ``dst_shape``; returned unchanged when the grids are the same."""
-    if tuple(volume.shape) == tuple(dst_shape) and np.allclose(affine, dst_affine, atol=1e-4):
-        return volume
-    from monai.data import MetaTensor
-    from monai.transforms import SpatialResample
-
-    src = MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
-    out = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
-        src, dst_affine=torch.as_tensor(dst_affine), spatial_size=tuple(int(s) for s in dst_shape)
-    )
-    return np.asarray(out.detach().cpu())[0].astype(np.float32)

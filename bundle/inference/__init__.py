@@ -10,16 +10,22 @@ from .detections import (
     TABLE_COLUMNS,
     DetectionTableError,
     detection_rows,
+    input_grid,
+    input_grid_rows,
     objects_from_detector_table,
     print_summary,
     rcnn_rows,
     read_detections,
+    to_grid,
     write_detections,
 )
 from .monai_label import SlicerBoxDetector
 from .saliency import SaliencyInferer
 
 __all__ = [
+    "input_grid",
+    "input_grid_rows",
+    "to_grid",
     "candidates_from_map",
     "count_matched_objects",
     "SaliencyInferer",

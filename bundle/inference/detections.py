@@ -22,6 +22,9 @@ from ..data.io import atomic_path
 from ..metrics.objects import Objects
 
 __all__ = [
+    "input_grid",
+    "input_grid_rows",
+    "to_grid",
     "print_summary",
     "COLUMNS",
     "TABLE_COLUMNS",
@@ -204,3 +207,46 @@ def print_summary(output_dir: str | os.PathLike, max_rows: int = 50) -> str:
     text = "\n".join(lines)
     print(text)
     return text
+
+
+def input_grid(image) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Affine and shape of the file ``image`` was read from (``original_affine`` and ``spatial_shape`` of MONAI's
+    loader), or of ``image`` itself when they are absent; a preprocessing that resamples (``Spacingd`` to the
+    working grid) changes ``image.affine`` but not these."""
+    meta = getattr(image, "meta", {})
+    affine = np.asarray(getattr(image, "affine", np.eye(4)), float)
+    if "original_affine" not in meta or "spatial_shape" not in meta:
+        return affine, tuple(int(s) for s in image.shape[-3:])
+    shape = tuple(int(s) for s in np.asarray(meta["spatial_shape"]).reshape(-1)[:3])
+    return np.asarray(meta["original_affine"], float).reshape(4, 4), shape
+
+
+def to_grid(volume: np.ndarray, affine: np.ndarray, dst_affine: np.ndarray, dst_shape) -> np.ndarray:
+    """``volume`` (H, W, D) on ``affine`` resampled (trilinear, zero outside) onto the grid ``dst_affine``,
+    ``dst_shape``; returned unchanged when the grids are the same."""
+    if tuple(volume.shape) == tuple(dst_shape) and np.allclose(affine, dst_affine, atol=1e-4):
+        return volume
+    from monai.data import MetaTensor
+    from monai.transforms import SpatialResample
+
+    import torch
+
+    src = MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
+    out = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
+        src, dst_affine=torch.as_tensor(dst_affine), spatial_size=tuple(int(s) for s in dst_shape)
+    )
+    return np.asarray(out.detach().cpu())[0].astype(np.float32)
+
+
+def input_grid_rows(
+    subject: str, table, image, label: str = "", score_column: int = 3, min_score: float | None = None
+) -> tuple[list[dict], np.ndarray, tuple[int, ...]]:
+    """Rows of a point detector's table computed on ``image``'s grid (e.g. the 1 mm working grid), reported on the
+    grid of the file ``image`` was read from (:func:`input_grid`): ``i, j, k`` input voxels, ``x, y, z`` world mm.
+
+    Returns ``(rows, input affine, input shape)``."""
+    affine = np.asarray(image.affine, float)
+    objs = objects_from_detector_table(table, affine_to_spacing(affine), score_column, label, min_score=min_score)
+    in_affine, in_shape = input_grid(image)
+    objs.centres = apply_affine(np.linalg.inv(in_affine) @ affine, np.asarray(objs.centres, float).reshape(-1, 3))
+    return detection_rows(subject, objs, in_affine), in_affine, in_shape

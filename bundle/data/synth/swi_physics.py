@@ -29,7 +29,7 @@ Everything varies per scan within a named :data:`PRESETS` setting; subject ``i``
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from scipy.spatial import cKDTree
 from ..io import write_json, write_nifti
 from .anatomy import Anatomy, _rotation, build_anatomy, nucleus, region_masks
 from .contrast import bias_field
-from .shapes import Ellipsoid, random_rotation, render
+from .shapes import random_rotation
 
 __all__ = [
     "GAMMA",
@@ -116,7 +116,6 @@ class Acquisition:
     n_cmb: int
     chi_cmb_ppm: tuple[float, float] = (0.5, 3.0)
     tissue_jitter: float = 0.15
-    extra: dict = field(default_factory=dict)
 
 
 def draw_acquisition(name: str, rng: np.random.Generator) -> Acquisition:
@@ -206,6 +205,11 @@ def box_integrate(f: np.ndarray, pitch, width, n_out) -> np.ndarray:
 
 
 VISIBLE_RATIO = 0.5  # a voxel belongs to a microbleed's label when it lowers the magnitude under this fraction
+
+
+def complex_gaussian(z: np.ndarray, sigma_vox) -> np.ndarray:
+    """Gaussian filter of a complex image (real and imaginary parts): the PSF, and SWI's homodyne low-pass."""
+    return (ndi.gaussian_filter(z.real, sigma_vox) + 1j * ndi.gaussian_filter(z.imag, sigma_vox)).astype(np.complex64)
 
 
 def gre_signal(pd, r2s, field_ppm, b0: float, te_s: float) -> np.ndarray:
@@ -505,7 +509,7 @@ def _walk(hs: _HeadSpace, start, direction, length, step, wiggle, rng, stop) -> 
     return np.stack(pts)
 
 
-def _vein_tree(hs: _HeadSpace, regions: dict, acq: Acquisition, rng: np.random.Generator) -> list[dict]:
+def _vein_tree(hs: _HeadSpace, acq: Acquisition, rng: np.random.Generator) -> list[dict]:
     """Venous polylines in the head frame: ``{"points": (M, 3) mm, "radius": mm, "kind": ...}``."""
     anat = hs.anat
     veins: list[dict] = []
@@ -695,7 +699,7 @@ def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_
     chi_t, pd_t, r2_t = _tissue_maps(anat, acq, rng)
     bg, bg_affine = _background_field(anat, chi_t, frames, rng)
 
-    veins = _vein_tree(hs, regions, acq, rng)
+    veins = _vein_tree(hs, acq, rng)
     cmbs = _place_cmbs(anat, hs, _cmb_regions(anat, regions), veins, acq, rng)
     calcs = _calcifications(anat, hs, rng)
 
@@ -757,11 +761,8 @@ def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_
     s_without_a = box_integrate(s_without, frames.pitch, sp, acq_shape) if cmbs else s_with_a
     del s_with, s_without
     sigma = acq.psf_fwhm_vox / 2.355
-
-    def psf(z):
-        return (ndi.gaussian_filter(z.real, sigma) + 1j * ndi.gaussian_filter(z.imag, sigma)).astype(np.complex64)
-
-    s_with_a, s_without_a = psf(s_with_a), (psf(s_without_a) if cmbs else None)
+    s_with_a = complex_gaussian(s_with_a, sigma)
+    s_without_a = complex_gaussian(s_without_a, sigma) if cmbs else None
     acq_aff = frames.acq_affine()
     centres = np.stack(np.meshgrid(*[np.arange(n) for n in acq_shape], indexing="ij"), -1).reshape(-1, 3)
     world = centres @ acq_aff[:3, :3].T + acq_aff[:3, 3]
@@ -777,7 +778,7 @@ def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_
     noisy = (signal + noise[0] + 1j * noise[1]).astype(np.complex64)
     mag = np.abs(noisy).astype(np.float32)
     if acq.contrast == "swi":
-        lowpass = psf_lowpass(noisy, 4.0 / np.asarray(sp))
+        lowpass = complex_gaussian(noisy, 4.0 / np.asarray(sp))  # the homodyne reference of the phase high-pass
         ph = np.angle(noisy * np.conj(lowpass))
         mask = np.where(ph < 0, np.clip(1.0 + ph / np.pi, 0.0, 1.0), 1.0)
         mag = mag * mask.astype(np.float32) ** acq.swi_power
@@ -864,44 +865,8 @@ def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_
         "counts": {"cmb": len(lesions)},
         "spacing": [float(s) for s in sp],
         "snr": acq.snr,
-        "swi": {**{k: v for k, v in asdict(acq).items() if k != "extra"}, "n_vein_segments": len(segs),
+        "swi": {**asdict(acq), "n_vein_segments": len(segs),
                 "n_calcifications": len(calcs)},
         "seconds": round(time.perf_counter() - start, 2),
     }
     return entry
-
-
-def psf_lowpass(z: np.ndarray, sigma_vox) -> np.ndarray:
-    """Gaussian low-pass of a complex image (the homodyne reference of SWI's phase high-pass)."""
-    return ndi.gaussian_filter(z.real, sigma_vox) + 1j * ndi.gaussian_filter(z.imag, sigma_vox)
-
-
-def generate_swi_cohort(out_dir: str | Path, splits: dict[str, tuple[str, int]], seed: int = 0,
-                        progress: bool = True) -> Path:
-    """Simulate SWI subjects into ``out_dir`` and write ``out_dir/datalist.json``.
-
-    ``splits``: datalist split -> (preset, number of subjects), e.g. ``{"training": ("train", 40),
-    "validation": ("validation", 8)}``. Subjects are numbered across splits in that order (seed ``seed``).
-    A folder holding a cohort made with the same settings is reused as it is; other settings raise.
-    """
-    import json
-
-    from .cohort import _progress
-
-    out_dir = Path(out_dir)
-    settings = {"task": "swi", "seed": int(seed), "splits": {k: [v[0], int(v[1])] for k, v in splits.items()}}
-    existing = out_dir / "datalist.json"
-    if existing.is_file():
-        previous = json.loads(existing.read_text()).get("simulator")
-        if previous == settings:
-            return existing
-        raise FileExistsError(f"{out_dir} already holds a datalist.json made with other settings ({previous})")
-    for name in splits.values():
-        preset(name[0])
-    datalist = {"name": "synthetic_swi_physics", "description": f"physics SWI simulator, seed {seed}",
-                "modalities": ["swi"], "classes": ["cmb"], "simulator": settings,
-                "training": [], "validation": [], "testing": []}
-    jobs = [(split, name, i) for split, (name, n) in splits.items() for i in range(int(n))]
-    for index, (split, name, _) in enumerate(_progress(jobs, progress, desc="simulating swi")):
-        datalist[split].append(generate_swi_subject(index, out_dir, seed=seed, preset_name=name))
-    return write_json(datalist, out_dir / "datalist.json")
