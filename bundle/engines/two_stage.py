@@ -273,7 +273,7 @@ class TwoStageTraining(Engine):
             if step[0] == "mine":
                 det = self._detector([ctx["fold_nets"][f][m] for m in range(len(self.stage1))])
             else:
-                det = self._detector(self._init_members(1), self._init_members(2))
+                det = self._detector(self._init_members(1))  # stage 1 alone, as in the fold mining
             for i in folds[f]:
                 entry = subjects[i]
                 image, mask = self._volume(entry, "image"), self._volume(entry, "mask")
