@@ -119,3 +119,37 @@ def test_subject_is_deterministic_and_consistent(tmp_path):
         np.testing.assert_allclose(centre, r["centre_mm"], atol=0.01)
     mimics = json.loads((tmp_path / "a" / a["mimics"]).read_text())
     assert sum(m["kind"] == "vein" for m in mimics) >= 100 and a["swi"]["n_vein_segments"] >= 300
+
+
+def test_cohort_and_command_line_write_a_datalist_of_every_split(tmp_path, monkeypatch):
+    """The cohort writer and ``python -m bundle.data.synth --task swi`` (the documented ways to make training
+    data) number subjects across splits, pass the preset and seed on, reuse an identical cohort and refuse
+    another's folder. The 30-s subject simulation is replaced by a stub: ``generate_swi_subject`` is tested above."""
+    from bundle.data.synth import __main__ as cli
+    from bundle.data.synth import swi_physics
+
+    calls = []
+
+    def fake_subject(index, out_dir, seed=0, preset_name="train"):
+        calls.append((index, seed, preset_name))
+        return {"subject": f"sub-{index:04d}", "preset": preset_name}
+
+    monkeypatch.setattr(swi_physics, "generate_swi_subject", fake_subject)
+    path = swi_physics.generate_swi_cohort(tmp_path / "a", {"training": ("train", 2), "testing": ("oblique", 1)},
+                                           seed=7, progress=False)  # fmt: skip
+    d = json.loads(path.read_text())
+    assert calls == [(0, 7, "train"), (1, 7, "train"), (2, 7, "oblique")]
+    assert [e["subject"] for e in d["training"]] == ["sub-0000", "sub-0001"] and d["validation"] == []
+    assert d["testing"] == [{"subject": "sub-0002", "preset": "oblique"}] and d["modalities"] == ["swi"]
+    assert swi_physics.generate_swi_cohort(tmp_path / "a", {"training": ("train", 2), "testing": ("oblique", 1)},
+                                           seed=7, progress=False) == path and len(calls) == 3  # fmt: skip
+    with pytest.raises(FileExistsError, match="other settings"):
+        swi_physics.generate_swi_cohort(tmp_path / "a", {"training": ("train", 2)}, seed=8, progress=False)
+    with pytest.raises(ValueError):
+        swi_physics.generate_swi_cohort(tmp_path / "b", {"training": ("no_such_preset", 1)}, progress=False)
+    calls.clear()
+    assert cli.main(["--task", "swi", "--preset", "dense_veins", "--n", "3", "--out", str(tmp_path / "c"),
+                     "--seed", "5", "--quiet"]) == 0  # fmt: skip
+    d = json.loads((tmp_path / "c" / "datalist.json").read_text())
+    assert {p for _, _, p in calls} == {"dense_veins"} and {s for _, s, _ in calls} == {5}
+    assert sum(len(d[s]) for s in ("training", "validation", "testing")) == 3

@@ -54,6 +54,7 @@ __all__ = [
     "sphere_phantom",
     "draw_acquisition",
     "generate_swi_subject",
+    "generate_swi_cohort",
 ]
 
 GAMMA = 2.0 * np.pi * 42.577e6  # rad / s / T (protons)
@@ -870,3 +871,34 @@ def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_
         "seconds": round(time.perf_counter() - start, 2),
     }
     return entry
+
+
+def generate_swi_cohort(out_dir: str | Path, splits: dict[str, tuple[str, int]], seed: int = 0,
+                        progress: bool = True) -> Path:
+    """Simulate SWI subjects into ``out_dir`` and write ``out_dir/datalist.json``.
+
+    ``splits``: datalist split -> (preset, number of subjects), e.g. ``{"training": ("train", 40),
+    "validation": ("validation", 8)}``. Subjects are numbered across splits in that order (seed ``seed``).
+    A folder holding a cohort made with the same settings is reused as it is; other settings raise.
+    """
+    import json
+
+    from .cohort import _progress
+
+    out_dir = Path(out_dir)
+    settings = {"task": "swi", "seed": int(seed), "splits": {k: [v[0], int(v[1])] for k, v in splits.items()}}
+    existing = out_dir / "datalist.json"
+    if existing.is_file():
+        previous = json.loads(existing.read_text()).get("simulator")
+        if previous == settings:
+            return existing
+        raise FileExistsError(f"{out_dir} already holds a datalist.json made with other settings ({previous})")
+    for name in splits.values():
+        preset(name[0])
+    datalist = {"name": "synthetic_swi_physics", "description": f"physics SWI simulator, seed {seed}",
+                "modalities": ["swi"], "classes": ["cmb"], "simulator": settings,
+                "training": [], "validation": [], "testing": []}
+    jobs = [(split, name, i) for split, (name, n) in splits.items() for i in range(int(n))]
+    for index, (split, name, _) in enumerate(_progress(jobs, progress, desc="simulating swi")):
+        datalist[split].append(generate_swi_subject(index, out_dir, seed=seed, preset_name=name))
+    return write_json(datalist, out_dir / "datalist.json")
