@@ -124,3 +124,57 @@ def test_bad_ratios_are_rejected():
         RandWindowsd(["image"], ratios=(1, 1))
     with pytest.raises(ValueError, match="ratios"):
         RandWindowsd(["image"], ratios=(0, 0, 0))
+
+
+def _tube_entry() -> dict:
+    """A 13-voxel tube along i through (30, 30, 25) with its label: its direction in a window shows the rotation."""
+    shape = (60, 60, 50)
+    image, label = np.zeros((1, *shape), np.float32), np.zeros((1, *shape), np.int16)
+    image[0, 24:37, 29:32, 24:27], label[0, 24:37, 29:32, 24:27] = 5.0, 1
+    return {"image": image, "label": label, "centres": np.array([[30, 30, 25]]), "mask": np.ones_like(label)}
+
+
+def _direction(w: np.ndarray) -> np.ndarray:
+    pts = np.argwhere(w > 0.5).astype(float)
+    return np.linalg.svd(pts - pts.mean(0), full_matrices=False)[2][0]
+
+
+def test_affine_windows_rotate_and_scale_about_the_object():
+    affine = {"rotate_range": [3.1416] * 3, "scale_range": [0.15] * 3}
+    t = RandWindowsd(["image", "label"], (20, 20, 16), num_samples=40, ratios=(1, 0, 0), max_shift=0, affine=affine)
+    t.set_random_state(0)
+    wins = t(_tube_entry())
+    dirs = np.array([_direction(w["label"][0].numpy()) for w in wins])
+    for w in wins:
+        lab, img = w["label"][0].numpy(), w["image"][0].numpy()
+        assert lab.shape == (20, 20, 16) and set(np.unique(lab)) <= {0.0, 1.0}
+        assert lab[10, 10, 8] == 1 and img[10, 10, 8] > 4.0  # the object stays on the window's centre voxel
+        assert 0.55 * 117 < lab.sum() < 1.65 * 117  # the tube's 117 voxels, scaled by 0.85-1.15 per axis
+        assert np.all(img[lab == 0] < 5.0 + 1e-4)  # image and label moved together (bilinear never overshoots)
+    # directions spread over the sphere: no longer all along i, and many far from every scan axis
+    assert np.abs(dirs[:, 0]).min() < 0.5 and (np.abs(dirs).max(1) < 0.9).mean() > 0.3
+    t2 = RandWindowsd(["image", "label"], (20, 20, 16), num_samples=40, ratios=(1, 0, 0), max_shift=0, affine=affine)
+    t2.set_random_state(0)
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(wins, t2(_tube_entry())))  # per seed
+
+
+def test_intensity_augmentation_changes_the_image_not_the_label():
+    plain = RandWindowsd(["image", "label"], (20, 20, 16), num_samples=60, ratios=(1, 0, 0), max_shift=0)
+    aug = RandWindowsd(["image", "label"], (20, 20, 16), num_samples=60, ratios=(1, 0, 0), max_shift=0,
+                       intensity=True)  # fmt: skip
+    plain.set_random_state(1)
+    aug.set_random_state(1)
+    d = _tube_entry()
+    d["image"] = d["image"] + np.random.default_rng(0).normal(0, 0.5, d["image"].shape).astype(np.float32)
+    ref = plain(d)[0]
+    ratios, blurred = [], 0
+    for w in aug(d):
+        np.testing.assert_array_equal(w["label"], ref["label"])
+        img, base = w["image"][0].numpy(), ref["image"][0].numpy()
+        if np.abs(np.diff(img, axis=0)).mean() < 0.8 * np.abs(np.diff(base, axis=0)).mean():
+            blurred += 1
+        else:  # the regression slope on the plain window: the contrast factor (noise adds no bias)
+            ratios.append(np.polyfit(base.ravel(), img.ravel(), 1)[0])
+    ratios = np.asarray(ratios)
+    assert ratios.min() > 0.6 and ratios.max() < 1.45 and ratios.std() > 0.08  # contrast x 0.75-1.33 (+ noise)
+    assert 5 <= blurred <= 40  # about a third of the windows are blurred
