@@ -16,7 +16,9 @@
    have at most ``--max_val_fp`` false positives per scan.
 5. Prints and writes ``OUT/result.json``: per setting and pooled over the held-out settings, sensitivity and FP
    per scan at that threshold, CPM, sensitivity at 1 FP per scan, microbleeds under 3 mm found, count ICC(3,1),
-   false positives on veins, on calcifications and elsewhere, FP on the scans without microbleeds.
+   false positives on veins, on calcifications and elsewhere, FP on the scans without microbleeds; and
+   ``visible_2_10mm``: the same over the microbleeds of 2-10 mm visible size only (the raters' definition; a
+   detection on a fainter one is then neither hit nor FP).
 
 ``--compare_with DIR``: also times the main job (``configs/inference.yaml``) of this checkout and of the checkout
 in ``DIR`` (e.g. a ``git worktree`` of the previous release, with its own shipped weights) on the same 1 mm scans,
@@ -128,6 +130,40 @@ def fp_kinds(entries: list[dict], detections: Path, threshold: float) -> dict:
     return kinds
 
 
+def visible_2_10mm(entries: list[dict], detections: Path, threshold: float) -> dict:
+    """Figures over the microbleeds of 2-10 mm visible (bloomed) size only, the definition raters use (the
+    simulator also makes fainter ones under 2 mm, ``figures`` counts them). A detection on one of those is
+    ignored (neither hit nor FP); every other unmatched detection is an FP as in ``figures``."""
+    from bundle.evaluation.evaluate import _reference
+    from bundle.metrics import cpm_score, evaluate_scan, froc_curve, objects_from_table
+
+    table = _table(detections)
+    scores, hits, n_ref, tp, fp, small_tp, small_n = [], [], 0, 0, 0, 0, 0
+    for e in entries:
+        ref, _ = _reference(e)
+        rows = table.get(e["subject"], [])
+        res = evaluate_scan(ref, objects_from_table(rows, ref.spacing), "distance_mm")
+        d = np.asarray(ref.diameters_mm, float)
+        ok = (d >= 2.0) & (d <= 10.0)
+        n_ref += int(ok.sum())
+        found = set()
+        for r, m in zip(rows, res["match"]):
+            if m >= 0 and not ok[m]:
+                continue
+            scores.append(float(r["score"]))
+            hits.append(m >= 0)
+            if float(r["score"]) >= threshold:
+                tp, fp = tp + (m >= 0), fp + (m < 0)
+                found |= {int(m)} if m >= 0 else set()
+        small = ok & (d < 3.0)
+        small_n, small_tp = small_n + int(small.sum()), small_tp + sum(1 for m in found if small[m])
+    fps, sens, _ = froc_curve(np.asarray(scores), np.asarray(hits, bool), n_ref, len(entries))
+    return {"microbleeds": n_ref, "sensitivity": tp / n_ref if n_ref else None, "fp_per_scan": fp / len(entries),
+            "cpm": cpm_score(fps, sens) if n_ref else None,
+            "sensitivity_at_1fp": _sens_at_fp({"fp_per_scan": fps, "sensitivity": sens}, 1.0) if n_ref else None,
+            "sensitivity_2_3mm": small_tp / small_n if small_n else None, "microbleeds_2_3mm": small_n}  # fmt: skip
+
+
 def _kind(p: np.ndarray, mimics: list[dict]) -> str:
     for m in mimics:
         if m.get("kind") == "vein" and "points_mm" in m:
@@ -168,6 +204,7 @@ def figures(datalist: Path, detections: Path, entries: list[dict], threshold: fl
         "icc_3_1": p["icc_3_1"], "fp_kinds": fp_kinds(entries, detections, threshold),
         "fp_per_scan_without_cmb": (sum(zero) / len(zero)) if zero else None,
         "max_fp_scan_without_cmb": max(zero) if zero else None,
+        "visible_2_10mm": visible_2_10mm(entries, detections, threshold),
     }  # fmt: skip
 
 
