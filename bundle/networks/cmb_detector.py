@@ -72,7 +72,7 @@ class TwoStageCMBDetector(CMBNetworks):
     is zero outside the mask.
 
     Candidates: one per connected component of ``map >= threshold``, at its peak voxel refined to sub-voxel by the
-    probability-weighted centre of the peak's 3 x 3 x 3 neighbourhood (columns i, j, k); stage 2 crops around the
+    probability-weighted centre of the peak's 5 x 5 x 5 neighbourhood (columns i, j, k); stage 2 crops around the
     peak voxel.
 
     Stage 2: each CNN of ``stage2`` scores a ``window_size`` crop centred on each candidate; the candidate's
@@ -195,13 +195,14 @@ class TwoStageCMBDetector(CMBNetworks):
 
     @staticmethod
     def _centroids(prob: torch.Tensor, cands, peaks: np.ndarray) -> np.ndarray:
-        """Sub-voxel position of each candidate: the probability-weighted centre of its peak's 3 x 3 x 3
+        """Sub-voxel position of each candidate: the probability-weighted centre of its peak's 5 x 5 x 5
         neighbourhood within its component, so a detection's position does not depend on where the voxel lattice
-        falls and stays on the peak's blob when two objects share a component; stage 2 crops around the peaks."""
+        falls and stays on the peak's blob when two objects share a component; stage 2 crops around the peaks.
+        5 voxels, not 3: a large bloomed microbleed's peak moves with the acquisition grid, its centre much less."""
         p = prob.detach().cpu().numpy()
         out = np.asarray(peaks, np.float32).reshape(-1, 3).copy()
         for n, c in enumerate(out.astype(int)):
-            lo, hi = np.maximum(c - 1, 0), np.minimum(c + 2, p.shape)
+            lo, hi = np.maximum(c - 2, 0), np.minimum(c + 3, p.shape)
             box = tuple(slice(a, b) for a, b in zip(lo, hi))
             w = p[box] * (cands.instance[box] == n + 1)
             if w.sum() > 0:
