@@ -8,7 +8,7 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Randomizable, SpatialCrop, SpatialPad
+from monai.transforms import MapTransform, RandAffine, Randomizable, SpatialCrop, SpatialPad
 
 __all__ = ["ObjectCentresd", "RandCropAroundObjectd", "RandWindowsd", "crop_padded", "object_centres"]
 
@@ -212,8 +212,6 @@ class RandWindowsd(Randomizable, MapTransform):
         self.intensity = bool(intensity)
         self.affine = None
         if affine:
-            from monai.transforms import RandAffine
-
             # odd sizes rotate about a voxel (MONAI's grid centre): out = size rounded up to odd, cut back after
             odd = self.size + 1 - self.size % 2
             self.affine = RandAffine(prob=1.0, spatial_size=tuple(int(v) for v in odd), padding_mode="zeros",
