@@ -91,9 +91,39 @@ def test_presets_move_one_factor_outside_training():
     assert all(draw_acquisition("no_cmb", rng).n_cmb == 0 for _ in range(5))
     assert all(draw_acquisition("high_load", rng).n_cmb >= 25 for _ in range(5))
     assert all(draw_acquisition("long_te", rng).te_ms > 25.0 for _ in range(5))
+    # training places twice the share of microbleeds beside veins of validation and every test setting
+    assert {a.p_near_vein for a in train} == {0.4}
+    assert {draw_acquisition(n, rng).p_near_vein for n in PRESETS if n != "train"} == {0.2}
     with pytest.raises(ValueError, match="unknown SWI preset"):
         draw_acquisition("nope", rng)
     assert "validation" in PRESETS
+
+
+def test_share_of_microbleeds_beside_veins_follows_the_preset():
+    """``p_near_vein`` 1 puts every microbleed within 2.5 mm of a vein's wall (not into it), 0 none flagged."""
+    import dataclasses
+
+    from bundle.data.synth import swi_physics as sp
+
+    rng = np.random.default_rng([3, 0, 7])
+    acq = draw_acquisition("train", rng)
+    anat = sp.build_anatomy((1.0, 1.0, 1.0), rng, rotation_deg=6.0, scale=0.08)
+    hs, regions = sp._HeadSpace(anat), sp._cmb_regions(anat, sp.region_masks(anat))
+    veins = sp._vein_tree(hs, acq, rng)
+    segs = sp._segments(veins)
+    for p in (0.0, 1.0):
+        placed = sp._place_cmbs(anat, hs, regions, veins, dataclasses.replace(acq, n_cmb=12, p_near_vein=p),
+                                np.random.default_rng(0))  # fmt: skip
+        assert len(placed) == 12 and {c["near_vein"] for c in placed} == {bool(p)}
+        for c in placed:
+            gap = min(_segment_distance(c["centre"], a, b) - r for a, b, r in segs) - c["radii"].max()
+            assert (0.4 < gap <= 2.6) if p else gap > 0.4
+
+
+def _segment_distance(p, a, b) -> float:
+    ab = b - a
+    t = np.clip(np.dot(p - a, ab) / max(np.dot(ab, ab), 1e-9), 0.0, 1.0)
+    return float(np.linalg.norm(a + t * ab - p))
 
 
 @pytest.mark.slow
@@ -119,6 +149,10 @@ def test_subject_is_deterministic_and_consistent(tmp_path):
         np.testing.assert_allclose(centre, r["centre_mm"], atol=0.01)
     mimics = json.loads((tmp_path / "a" / a["mimics"]).read_text())
     assert sum(m["kind"] == "vein" for m in mimics) >= 100 and a["swi"]["n_vein_segments"] >= 300
+    # raters' 2-10 mm: a microbleed visible over less is left unlabelled and listed (this subject has one)
+    assert min(r["diameter_mm"] for r in lesions) >= 2.0
+    faint = [m["diameter_mm"] for m in mimics if m["kind"] == "subvisible_cmb" and "diameter_mm" in m]
+    assert len(faint) == 1 and 0.5 < faint[0] < 2.0
 
 
 def test_cohort_and_command_line_write_a_datalist_of_every_split(tmp_path, monkeypatch):
@@ -143,8 +177,13 @@ def test_cohort_and_command_line_write_a_datalist_of_every_split(tmp_path, monke
     assert d["testing"] == [{"subject": "sub-0002", "preset": "oblique"}] and d["modalities"] == ["swi"]
     assert swi_physics.generate_swi_cohort(tmp_path / "a", {"training": ("train", 2), "testing": ("oblique", 1)},
                                            seed=7, progress=False) == path and len(calls) == 3  # fmt: skip
-    with pytest.raises(FileExistsError, match="other settings"):
+    with pytest.raises(FileExistsError, match="differing: presets, seed, splits"):
         swi_physics.generate_swi_cohort(tmp_path / "a", {"training": ("train", 2)}, seed=8, progress=False)
+    # a preset whose definition changed since (e.g. a new training distribution) is not silently reused
+    monkeypatch.setitem(swi_physics.PRESETS, "oblique", {**swi_physics.PRESETS["oblique"], "tilt_deg": 30.0})
+    with pytest.raises(FileExistsError, match="differing: presets"):
+        swi_physics.generate_swi_cohort(tmp_path / "a", {"training": ("train", 2), "testing": ("oblique", 1)},
+                                        seed=7, progress=False)  # fmt: skip
     with pytest.raises(ValueError):
         swi_physics.generate_swi_cohort(tmp_path / "b", {"training": ("no_such_preset", 1)}, progress=False)
     calls.clear()

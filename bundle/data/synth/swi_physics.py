@@ -73,11 +73,12 @@ _BASE = {
     "vein_density": (0.5, 1.5),
     "n_cmb": (0, 20),
     "p_no_cmb": 0.15,
+    "p_near_vein": 0.2,  # share of microbleeds placed beside a vein (the hardest to tell from it)
     "snr": (12.0, 40.0),
     "p_swi": 0.6,
 }
 PRESETS = {
-    "train": {},
+    "train": {"p_near_vein": 0.4},  # wider than every test setting: twice the microbleeds beside veins
     "validation": {},
     "long_te": {"te_ms": {1.5: (45.0, 60.0), 3.0: (28.0, 40.0)}},
     "thick_slices": {"slice": (3.0, 3.0)},
@@ -115,6 +116,7 @@ class Acquisition:
     tilt_deg: float
     vein_density: float
     n_cmb: int
+    p_near_vein: float = 0.2
     chi_cmb_ppm: tuple[float, float] = (0.5, 3.0)
     tissue_jitter: float = 0.15
 
@@ -141,6 +143,7 @@ def draw_acquisition(name: str, rng: np.random.Generator) -> Acquisition:
         tilt_deg=float(rng.uniform(-p["tilt_deg"], p["tilt_deg"])),
         vein_density=float(rng.uniform(*p["vein_density"])),
         n_cmb=n_cmb,
+        p_near_vein=float(p["p_near_vein"]),
     )
 
 
@@ -206,6 +209,7 @@ def box_integrate(f: np.ndarray, pitch, width, n_out) -> np.ndarray:
 
 
 VISIBLE_RATIO = 0.5  # a voxel belongs to a microbleed's label when it lowers the magnitude under this fraction
+MIN_VISIBLE_MM = 2.0  # microbleeds visible over less (equivalent-sphere diameter) are not labelled (raters: 2-10 mm)
 
 
 def complex_gaussian(z: np.ndarray, sigma_vox) -> np.ndarray:
@@ -644,7 +648,7 @@ def _place_cmbs(anat, hs, cmb_regions, veins, acq, rng) -> list[dict]:
         d_core = 1.0 + 5.0 * rng.beta(1.2, 2.5)
         radii = d_core / 2.0 * np.array([1.0, *rng.uniform(0.75, 1.0, 2)])
         chi = float(rng.uniform(*acq.chi_cmb_ppm))
-        near_vein = rng.random() < 0.2
+        near_vein = rng.random() < acq.p_near_vein
         for _try in range(80):
             if near_vein and _try < 40:
                 k = rng.integers(len(seg_pts))
@@ -829,6 +833,10 @@ def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_
         com = vox_idx.mean(0)
         vol = float(len(vox_idx) * np.prod(sp))
         obj = rec["obj"]
+        if (6.0 * vol / np.pi) ** (1 / 3) < MIN_VISIBLE_MM:  # raters' lower bound: left unlabelled, listed
+            hidden.append({"kind": "subvisible_cmb", "centre_mm": np.round(rec["world"], 3).tolist(),
+                           "diameter_mm": round(float((6.0 * vol / np.pi) ** (1 / 3)), 3)})
+            continue
         lesions.append({
             "id": len(lesions) + 1, "old": rec["id"], "class": "cmb",
             "centre_mm": np.round(acq_aff[:3, :3] @ com + acq_aff[:3, 3], 3).tolist(),
@@ -879,22 +887,25 @@ def generate_swi_cohort(out_dir: str | Path, splits: dict[str, tuple[str, int]],
 
     ``splits``: datalist split -> (preset, number of subjects), e.g. ``{"training": ("train", 40),
     "validation": ("validation", 8)}``. Subjects are numbered across splits in that order (seed ``seed``).
-    A folder holding a cohort made with the same settings is reused as it is; other settings raise.
+    A folder holding a cohort made with the same settings (seed, splits, the presets' definitions, the labelling
+    rule) is reused as it is; other settings raise.
     """
     import json
 
     from .cohort import _progress
 
     out_dir = Path(out_dir)
-    settings = {"task": "swi", "seed": int(seed), "splits": {k: [v[0], int(v[1])] for k, v in splits.items()}}
+    settings = {"task": "swi", "seed": int(seed), "splits": {k: [v[0], int(v[1])] for k, v in splits.items()},
+                "min_visible_mm": MIN_VISIBLE_MM, "presets": {v[0]: preset(v[0]) for v in splits.values()}}
+    settings = json.loads(json.dumps(settings))  # as read back (string keys): a cohort made otherwise is not reused
     existing = out_dir / "datalist.json"
     if existing.is_file():
         previous = json.loads(existing.read_text()).get("simulator")
         if previous == settings:
             return existing
-        raise FileExistsError(f"{out_dir} already holds a datalist.json made with other settings ({previous})")
-    for name in splits.values():
-        preset(name[0])
+        differ = sorted(k for k in {*settings, *(previous or {})} if (previous or {}).get(k) != settings.get(k))
+        raise FileExistsError(f"{out_dir} already holds a datalist.json made with other simulator settings "
+                              f"(differing: {', '.join(differ)}); use another folder")
     datalist = {"name": "synthetic_swi_physics", "description": f"physics SWI simulator, seed {seed}",
                 "modalities": ["swi"], "classes": ["cmb"], "simulator": settings,
                 "training": [], "validation": [], "testing": []}
