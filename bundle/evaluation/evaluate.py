@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -23,8 +24,10 @@ from ..data import SPLITS, DatalistError, load_datalist, load_volume
 from ..data.io import write_json
 from ..inference.detections import read_detections
 from ..metrics import (
+    LABEL_FORMATS,
     RULES,
     evaluate_scan,
+    label_instances,
     objects_from_instances,
     objects_from_map,
     objects_from_table,
@@ -33,19 +36,25 @@ from ..metrics import (
 from .plots import plot_froc
 
 __all__ = ["evaluate", "main"]
+logger = logging.getLogger(__name__)
 
 
-def _reference(entry: dict):
+def _reference(entry: dict, label_format: str = "auto", connectivity: int = 26):
+    """(reference objects, label volume, how the label was read: ``"instances"`` or ``"binary"``)."""
     if not entry.get("label"):
         raise DatalistError(f"{entry['subject']}: no 'label' to evaluate against")
     label = load_volume(entry["label"], entry["subject"], "label")
     records = json.loads(Path(entry["lesions"]).read_text()) if entry.get("lesions") else []
     classes = {int(r["id"]): str(r["class"]) for r in records}
     spacing = np.asarray(label.pixdim, float)
-    return objects_from_instances(label[0].numpy().astype(np.int64), spacing, labels=classes), label
+    inst, how = label_instances(label[0].numpy(), label_format, connectivity, known_ids=bool(records))
+    if how == "binary" and label_format == "auto":
+        logger.info("%s: label %s holds only 0 and 1 in separate components: read as a binary mask, one lesion "
+                    "per %d-connected component (label_format)", entry["subject"], entry["label"], connectivity)
+    return objects_from_instances(inst, spacing, labels=classes if how == "instances" else None), label, how
 
 
-def _prediction_map(folder: Path, entry: dict, label) -> np.ndarray:
+def _prediction_map(folder: Path, entry: dict, label) -> tuple[np.ndarray, Path]:
     sid = entry["subject"]
     hits = sorted(folder.glob(f"{sid}.nii*")) + sorted(folder.glob(f"{sid}_*.nii*"))
     if not hits:
@@ -53,7 +62,18 @@ def _prediction_map(folder: Path, entry: dict, label) -> np.ndarray:
     pred = load_volume(str(hits[0]), sid, "prediction")
     if pred.shape != label.shape or not np.allclose(pred.affine, label.affine, atol=1e-3):
         raise DatalistError(f"{sid}: prediction {hits[0]} is not on the grid of the label {entry['label']}")
-    return pred[0].numpy()
+    return pred[0].numpy(), hits[0]
+
+
+def _check_instances(m: np.ndarray, path: Path, subject: str, connectivity: int) -> None:
+    """An instance map never gives separate objects one id; a 0/1 map with several components is a binary mask."""
+    _, how = label_instances(m, "auto", connectivity)
+    if how == "binary":
+        raise DatalistError(
+            f"{subject}: prediction {path} holds only 0 and 1 in separate components, a binary mask, not an instance "
+            f"map: evaluate it without --instances (instances: false), which takes its {connectivity}-connected "
+            "components"
+        )
 
 
 def evaluate(
@@ -68,6 +88,7 @@ def evaluate(
     instances: bool = False,
     subjects: Sequence[str] | None = None,
     score_threshold: float | None = None,
+    label_format: str = "auto",
     **match_kwargs,
 ) -> dict:
     """Compute the pooled and per-scan figures and write ``output_dir/metrics.json`` and ``output_dir/froc.png``.
@@ -77,6 +98,10 @@ def evaluate(
 
     ``subjects`` restricts the evaluation to those subjects of the split (e.g. one cross-validation fold); rows of
     the split's other subjects in the table are then ignored.
+
+    ``label_format`` (:func:`bundle.metrics.label_instances`): how reference label maps are read: ``instances``,
+    ``binary`` (one lesion per ``connectivity``-connected component, e.g. VALDO's masks) or ``auto`` (a 0/1 map
+    with several components and no lesion file is binary). ``per_scan`` says how each label was read.
 
     Raises:
         ValueError: neither or both of ``detections``/``predictions``; the overlap rule with a table; a subject of
@@ -99,11 +124,13 @@ def evaluate(
         entries = [e for e in entries if e["subject"] in set(subjects)]
     results, all_results, per_scan = [], [], []
     for entry in entries:
-        ref, label = _reference(entry)
+        ref, label, how = _reference(entry, label_format, connectivity)
         if table is not None:
             pred = objects_from_table(table.get(entry["subject"], []), ref.spacing)
         else:
-            m = _prediction_map(Path(predictions), entry, label)
+            m, path = _prediction_map(Path(predictions), entry, label)
+            if instances:
+                _check_instances(m, path, entry["subject"], connectivity)
             pred = (
                 objects_from_instances(m.astype(np.int64), ref.spacing)
                 if instances
@@ -117,14 +144,16 @@ def evaluate(
         results.append(res)
         scan = summarise_scans([res])
         per_scan.append(
-            {"subject": entry["subject"], **{k: res[k] for k in ("tp", "fp", "fn", "n_ref", "n_pred")}}
+            {"subject": entry["subject"], "label_read_as": how}
+            | {k: res[k] for k in ("tp", "fp", "fn", "n_ref", "n_pred")}
             | {k: scan[k] for k in ("sensitivity", "precision", "f1", "count_abs_diff_mean")}
         )
     figures = summarise_scans(results)
     if all_results:
         curve = summarise_scans(all_results)
         figures.update(cpm=curve["cpm"], froc=curve["froc"])
-    settings = {"datalist": str(datalist), "split": split, "rule": rule, **match_kwargs}
+    settings = {"datalist": str(datalist), "split": split, "rule": rule, "label_format": label_format,
+                "connectivity": connectivity, **match_kwargs}
     if subjects is not None:
         settings["subjects"] = [e["subject"] for e in entries]
     settings.update({"detections": detections} if detections else {"predictions": predictions, "threshold": threshold})
@@ -153,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
     p.add_argument("--instances", action="store_true", help="predicted maps are instance maps")
+    p.add_argument("--label_format", choices=LABEL_FORMATS, default="auto",
+                   help="reference labels: instance maps, binary masks (one lesion per connected component at "
+                   "--connectivity), or auto: a 0/1 map with several components and no lesion file is binary")
     a = p.parse_args(argv)
     rule = a.rule or ("distance_mm" if a.detections else "overlap")
     kw = {k: v for k, v in (("min_overlap", a.min_overlap), ("max_distance", a.max_distance)) if v is not None}
@@ -168,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             a.connectivity,
             a.instances,
             score_threshold=a.score_threshold,
+            label_format=a.label_format,
             **kw,
         )
     except (ValueError, FileNotFoundError) as err:

@@ -7,10 +7,19 @@ from .froc import LUNA16_FPS, cpm_score, froc_curve
 from .lesion_detection import DEFAULT_SIZE_BINS_MM, evaluate_scan, icc, summarise_scans
 from .lesion_matching import RULES, match_by_distance, match_by_overlap, match_objects
 from .metric import LesionDetectionMetric
-from .objects import Objects, connected_components, objects_from_instances, objects_from_map, objects_from_table
+from .objects import (
+    LABEL_FORMATS,
+    Objects,
+    connected_components,
+    label_instances,
+    objects_from_instances,
+    objects_from_map,
+    objects_from_table,
+)
 
 __all__ = [
     "DEFAULT_SIZE_BINS_MM",
+    "LABEL_FORMATS",
     "LUNA16_FPS",
     "LesionDetectionMetric",
     "RULES",
@@ -20,6 +29,7 @@ __all__ = [
     "evaluate_scan",
     "froc_curve",
     "icc",
+    "label_instances",
     "match_by_distance",
     "match_by_overlap",
     "match_objects",

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["Objects", "connected_components", "objects_from_instances", "objects_from_map", "objects_from_table"]
+__all__ = [
+    "LABEL_FORMATS",
+    "Objects",
+    "connected_components",
+    "label_instances",
+    "objects_from_instances",
+    "objects_from_map",
+    "objects_from_table",
+]
+LABEL_FORMATS = ("auto", "instances", "binary")
 
 _RANK = {6: 1, 18: 2, 26: 3}
 
@@ -58,6 +67,29 @@ def connected_components(mask: np.ndarray, connectivity: int = 26) -> np.ndarray
     if np.ndim(mask) != 3:
         raise ValueError(f"expected a 3D map, got shape {np.shape(mask)}")
     return ndi.label(np.asarray(mask) > 0, structure=ndi.generate_binary_structure(3, _RANK[connectivity]))[0]
+
+
+def label_instances(label: np.ndarray, label_format: str = "auto", connectivity: int = 26,
+                    known_ids: bool = False) -> tuple[np.ndarray, str]:
+    """A label map as an instance map, and how it was read (``"instances"`` or ``"binary"``).
+
+    ``label_format``: ``"instances"`` (each positive id one lesion, as the bundle's simulators and importers write
+    them), ``"binary"`` (0/1 mask, e.g. VALDO's: each connected component at ``connectivity`` one lesion) or
+    ``"auto"``: a map holding only 0 and 1 whose foreground has several separate components is binary (an instance
+    map would give them different ids) unless ``known_ids`` (a lesion file lists the map's ids); anything else is
+    an instance map. A single component reads the same either way.
+    """
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"label_format must be one of {LABEL_FORMATS}, got {label_format!r}")
+    label = np.asarray(label)
+    if label_format == "instances" or (label_format == "auto" and known_ids):
+        return label.astype(np.int64, copy=False), "instances"
+    if label_format == "auto" and np.any((label != 0) & (label != 1)):
+        return label.astype(np.int64, copy=False), "instances"
+    comps = connected_components(label > 0, connectivity).astype(np.int64)
+    if label_format == "auto" and comps.max() <= 1:
+        return label.astype(np.int64, copy=False), "instances"
+    return comps, "binary"
 
 
 def objects_from_instances(

@@ -93,7 +93,7 @@ def choose_threshold(entries: list[dict], detections: Path, max_fp: float) -> fl
     table = _table(detections)
     scores, hits = [], []
     for e in entries:
-        ref, _ = _reference(e)
+        ref = _reference(e)[0]
         rows = table.get(e["subject"], [])
         res = evaluate_scan(ref, objects_from_table(rows, ref.spacing), "distance_mm")
         scores += [float(r["score"]) for r in rows]
@@ -121,7 +121,7 @@ def fp_kinds(entries: list[dict], detections: Path, threshold: float) -> dict:
     table = _table(detections)
     kinds = {"vein": 0, "calcification": 0, "subvisible_cmb": 0, "other": 0}
     for e in entries:
-        ref, _ = _reference(e)
+        ref = _reference(e)[0]
         rows = [r for r in table.get(e["subject"], []) if float(r["score"]) >= threshold]
         res = evaluate_scan(ref, objects_from_table(rows, ref.spacing), "distance_mm")
         mimics = json.loads(Path(e["mimics"]).read_text()) if e.get("mimics") else []

@@ -109,3 +109,77 @@ def test_operating_threshold_and_subject_restriction(coarse_cohort, entries, tmp
     assert part["pooled"]["tp"] + part["pooled"]["fn"] == entries[1]["count"]
     with pytest.raises(ValueError, match="not in the training list"):
         evaluate(coarse_cohort, str(tmp_path / "x"), "training", str(table), subjects=["sub-9999"])
+
+
+def _binary_cohort(tmp_path, n_lesions=(5, 3)):
+    """Two scans with VALDO-style 0/1 masks (no lesion file): ``n`` separate 2 x 2 x 2 cubes each."""
+    entries = []
+    for s, n in enumerate(n_lesions):
+        mask = np.zeros((40, 40, 20), np.uint8)
+        for k in range(n):
+            mask[4 + 7 * k : 6 + 7 * k, 10:12, 8:10] = 1
+        affine = np.diag([0.5, 0.5, 2.0, 1.0])
+        path = tmp_path / f"sub-{s}_label.nii.gz"
+        nib.save(nib.Nifti1Image(mask, affine), str(path))
+        entries.append({"subject": f"sub-{s}", "image": [str(path)], "label": str(path)})
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"modalities": ["swi"], "classes": ["cmb"], "testing": entries}))
+    return datalist, entries
+
+
+def test_binary_label_masks_are_split_into_components(tmp_path, capsys):
+    """A 0/1 label mask is one lesion per connected component (it used to be one lesion per scan), by default and
+    with --label_format binary; --label_format instances reads it as one lesion; metrics.json says which."""
+    from bundle.metrics import connected_components
+
+    datalist, entries = _binary_cohort(tmp_path)
+    rows = []
+    for e in entries:
+        img = nib.load(e["label"])
+        comps = connected_components(np.asarray(img.dataobj))
+        rows += detection_rows(e["subject"], objects_from_instances(comps, img.header.get_zooms()), img.affine)
+    table = write_detections(rows, tmp_path / "det.csv")
+    base = ["--datalist", str(datalist), "--detections", str(table)]
+    for fmt in ("auto", "binary"):
+        assert evaluate_main([*base, "--output_dir", str(tmp_path / fmt), "--label_format", fmt]) == 0
+        m = json.loads((tmp_path / fmt / "metrics.json").read_text())
+        assert m["pooled"]["tp"] == 8 and m["pooled"]["fn"] == 0 and m["pooled"]["fp"] == 0
+        assert [s["label_read_as"] for s in m["per_scan"]] == ["binary", "binary"]
+        assert m["settings"]["label_format"] == fmt and m["settings"]["connectivity"] == 26
+    assert evaluate_main([*base, "--output_dir", str(tmp_path / "inst"), "--label_format", "instances"]) == 0
+    m = json.loads((tmp_path / "inst" / "metrics.json").read_text())
+    assert [s["n_ref"] for s in m["per_scan"]] == [1, 1] and m["per_scan"][0]["label_read_as"] == "instances"
+    # a predicted 0/1 map given as an instance map is refused, naming the subject, the file and the option
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for e in entries:
+        (pred / f"{e['subject']}.nii.gz").write_bytes(open(e["label"], "rb").read())
+    args = ["--datalist", str(datalist), "--predictions", str(pred), "--output_dir", str(tmp_path / "p")]
+    assert evaluate_main([*args, "--instances"]) == 1
+    err = capsys.readouterr().err
+    assert "sub-0: prediction" in err and "sub-0.nii.gz" in err and "without --instances" in err
+    assert evaluate_main(args) == 0
+    assert json.loads((tmp_path / "p" / "metrics.json").read_text())["pooled"]["tp"] == 8
+
+
+def test_label_instances_reads_ids_components_and_connectivity():
+    from bundle.metrics import label_instances
+
+    lab = np.zeros((8, 8, 8), np.int16)
+    lab[1, 1, 1] = lab[2, 2, 2] = 1  # touching at a corner only
+    lab[6, 6, 6] = 1
+    inst, how = label_instances(lab)
+    assert how == "binary" and inst.max() == 2  # 26-connected: the corner pair is one lesion
+    inst, how = label_instances(lab, connectivity=6)
+    assert how == "binary" and inst.max() == 3
+    assert label_instances(lab, known_ids=True)[1] == "instances"  # a lesion file lists id 1: one lesion
+    assert label_instances(lab, "instances")[0].max() == 1
+    lab[6, 6, 6] = 2  # several ids: an instance map, read as is
+    inst, how = label_instances(lab)
+    assert how == "instances" and np.array_equal(inst, lab)
+    single = np.zeros((8, 8, 8), np.uint8)
+    single[3:5, 3:5, 3:5] = 1
+    assert label_instances(single)[1] == "instances"  # one component reads the same either way
+    assert label_instances(single, "binary")[0].max() == 1
+    with pytest.raises(ValueError, match="label_format"):
+        label_instances(lab, "masks")
