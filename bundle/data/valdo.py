@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 from monai.data.utils import affine_to_spacing
-from scipy import ndimage as ndi
 
+from ..metrics.objects import connected_components, objects_from_instances
 from .datalist import DatalistError, save_datalist
 from .io import write_json, write_nifti
 
@@ -60,14 +60,11 @@ def instances_from_mask(mask: np.ndarray, connectivity: int = 26, min_voxels: in
         connectivity: 6, 18 or 26.
         min_voxels: components smaller than this are dropped.
     """
-    rank = {6: 1, 18: 2, 26: 3}
-    if connectivity not in rank:
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
-    lab, n = ndi.label(mask > 0, structure=ndi.generate_binary_structure(3, rank[connectivity]))
+    lab = connected_components(mask, connectivity)
+    n = int(lab.max())
     if n == 0:
         return lab.astype(np.int32)
-    sizes = np.bincount(lab.ravel())
-    keep = np.flatnonzero(sizes >= min_voxels)
+    keep = np.flatnonzero(np.bincount(lab.ravel()) >= min_voxels)
     keep = keep[keep > 0]
     remap = np.zeros(n + 1, np.int32)
     remap[keep] = np.arange(1, len(keep) + 1)
@@ -75,17 +72,22 @@ def instances_from_mask(mask: np.ndarray, connectivity: int = 26, min_voxels: in
 
 
 def _records(inst: np.ndarray, affine: np.ndarray, cls: str, rater_masks: list[np.ndarray]) -> list[dict]:
+    """One record per id 1..N of ``inst``; a rater calls a lesion ``cls`` when their mask touches it. One pass
+    over the volume per rater, whatever the number of lesions."""
     spacing = affine_to_spacing(affine)
-    n = int(inst.max())
+    objs = objects_from_instances(inst, spacing)
+    n = len(objs)
     if n == 0:
         return []
-    ids = np.arange(1, n + 1)
-    centres = np.array(ndi.center_of_mass(np.ones_like(inst), inst, ids)).reshape(n, 3)
-    sizes = np.bincount(inst.ravel(), minlength=n + 1)[1:]
+    if int(inst.max()) != n:
+        raise ValueError("instance ids must be 1..N (instances_from_mask writes them so)")
+    touched = []
+    for m in rater_masks:
+        hit = np.zeros(int(inst.max()) + 1, bool)
+        hit[inst[np.asarray(m, bool)]] = True
+        touched.append(hit)
     out = []
-    for i, c, s in zip(ids, centres, sizes):
-        obj = inst == i
-        raters = [cls if bool(m[obj].any()) else "nothing" for m in rater_masks] or [cls]
+    for i, (c, s) in enumerate(zip(objs.centres, objs.sizes), start=1):
         out.append(
             {
                 "id": int(i),
@@ -94,7 +96,7 @@ def _records(inst: np.ndarray, affine: np.ndarray, cls: str, rater_masks: list[n
                 "centre_mm": np.round(affine[:3, :3] @ c + affine[:3, 3], 3).tolist(),
                 "n_voxels": int(s),
                 "volume_mm3": round(float(s * np.prod(spacing)), 3),
-                "raters": raters,
+                "raters": [cls if bool(hit[i]) else "nothing" for hit in touched] or [cls],
             }
         )
     return out

@@ -82,3 +82,23 @@ def test_connectivity_of_instances(connectivity, expected):
     mask = np.zeros((5, 5, 5), np.uint8)
     mask[1, 1, 1] = mask[2, 2, 2] = 1  # corner neighbours: joined only with 26-connectivity
     assert instances_from_mask(mask, connectivity).max() == expected
+
+
+def test_records_equal_a_per_lesion_reference():
+    """The one-pass records (centres, sizes, which raters touch each lesion) equal the per-lesion definition."""
+    from bundle.data.valdo import _records
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((30, 30, 20)) > 0.93  # many small components, some touching diagonally
+    inst = instances_from_mask(mask)
+    rater2 = mask & (rng.random(mask.shape) > 0.7)
+    affine = np.array([[0.0, -0.5, 0.1, 10.0], [0.5, 0.0, 0.0, -4.0], [0.0, 0.0, 2.0, 7.0], [0, 0, 0, 1]])
+    records = _records(inst, affine, "lacune", [mask, rater2])
+    assert len(records) == inst.max() > 50
+    for r in records:
+        obj = inst == r["id"]
+        c = np.argwhere(obj).mean(0)
+        assert r["n_voxels"] == obj.sum() and r["centre_voxel"] == pytest.approx(c, abs=1e-3)
+        assert r["centre_mm"] == pytest.approx(affine[:3, :3] @ c + affine[:3, 3], abs=1e-3)
+        assert r["raters"] == ["lacune", "lacune" if rater2[obj].any() else "nothing"]
+    assert {r["raters"][1] for r in records} == {"lacune", "nothing"}
