@@ -1,14 +1,15 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """One-to-one matching of predicted to reference objects (pure functions).
 
-Three rules, all greedy by descending prediction score (ties: lower index first), each prediction taking at most
-one reference and each reference at most one prediction:
+Three rules, all greedy by descending prediction score, each prediction taking at most one reference and each
+reference at most one prediction:
 
 * ``overlap``: a prediction may hit a reference it covers by at least ``min_overlap`` (10 %) of the reference's
   voxels; among those still free it takes the one it overlaps most (the lesion-wise validation paper's rule: a
-  prediction over two references counts once, the other is a miss).
-* ``distance_mm``: a prediction may hit a free reference whose centre lies within ``max_distance`` mm; it takes the
-  nearest (VALDO's rule for microbleeds and lacunes, 5 mm by default).
+  prediction over two references counts once, the other is a miss); ties in score: lower index first.
+* ``distance_mm``: a prediction may hit a free reference whose centre lies within ``max_distance`` mm; among
+  predictions of equal score the closest pairs go first (5 mm by default; VALDO's official rule differs:
+  ``docs/evaluation.md``).
 * ``distance_voxels``: the same in voxel units (GP-Unet's rule, radius 3).
 
 Each function returns ``match``: an int array of length N_pred holding the matched reference index or -1.
@@ -61,21 +62,28 @@ def match_by_overlap(ref: Objects, pred: Objects, min_overlap: float = 0.1) -> n
 
 
 def match_by_distance(ref: Objects, pred: Objects, max_distance: float = 5.0, in_mm: bool = True) -> np.ndarray:
-    """Centre-distance rule, in mm (using the reference spacing) or in voxels; the limit is inclusive."""
+    """Centre-distance rule, in mm (using the reference spacing) or in voxels; the limit is inclusive.
+
+    Pairs within the limit are taken in order of descending prediction score, then ascending distance (then
+    reference, then prediction index), each when both are still free. Among predictions of equal score (a binary
+    map's are all 1) the closest pairs are matched first, so the result does not follow the scan order; a
+    higher-scored prediction is never displaced by a lower-scored one (one matching serves every threshold).
+    """
     match = np.full(len(pred), -1, np.int64)
     if not len(ref) or not len(pred):
         return match
     scale = ref.spacing if in_mm else np.ones(3)
-    tree = cKDTree(ref.centres * scale)
-    near = tree.query_ball_point(pred.centres * scale, r=max_distance + 1e-9)
+    near = cKDTree(ref.centres * scale).query_ball_point(pred.centres * scale, r=max_distance + 1e-9)
+    pi = np.repeat(np.arange(len(pred)), [len(n) for n in near])
+    if not len(pi):
+        return match
+    rj = np.fromiter((j for n in near for j in n), np.int64, len(pi))
+    d = np.round(np.linalg.norm((ref.centres[rj] - pred.centres[pi]) * scale, axis=1), 9)  # float noise: no tie-break
     taken = np.zeros(len(ref), bool)
-    for pi in _order(pred.scores):
-        free = [j for j in near[pi] if not taken[j]]
-        if free:
-            d = np.linalg.norm((ref.centres[free] - pred.centres[pi]) * scale, axis=1)
-            j = free[int(np.lexsort((free, d))[0])]
-            match[pi] = j
-            taken[j] = True
+    for k in np.lexsort((pi, rj, d, -np.asarray(pred.scores, float)[pi])):
+        if match[pi[k]] < 0 and not taken[rj[k]]:
+            match[pi[k]] = rj[k]
+            taken[rj[k]] = True
     return match
 
 

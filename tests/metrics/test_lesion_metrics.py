@@ -39,6 +39,20 @@ def ref_objects(inst):
 
 def ref_match(ref_inst, pred_inst, scores, rule, spacing, limit):
     refs, preds = ref_objects(ref_inst), ref_objects(pred_inst)
+    if rule != "overlap":  # every pair in range, by (-score, distance, reference, prediction), when both are free
+        scale = np.array(spacing) if rule == "distance_mm" else np.ones(3)
+        pairs = []
+        for p, (_, _, pc) in enumerate(preds):
+            for r, (_, _, rc) in enumerate(refs):
+                d = math.sqrt(sum(((a - b) * s) ** 2 for a, b, s in zip(rc, pc, scale)))
+                if d <= limit + 1e-9:
+                    pairs.append((-scores[p], round(d, 9), r, p))
+        match, taken = [-1] * len(preds), set()
+        for _, _, r, p in sorted(pairs):
+            if match[p] < 0 and r not in taken:
+                match[p] = r
+                taken.add(r)
+        return match
     order = sorted(range(len(preds)), key=lambda p: (-scores[p], p))
     taken, match = set(), [-1] * len(preds)
     for p in order:
@@ -245,6 +259,23 @@ def test_duplicates_are_false_positives():
     res = evaluate_scan(objects_from_instances(ref), p, "overlap")
     assert res["match"].tolist() == [-1, 0]  # the higher score wins the object
     assert (res["tp"], res["fp"], res["fn"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("on_first", [False, True])
+def test_equal_scores_match_the_closest_pairs_whatever_the_scan_order(on_first):
+    """Binary predictions all score 1: the one lying on a reference takes it whichever comes first in scan order
+    (greedy in scan order gave it the other reference, 4 mm away, when a neighbour came first)."""
+    ref = np.zeros((20, 8, 8), int)
+    ref[8, 4, 4], ref[12, 4, 4] = 1, 2
+    pred = np.zeros((20, 8, 8), int)
+    pred[8, 4, 4], pred[7, 4, 4] = (1, 2) if on_first else (2, 1)  # on ref 1; 1 mm from ref 1 and 5 mm from ref 2
+    res = evaluate_scan(objects_from_instances(ref), objects_from_instances(pred), "distance_mm", max_distance=5.0)
+    on, near = (0, 1) if on_first else (1, 0)
+    assert res["match"][on] == 0 and res["match"][near] == 1 and (res["tp"], res["fp"], res["fn"]) == (2, 0, 0)
+    p = objects_from_instances(pred)
+    p.scores = np.where(np.arange(2) == near, 0.9, 0.5)  # a higher score goes first: the near one takes ref 1
+    res = evaluate_scan(objects_from_instances(ref), p, "distance_mm", max_distance=5.0)
+    assert res["match"][near] == 0 and res["match"][on] == 1
 
 
 def test_overlap_threshold_is_ten_percent_inclusive():
