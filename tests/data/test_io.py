@@ -28,6 +28,15 @@ def test_failed_write_leaves_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]  # no temporary file left
 
 
+def test_interrupted_write_leaves_nothing(tmp_path):
+    """Ctrl-C (KeyboardInterrupt, not an Exception) in the middle of a write: no temporary file, no target."""
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "out.nii.gz") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_atomic_files_get_the_usual_permissions(tmp_path):
     import os
     import stat

@@ -71,6 +71,29 @@ def test_mined_mimics_exclude_microbleeds():
     assert vox.tolist() == [[30, 30, 10]] and scores.tolist() == pytest.approx([0.6])
 
 
+def test_mined_mimics_clearance_is_in_mm_and_touching_excludes():
+    """On 0.5 x 0.5 x 2 mm voxels: 8 voxels along i is 4 mm (too close), 3 voxels along k is 6 mm (a mimic); a
+    candidate touching the microbleed is no mimic even with its peak 8 mm from the centre."""
+    shape = (60, 60, 20)
+    label = np.zeros(shape, np.int16)
+    label[28:33, 28:33, 9:12] = 1  # centre (30, 30, 10)
+    prob = np.zeros(shape, np.float32)
+    prob[38, 30, 10] = 0.5  # 8 voxels = 4 mm: within the clearance
+    prob[30, 30, 13] = 0.5  # 3 voxels = 6 mm (it touches nothing: the label ends at k = 11)
+    prob[30, 33:47, 10] = 0.3  # a tube starting at the label's edge (j = 32 is labelled, 33 its neighbour)...
+    prob[30, 46, 10] = 0.8  # ...peaking 16 voxels = 8 mm away
+    prob[30, 32, 10] = 0.3  # it touches the microbleed
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    entry = {
+        "image": MetaTensor(torch.zeros(1, *shape), affine=torch.as_tensor(affine)),
+        "label": label[None],
+        "centres": object_centres(label),
+    }
+    miner = TwoStageTraining([], [], [], None, "unused", mining_threshold=0.15)
+    vox, scores = miner._mimics(entry, prob)
+    assert vox.tolist() == [[30, 30, 13]] and scores.tolist() == pytest.approx([0.5])
+
+
 def test_flags_from_the_command_line():
     assert as_bool("false") is False and as_bool("True") is True and as_bool(" yes ") is True and as_bool(0) is False
     with pytest.raises(ValueError, match="crossval must be true or false"):

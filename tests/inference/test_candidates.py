@@ -27,3 +27,13 @@ def test_ties_and_empty_maps():
     prob[1:3, 1, 1] = 0.5  # two voxels with the same peak value: the first in scan order
     assert candidates_from_map(prob).centres.tolist() == [[1.0, 1.0, 1.0]]
     assert len(candidates_from_map(np.zeros((4, 4, 4)))) == 0
+
+
+def test_threshold_is_inclusive_and_used():
+    prob = np.zeros((8, 8, 8), np.float32)
+    prob[1, 1, 1] = 0.25  # exactly at the threshold (exact in float32): a candidate
+    prob[5, 5, 5] = np.nextafter(np.float32(0.25), np.float32(0))  # just below: not
+    prob[3, 6, 2] = 0.4
+    c = candidates_from_map(prob, threshold=0.25)
+    assert c.centres.tolist() == [[1.0, 1.0, 1.0], [3.0, 6.0, 2.0]]
+    assert candidates_from_map(prob, threshold=0.3).centres.tolist() == [[3.0, 6.0, 2.0]]

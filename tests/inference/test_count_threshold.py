@@ -84,6 +84,15 @@ def test_mask_restricts_the_components():
     assert inst[18, 5, 12] == 1 and inst[18, 18, 18] == 2
 
 
+def test_non_box_mask_excludes_peaks_inside_its_bounding_box():
+    """An L-shaped ROI whose bounding box is the whole volume: the highest peak lies outside the L."""
+    heat = _blobs(PEAKS)
+    mask = np.ones(heat.shape, bool)
+    mask[:12, :12, :] = False  # holds the peak at (5, 5, 5) only
+    inst, _ = count_matched_objects(heat, 2, mask)
+    assert not inst[~mask].any() and inst[5, 18, 5] == 1 and inst[18, 5, 12] == 2
+
+
 def test_errors():
     with pytest.raises(ValueError, match="3D"):
         count_matched_objects(np.zeros((4, 4)), 1)

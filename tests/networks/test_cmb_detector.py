@@ -136,6 +136,24 @@ def test_detector_table_and_empty_scans(unet):
     assert float(prob[torch.as_tensor(mask[0]) == 0].abs().max()) == 0.0 and float(both["prob"][1].max()) < 0.2
 
 
+def test_detector_uses_its_candidate_threshold(unet):
+    """The configured threshold, not the paper's 0.2, decides the candidates (every one at or above it)."""
+    img, lab = _toy((48, 48, 40), 4, 9, 10)
+    cnn = MimicCNN(features=(8, 8, 8), hidden=16).eval()
+    tables = {}
+    for thr in (0.2, None):  # None: between the two lowest stage-1 peaks at 0.2: the lowest must go
+        if thr is None:
+            peaks = np.sort(tables[0.2][:, 4].numpy())
+            thr = float(peaks[0] + peaks[1]) / 2
+        det = TwoStageCMBDetector([unet], [cnn], tile_size=(32, 32, 32), threshold=thr, return_map=True).eval()
+        out = det(torch.as_tensor(img)[None], torch.ones(1, 1, 48, 48, 40))
+        table = out["table"][0][torch.isfinite(out["table"][0][:, 3])]
+        assert (table[:, 4] >= thr).all()
+        assert len(table) == len(candidates_from_map(out["prob"][0, 0].numpy(), thr))
+        tables[0.2 if thr == 0.2 else "high"] = table
+    assert len(tables["high"]) >= 2  # (a higher threshold may split a component: the counts are not compared)
+
+
 def test_detector_errors():
     with pytest.raises(ValueError, match="at least one stage-1"):
         TwoStageCMBDetector([])
