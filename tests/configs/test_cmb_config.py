@@ -4,8 +4,10 @@ inference writes the detections table, evaluation writes metrics.json, and a sca
 
 from __future__ import annotations
 
+import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, config_files, run_bundle
@@ -39,16 +41,30 @@ def trained(cohort, tmp_path_factory):
     return out, args, log
 
 
-def test_training_runs_both_stages_with_out_of_fold_mining(trained):
+def test_training_runs_both_stages_with_out_of_fold_mining(trained, cohort):
     out, _, log = trained
     ckpts = {p.stem for p in (out / "checkpoints").glob("*.pt")}
     # leave-two-out over 3 training subjects: folds {0, 1} and {2}; stage 1 per fold for mining, stage 2 per fold
     # for the cross-validation, then the final four networks
     want = {f"{f}_{m}" for f in ("fold00", "fold01", "final") for m in MEMBERS}
     assert ckpts == want
-    for sid in ("sub-0000", "sub-0001", "sub-0002"):
+    # mined mimics: out of fold (the fold that held the subject out), at or above the mining threshold, clear of
+    # every microbleed (5 mm from its centre, less the working grid's rounding), world = the voxel's position
+    entries = {e["subject"]: e for e in json.loads(cohort.read_text())["training"]}
+    n_mimics = 0
+    for fold, sid in ((0, "sub-0000"), (0, "sub-0001"), (1, "sub-0002")):
         mimics = read_mimics(out / "mimics" / f"{sid}_mimics.csv")
         assert mimics.ndim == 2 and mimics.shape[1] == 3
+        with open(out / "mimics" / f"{sid}_mimics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [[int(r[a]) for a in "ijk"] for r in rows] == mimics.tolist()
+        centres = [les["centre_mm"] for les in json.loads((cohort.parent / entries[sid]["lesions"]).read_text())]
+        for r in rows:
+            assert int(r["fold"]) == fold and float(r["stage1_score"]) >= 0.15 and r["subject"] == sid
+            world = np.array([float(r[a]) for a in "xyz"])
+            assert all(np.linalg.norm(world - np.asarray(c)) >= 5.0 - 1.8 for c in centres)
+        n_mimics += len(rows)
+    assert n_mimics > 0
     assert "mimics mined" in log and "saved the detector (2 + 2 networks)" in log
     summary = json.loads((out / "crossval" / "summary.json").read_text())
     for stage in ("stage1", "two_stage"):

@@ -115,10 +115,10 @@ def test_inference_and_evaluation_write_table_maps_and_figures(trained, cohort, 
         ids = set(np.unique(np.asarray(boxes.dataobj))) - {0}
         mine = [r for r in rows if r["subject"] == sid]
         assert ids <= {int(r["lesion_id"]) for r in mine}  # every box drawn belongs to a written row
-        for r in mine[:5]:  # a box sits on its row's centre
+        for r in mine[:5]:  # a box sits on its row's centre (rows are on the image grid: centres inside it)
             i, j, k = (int(round(float(r[c]))) for c in "ijk")
-            if all(0 <= v < s for v, s in zip((i, j, k), boxes.shape)):
-                assert np.asarray(boxes.dataobj)[i, j, k] > 0
+            assert all(0 <= v < s for v, s in zip((i, j, k), boxes.shape))
+            assert np.asarray(boxes.dataobj)[i, j, k] > 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     scans = {s["subject"]: s for s in metrics["per_scan"]}
     assert scans["blank"]["n_ref"] == 0 and scans["blank"]["tp"] == 0  # a scan without objects: only FPs
@@ -126,7 +126,15 @@ def test_inference_and_evaluation_write_table_maps_and_figures(trained, cohort, 
     figures = json.loads((tmp_path / "multirater.json").read_text())
     lesions = json.loads((cohort.parent / d["testing"][0]["lesions"]).read_text())
     assert figures["references"] == sum(r["n_voxels"] >= 5 for r in lesions)  # the paper's inclusion rule
-    assert figures["scans"] == 2 and figures["fp_per_scan"] <= 10.0
+    assert figures["scans"] == 2 and figures["fp_per_scan"] <= figures["settings"]["max_fp"] == 10.0
+    # the operating point follows max_fp: at 0.5 FP per scan the threshold rises and nothing is found more often
+    from bundle.evaluation import multirater_figures
+
+    strict = multirater_figures(str(cohort), str(tmp_path / "detections.csv"), "testing", max_fp=0.5)
+    assert strict["fp_per_scan"] <= 0.5 and strict["threshold"] >= figures["threshold"]
+    assert strict["sensitivity"] <= figures["sensitivity"]
+    rows_at = [r for r in rows if float(r["score"]) >= figures["threshold"]]
+    assert round(figures["fp_per_scan"] * 2) <= len(rows_at)  # FPs are rows at or above the operating score
     assert sum(b["n"] for b in figures["sensitivity_by_size"]) == figures["references"]
     assert set(figures["overlap_vs_agreement"]) == {"all_agree", "some_nothing", "mannwhitney_p"}
 
