@@ -25,6 +25,7 @@ from ..data.io import write_json
 from ..inference.detections import read_detections
 from ..metrics import (
     LABEL_FORMATS,
+    VALDO_TASKS,
     RULES,
     evaluate_scan,
     label_instances,
@@ -32,10 +33,11 @@ from ..metrics import (
     objects_from_map,
     objects_from_table,
     summarise_scans,
+    valdo_scan,
 )
 from .plots import plot_froc
 
-__all__ = ["evaluate", "main"]
+__all__ = ["evaluate", "evaluate_valdo", "main"]
 logger = logging.getLogger(__name__)
 
 
@@ -112,6 +114,11 @@ def evaluate(
         raise ValueError("give exactly one of detections (a CSV table) or predictions (a folder of maps)")
     if detections is not None and rule == "overlap":
         raise ValueError("a detections table has no object masks: use rule distance_mm or distance_voxels")
+    if rule == "valdo":
+        if detections is not None:
+            raise ValueError("rule valdo evaluates predicted maps, as the challenge did: give predictions, not a table")
+        return evaluate_valdo(datalist, output_dir, predictions, split, threshold, connectivity, subjects=subjects,
+                              **match_kwargs)  # fmt: skip
     entries = load_datalist(datalist, split)
     table = read_detections(detections) if detections else None
     unknown = sorted(set(table) - {e["subject"] for e in entries}) if table else []
@@ -165,6 +172,52 @@ def evaluate(
     return out
 
 
+def evaluate_valdo(
+    datalist: str,
+    output_dir: str,
+    predictions: str,
+    split: str = "testing",
+    threshold: float = 0.5,
+    connectivity: int = 26,
+    task: str = "microbleeds",
+    thresh_assign: float = 0.1,
+    official_ties: bool = False,
+    subjects: Sequence[str] | None = None,
+) -> dict:
+    """The VALDO 2021 figures of predicted maps (:func:`bundle.metrics.valdo_scan`) per scan, and over scans the
+    summed TP/FP/FN, the mean and median F1 of the scans where it is defined, the mean count difference; writes
+    ``output_dir/metrics.json``. An instance-map label is binarised (the challenge's masks are 0/1, or 0.5 where
+    raters disagree)."""
+    entries = load_datalist(datalist, split)
+    if subjects is not None:
+        entries = [e for e in entries if e["subject"] in set(subjects)]
+    per_scan = []
+    for entry in entries:
+        if not entry.get("label"):
+            raise DatalistError(f"{entry['subject']}: no 'label' to evaluate against")
+        label = load_volume(entry["label"], entry["subject"], "label")
+        m, _ = _prediction_map(Path(predictions), entry, label)
+        ref = label[0].numpy().astype(float)
+        ref = ref if np.isin(ref, (0.0, 0.5, 1.0)).all() else (ref > 0).astype(float)
+        res = valdo_scan(ref, m, np.asarray(label.pixdim, float), task, thresh_assign, connectivity, threshold,
+                         official_ties)  # fmt: skip
+        per_scan.append({"subject": entry["subject"], **{k: v for k, v in res.items() if k != "table"},
+                         "table": res["table"]})  # fmt: skip
+    f1 = np.array([s["f1"] for s in per_scan], float)
+    diffs = [s["count_abs_diff"] for s in per_scan if s["count_abs_diff"] is not None]
+    pooled = {"scans": len(per_scan), **{k: int(sum(s[k] for s in per_scan)) for k in ("tp", "fp", "fn")},
+              "f1_mean": float(np.nanmean(f1)) if np.isfinite(f1).any() else float("nan"),
+              "f1_median": float(np.nanmedian(f1)) if np.isfinite(f1).any() else float("nan"),
+              "scans_f1_undefined": int(np.isnan(f1).sum()),
+              "count_abs_diff_mean": float(np.mean(diffs)) if diffs else None}  # fmt: skip
+    settings = {"datalist": str(datalist), "split": split, "rule": "valdo", "task": task, "limit": thresh_assign,
+                "threshold": threshold, "connectivity": connectivity, "official_ties": official_ties,
+                "predictions": predictions}  # fmt: skip
+    out = {"settings": settings, "pooled": pooled, "per_scan": per_scan}
+    write_json(out, Path(output_dir) / "metrics.json")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bundle.evaluation", description=__doc__.split("\n\n")[0])
     p.add_argument("--datalist", required=True)
@@ -173,7 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--detections", help="detections.csv")
     src.add_argument("--predictions", help="folder of predicted maps")
     p.add_argument("--output_dir", required=True)
-    p.add_argument("--rule", choices=RULES, default=None, help="default: overlap for maps, distance_mm for tables")
+    p.add_argument("--rule", choices=(*RULES, "valdo"), default=None,
+                   help="default: overlap for maps, distance_mm for tables; valdo: the challenge's official figures")
+    p.add_argument("--valdo_task", choices=VALDO_TASKS, default="microbleeds")
+    p.add_argument("--valdo_limit", type=float, default=None,
+                   help="rule valdo: distance limit in mm (microbleeds, lacunes; strict <) or IoU limit (epvs); "
+                   "default 0.1, the official code's")
+    p.add_argument("--official_ties", action="store_true",
+                   help="rule valdo: count every prediction tied at the best distance/IoU as TP, as the official code")
     p.add_argument("--min_overlap", type=float, default=None)
     p.add_argument("--max_distance", type=float, default=None, help="mm or voxels, by rule (5 mm / 3 voxels)")
     p.add_argument("--threshold", type=float, default=0.5)
@@ -188,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     rule = a.rule or ("distance_mm" if a.detections else "overlap")
     kw = {k: v for k, v in (("min_overlap", a.min_overlap), ("max_distance", a.max_distance)) if v is not None}
+    if rule == "valdo":
+        kw = {"task": a.valdo_task, "official_ties": a.official_ties}
+        kw.update({"thresh_assign": a.valdo_limit} if a.valdo_limit is not None else {})
     try:
         out = evaluate(
             a.datalist,
@@ -207,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     f = out["pooled"]
+    if rule == "valdo":
+        print(f"{f['scans']} scans (VALDO {a.valdo_task}): TP {f['tp']}, FP {f['fp']}, FN {f['fn']}, F1 mean "
+              f"{f['f1_mean']:.3f}, median {f['f1_median']:.3f}; wrote {a.output_dir}/metrics.json")
+        return 0
     print(
         f"{f['scans']} scans: sensitivity {f['sensitivity']:.3f}, FP per scan {f['fp_per_scan']:.2f}, "
         f"precision {f['precision']:.3f}, F1 {f['f1']:.3f}, CPM {f['cpm']:.3f}; wrote {a.output_dir}/metrics.json"

@@ -16,6 +16,7 @@ from .objects import (
     objects_from_map,
     objects_from_table,
 )
+from .valdo import VALDO_TASKS, valdo_scan
 
 __all__ = [
     "DEFAULT_SIZE_BINS_MM",
@@ -23,6 +24,7 @@ __all__ = [
     "LUNA16_FPS",
     "LesionDetectionMetric",
     "RULES",
+    "VALDO_TASKS",
     "Objects",
     "connected_components",
     "cpm_score",
@@ -37,4 +39,5 @@ __all__ = [
     "objects_from_map",
     "objects_from_table",
     "summarise_scans",
+    "valdo_scan",
 ]

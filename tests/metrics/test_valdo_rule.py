@@ -1,0 +1,103 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The VALDO 2021 rule (``bundle.metrics.valdo_scan``, ``--rule valdo``): the official code's answers on minimal
+cases (read from it and checked by running it; docs/evaluation.md), and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bundle.evaluation import main as evaluate_main
+from bundle.metrics import valdo_scan
+
+S = (10, 6, 8)
+
+
+def _pts(points, value=1.0, shape=S):
+    a = np.zeros(shape)
+    for p in points:
+        a[tuple(p)] = value
+    return a
+
+
+CASES = [  # (what, ref voxels, pred voxels, zooms, limit, official F1, TP, FP, FN)
+    ("exactly at the limit: not a hit (strict <)", [(2, 2, 2)], [(2, 2, 4)], (1, 1, 1), 2.0, 0.0, 0, 1, 1),
+    ("contested reference: the loser is not moved", [(2, 2, 2), (7, 2, 2)], [(2, 2, 2), (4, 2, 2)], (1, 1, 1),
+     3.5, 0.5, 1, 1, 1),
+    ("equidistant: the lower reference label", [(2, 2, 2), (6, 2, 2)], [(2, 2, 2), (4, 2, 2)], (1, 1, 1), 3.0,
+     0.5, 1, 1, 1),
+    ("distance in the prediction's voxel size", [(2, 2, 2)], [(2, 2, 3)], (1, 1, 5), 3.0, 0.0, 0, 1, 1),
+    ("half-voxel slices", [(2, 2, 2)], [(2, 2, 3)], (1, 1, 0.5), 1.0, 1.0, 1, 0, 0),
+    ("26-connected reference corner pair is one lesion", [(2, 2, 2), (3, 3, 3)], [(2, 2, 2)], (1, 1, 1), 1.0, 1.0,
+     1, 0, 0),
+    ("prediction empty", [(2, 2, 2)], [], (1, 1, 1), 3.0, 0.0, 0, 0, 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_official_answers_on_minimal_cases(case):
+    _, ref, pred, zooms, limit, f1, tp, fp, fn = case
+    res = valdo_scan(_pts(ref), _pts(pred), zooms, "microbleeds", limit)
+    assert (res["tp"], res["fp"], res["fn"]) == (tp, fp, fn) and res["f1"] == pytest.approx(f1)
+    assert res["count_abs_diff"] == abs(res["n_ref"] - res["n_pred"])
+    assert valdo_scan(_pts(ref), _pts(pred), zooms, "lacunes", limit)["count_abs_diff"] is None  # not reported
+
+
+def test_ties_empty_references_threshold_and_volume():
+    ref, pred = _pts([(4, 2, 4)]), _pts([(4, 2, 2), (4, 2, 6)])  # two predictions 2 mm either side
+    assert valdo_scan(ref, pred, (1, 1, 1), "microbleeds", 3.0)["f1"] == pytest.approx(2 / 3)
+    official = valdo_scan(ref, pred, (1, 1, 1), "microbleeds", 3.0, official_ties=True)
+    assert (official["tp"], official["fp"], official["f1"]) == (2, 0, 1.0)  # the official tie bug, on request
+    for r, p in ((np.zeros(S), np.zeros(S)), (np.zeros(S), _pts([(2, 2, 2)]))):
+        assert math.isnan(valdo_scan(r, p, (1, 1, 1), "microbleeds", 3.0)["f1"])  # empty reference: NaN
+    soft = _pts([(2, 2, 2)], 0.5) + _pts([(7, 2, 2)], 0.49)  # >= 0.5 counts; its values give the volume
+    res = valdo_scan(_pts([(2, 2, 2)]), soft, (1, 1, 2), "microbleeds", 1.0)
+    assert res["n_pred"] == 1 and res["f1"] == 1.0 and res["abs_volume_diff"] == pytest.approx(0.5 * 2)
+    assert res["mean_dice"] == pytest.approx(1.0)
+    assert res["table"] == [[1, 1, 0.0, "TP"]]
+
+
+def test_epvs_rule_by_overlap():
+    ref = _pts([(2, 2, 2)])
+    ref[5, 1:5, 5] = 1  # a 4-voxel tube
+    pred = _pts([(2, 2, 2)])
+    pred[5, 1, 5] = 1  # IoU 1/4 with the tube
+    res = valdo_scan(ref, pred, (1, 1, 1), "epvs", 0.25)
+    # IoU must exceed the limit; the tube is overlapped, so it is not an FN (official), and the weak one is FP
+    assert (res["tp"], res["fp"], res["fn"]) == (1, 1, 0) and res["f1"] == pytest.approx(2 / 3)
+    assert valdo_scan(ref, pred, (1, 1, 1), "epvs", 0.2)["tp"] == 2
+    # no prediction overlaps any reference (the official code raises KeyError here): all FP, all FN
+    far = valdo_scan(ref, _pts([(8, 4, 1)]), (1, 1, 1), "epvs", 0.1)
+    assert (far["tp"], far["fp"], far["fn"], far["f1"]) == (0, 1, 2, 0.0)
+
+
+def test_command_line_rule_valdo(tmp_path, capsys):
+    entries = []
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    for sid, ref, pred in (("a", [(2, 2, 2), (7, 2, 2)], [(2, 2, 2), (4, 2, 2)]), ("b", [], [(2, 2, 2)])):
+        nib.save(nib.Nifti1Image(_pts(ref).astype(np.uint8), affine), str(tmp_path / f"{sid}_ref.nii.gz"))
+        nib.save(nib.Nifti1Image(_pts(pred).astype(np.float32), affine), str(pred_dir / f"{sid}.nii.gz"))
+        entries.append({"subject": sid, "image": [str(tmp_path / f"{sid}_ref.nii.gz")],
+                        "label": str(tmp_path / f"{sid}_ref.nii.gz")})  # fmt: skip
+    dl = tmp_path / "d.json"
+    dl.write_text(json.dumps({"modalities": ["swi"], "classes": ["cmb"], "testing": entries}))
+    args = ["--datalist", str(dl), "--predictions", str(pred_dir), "--output_dir", str(tmp_path / "o"),
+            "--rule", "valdo", "--valdo_limit", "3.5"]  # fmt: skip
+    assert evaluate_main(args) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["settings"]["task"] == "microbleeds" and m["settings"]["limit"] == 3.5
+    assert [s["f1"] for s in m["per_scan"]][0] == 0.5 and m["per_scan"][1]["f1"] is None  # NaN -> null
+    assert (m["pooled"]["tp"], m["pooled"]["fp"], m["pooled"]["fn"]) == (1, 2, 1)
+    assert m["pooled"]["f1_mean"] == 0.5 and m["pooled"]["scans_f1_undefined"] == 1
+    assert "TP 1, FP 2, FN 1" in capsys.readouterr().out
+    table = tmp_path / "t.csv"
+    table.write_text("subject,score,i,j,k\na,0.5,1,1,1\n")
+    assert evaluate_main(["--datalist", str(dl), "--detections", str(table), "--output_dir", str(tmp_path / "x"),
+                          "--rule", "valdo"]) == 1  # fmt: skip
+    assert "give predictions, not a table" in capsys.readouterr().err
