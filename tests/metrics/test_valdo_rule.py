@@ -101,3 +101,67 @@ def test_command_line_rule_valdo(tmp_path, capsys):
     assert evaluate_main(["--datalist", str(dl), "--detections", str(table), "--output_dir", str(tmp_path / "x"),
                           "--rule", "valdo"]) == 1  # fmt: skip
     assert "give predictions, not a table" in capsys.readouterr().err
+
+
+# ---- against the official code's answers, recorded as facts (tests/benchmarks/compare_valdo_official.py) ----------
+FIXTURES = json.loads((__import__("pathlib").Path(__file__).parent / "valdo_official.json").read_text())
+NEIGHBOURS = {1: 6, 2: 18, 3: 26}
+
+
+def _arrays(pair):
+    ref, pred = np.zeros(pair["shape"], np.float32), np.zeros(pair["shape"], np.float32)
+    for i, j, k in pair["ref"]:
+        ref[i, j, k] = 1.0
+    for i, j, k, v in pair["pred"]:
+        pred[i, j, k] = v
+    return ref, pred
+
+
+def _ours(pair, official_ties):
+    ref, pred = _arrays(pair)
+    zooms = np.asarray(pair["pred_zooms"], np.float32)  # the official code uses the prediction's header zooms
+    return valdo_scan(ref, pred, zooms, pair["task"], pair["thresh_assign"], NEIGHBOURS[pair["connectivity"]],
+                      official_ties=official_ties)  # fmt: skip
+
+
+def _close(a, b):
+    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-6 * max(1, abs(b)))
+
+
+def test_every_recorded_pair_equals_the_official_figures():
+    """On 142 mask pairs (hand-made edge cases and random ones, 1 mm and 0.5 x 0.5 x 2 mm, Tasks 1-3) the valdo
+    rule with the official tie behaviour gives the official TP, FP, FN, F1, count difference, mean Dice and volume
+    difference, and the same match table."""
+    pairs = FIXTURES["pairs"]
+    assert len(pairs) >= 140 and {p["task"] for p in pairs} == {"microbleeds", "lacunes", "epvs"}
+    for pair in pairs:
+        off, res = pair["official"], _ours(pair, official_ties=True)
+        got = {"TP": res["tp"], "FP": res["fp"], "FN_official": res["fn"], "n_ref": res["n_ref"],
+               "n_pred": res["n_pred"]}  # fmt: skip
+        assert got == {k: off[k] for k in got}, pair["id"]
+        f1 = None if math.isnan(res["f1"]) else res["f1"]
+        dice = None if math.isnan(res["mean_dice"]) else res["mean_dice"]
+        assert _close(f1, off["F1"]) and _close(dice, off["mean_dice"]), pair["id"]
+        assert _close(res["abs_volume_diff"], off["abs_vol_diff"]), pair["id"]
+        assert _close(None if res["count_abs_diff"] is None else float(res["count_abs_diff"]), off["abs_count_diff"])
+        official_rows = sorted((r["seg"], r["ref"], r["category"]) for r in off["table"])
+        assert sorted((a, b, c) for a, b, _, c in res["table"]) == official_rows, pair["id"]
+
+
+def test_without_the_tie_bug_only_tied_pairs_differ():
+    tied = [p for p in FIXTURES["pairs"] if p["official"]["ties"]]
+    assert len(tied) >= 10
+    for pair in FIXTURES["pairs"]:
+        res = _ours(pair, official_ties=False)
+        if pair["official"]["ties"]:  # one TP per reference: the extra TPs become FPs
+            assert res["tp"] < pair["official"]["TP"] and res["tp"] <= res["n_ref"], pair["id"]
+        else:
+            assert (res["tp"], res["fp"]) == (pair["official"]["TP"], pair["official"]["FP"]), pair["id"]
+
+
+def test_official_crash_cases_give_all_false_positives():
+    """Where the official code raises (EPVS: no prediction overlaps any reference), every prediction is FP."""
+    assert len(FIXTURES["skipped"]) == 5
+    for pair in FIXTURES["skipped"]:
+        res = _ours(pair, official_ties=True)
+        assert res["tp"] == 0 and res["fp"] == res["n_pred"] > 0 and res["fn"] == res["n_ref"] > 0 and res["f1"] == 0
