@@ -26,6 +26,7 @@ from ..inference.detections import read_detections
 from ..metrics import (
     LABEL_FORMATS,
     VALDO_TASKS,
+    connected_components,
     RULES,
     evaluate_scan,
     label_instances,
@@ -49,7 +50,10 @@ def _reference(entry: dict, label_format: str = "auto", connectivity: int = 26):
     records = json.loads(Path(entry["lesions"]).read_text()) if entry.get("lesions") else []
     classes = {int(r["id"]): str(r["class"]) for r in records}
     spacing = np.asarray(label.pixdim, float)
-    inst, how = label_instances(label[0].numpy(), label_format, connectivity, known_ids=bool(records))
+    try:
+        inst, how = label_instances(label[0].numpy(), label_format, connectivity, known_ids=bool(records))
+    except ValueError as err:
+        raise DatalistError(f"{entry['subject']}: label {entry['label']}: {err} (see --label_format)") from None
     if how == "binary" and label_format == "auto":
         logger.info("%s: label %s holds only 0 and 1 in separate components: read as a binary mask, one lesion "
                     "per %d-connected component (label_format)", entry["subject"], entry["label"], connectivity)
@@ -68,9 +72,15 @@ def _prediction_map(folder: Path, entry: dict, label) -> tuple[np.ndarray, Path]
 
 
 def _check_instances(m: np.ndarray, path: Path, subject: str, connectivity: int) -> None:
-    """An instance map never gives separate objects one id; a 0/1 map with several components is a binary mask."""
-    _, how = label_instances(m, "auto", connectivity)
-    if how == "binary":
+    """An instance map holds integer ids and never gives separate objects one id: refuse a probability map or a
+    0/1 mask given as one."""
+    values = np.unique(m)
+    if not np.all(values == np.round(values)):
+        raise DatalistError(
+            f"{subject}: prediction {path} holds non-integer values (a probability map?), not instance ids: evaluate "
+            "it without --instances (instances: false), which thresholds it at --threshold"
+        )
+    if values.max(initial=0) <= 1 and connected_components(m != 0, 26).max() > 1:
         raise DatalistError(
             f"{subject}: prediction {path} holds only 0 and 1 in separate components, a binary mask, not an instance "
             f"map: evaluate it without --instances (instances: false), which takes its {connectivity}-connected "
@@ -117,6 +127,10 @@ def evaluate(
     if rule == "valdo":
         if detections is not None:
             raise ValueError("rule valdo evaluates predicted maps, as the challenge did: give predictions, not a table")
+        other = sorted(set(match_kwargs) - {"task", "thresh_assign", "official_ties"})
+        if instances or score_threshold is not None or label_format != "auto" or other:
+            raise ValueError("rule valdo reads 0/1 (or 0/0.5/1) masks and thresholds predictions at --threshold; it "
+                             f"takes no instances, score_threshold, label_format or {other or 'other options'}")
         return evaluate_valdo(datalist, output_dir, predictions, split, threshold, connectivity, subjects=subjects,
                               **match_kwargs)  # fmt: skip
     entries = load_datalist(datalist, split)
@@ -190,6 +204,9 @@ def evaluate_valdo(
     raters disagree)."""
     entries = load_datalist(datalist, split)
     if subjects is not None:
+        missing = sorted(set(subjects) - {e["subject"] for e in entries})
+        if missing:
+            raise ValueError(f"subjects {missing[:5]} are not in the {split} list of {datalist}")
         entries = [e for e in entries if e["subject"] in set(subjects)]
     per_scan = []
     for entry in entries:
@@ -249,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     rule = a.rule or ("distance_mm" if a.detections else "overlap")
     kw = {k: v for k, v in (("min_overlap", a.min_overlap), ("max_distance", a.max_distance)) if v is not None}
     if rule == "valdo":
+        if kw:
+            print("error: rule valdo takes --valdo_limit, not --max_distance or --min_overlap", file=sys.stderr)
+            return 1
         kw = {"task": a.valdo_task, "official_ties": a.official_ties}
         kw.update({"thresh_assign": a.valdo_limit} if a.valdo_limit is not None else {})
     try:

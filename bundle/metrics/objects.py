@@ -73,23 +73,29 @@ def label_instances(label: np.ndarray, label_format: str = "auto", connectivity:
                     known_ids: bool = False) -> tuple[np.ndarray, str]:
     """A label map as an instance map, and how it was read (``"instances"`` or ``"binary"``).
 
-    ``label_format``: ``"instances"`` (each positive id one lesion, as the bundle's simulators and importers write
-    them), ``"binary"`` (0/1 mask, e.g. VALDO's: each connected component at ``connectivity`` one lesion) or
-    ``"auto"``: a map holding only 0 and 1 whose foreground has several separate components is binary (an instance
-    map would give them different ids) unless ``known_ids`` (a lesion file lists the map's ids); anything else is
-    an instance map. A single component reads the same either way.
+    ``label_format``: ``"instances"`` (each positive integer id one lesion, as the bundle's simulators and importers
+    write them), ``"binary"`` (a mask such as VALDO's, 0/1 or 0/0.5/1 where raters disagree: each connected
+    component of its non-zero voxels at ``connectivity`` one lesion) or ``"auto"``: an instance map when a lesion
+    file lists its ids (``known_ids``) or it holds integer ids above 1; otherwise (only 0 and 1, or fractions) a
+    mask, reported ``"binary"`` when its foreground has several 26-connected parts or fractional values (a single
+    0/1 lesion reads the same either way).
+
+    Raises:
+        ValueError: unknown ``label_format``; ``instances`` (given or known) with non-integer values.
     """
     if label_format not in LABEL_FORMATS:
         raise ValueError(f"label_format must be one of {LABEL_FORMATS}, got {label_format!r}")
     label = np.asarray(label)
-    if label_format == "instances" or (label_format == "auto" and known_ids):
+    values = np.unique(label)
+    integer = bool(np.all(values == np.round(values)))
+    if label_format == "instances" or (label_format == "auto" and (known_ids or (integer and values.max() > 1))):
+        if not integer:
+            odd = values[values != np.round(values)][:3].tolist()
+            raise ValueError(f"an instance map holds integer ids; this label has values such as {odd}")
         return label.astype(np.int64, copy=False), "instances"
-    if label_format == "auto" and np.any((label != 0) & (label != 1)):
-        return label.astype(np.int64, copy=False), "instances"
-    comps = connected_components(label > 0, connectivity).astype(np.int64)
-    if label_format == "auto" and comps.max() <= 1:
-        return label.astype(np.int64, copy=False), "instances"
-    return comps, "binary"
+    if label_format == "auto" and integer and connected_components(label != 0, 26).max() <= 1:
+        return label.astype(np.int64, copy=False), "instances"  # empty, or one lesion: the same either way
+    return connected_components(label != 0, connectivity).astype(np.int64), "binary"
 
 
 def objects_from_instances(

@@ -96,6 +96,8 @@ def valdo_scan(
     """
     if task not in VALDO_TASKS:
         raise ValueError(f"task must be one of {VALDO_TASKS}, got {task!r}")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     ref = np.round(np.asarray(ref, float), 1)
     pred = np.asarray(pred, float)
     if ref.shape != pred.shape or ref.ndim != 3:
@@ -115,8 +117,11 @@ def valdo_scan(
         rows = _by_distance(seg_cc, n_seg, ref_cc, n_ref, zooms, thresh_assign)
     for row in rows:  # categories, per reference: the best of its predictions (ties: see official_ties)
         row.append("FP")
-    for r in {row[1] for row in rows if row[1] > 0}:
-        group = [row for row in rows if row[1] == r]
+    groups: dict[int, list] = {}
+    for row in rows:
+        if row[1] > 0:
+            groups.setdefault(row[1], []).append(row)
+    for group in groups.values():
         if task == "epvs":
             best = max(row[2] for row in group)
             winners = [row for row in group if row[2] == best and row[2] > thresh_assign]
@@ -148,14 +153,22 @@ def valdo_scan(
 
 def _mean_dice(rows, ref, ref_cc, seg_cc, ref_empty, seg_empty) -> float:
     """Mean over references with a TP of the Dice between the union of every prediction assigned to the reference
-    (TP or not) and the reference's values; NaN for an empty reference, 0 for an empty prediction or no TP."""
+    (TP or not) and the reference's values; NaN for an empty reference, 0 for an empty prediction or no TP.
+    One pass over the volume, whatever the number of lesions."""
     if ref_empty:
         return float("nan")
     if seg_empty:
         return 0.0
-    dice = []
-    for r in sorted({row[1] for row in rows if row[3] == "TP"}):
-        seg = np.isin(seg_cc, [row[0] for row in rows if row[1] == r])
-        values = np.where(ref_cc == r, ref, 0.0)
-        dice.append(2 * float((seg * values).sum()) / (float(seg.sum()) + float(values.sum())))
-    return float(np.mean(dice)) if dice else 0.0
+    tp_refs = sorted({row[1] for row in rows if row[3] == "TP"})
+    if not tp_refs:
+        return 0.0
+    n_ref, n_seg = int(ref_cc.max()), int(seg_cc.max())
+    lut = np.zeros(n_seg + 1, np.int64)  # prediction label -> the reference it was assigned to (0: none)
+    for row in rows:
+        lut[row[0]] = max(row[1], 0)
+    owner = lut[seg_cc]
+    inside = (ref_cc > 0) & (owner == ref_cc)
+    overlap = np.bincount(ref_cc[inside], weights=ref[inside], minlength=n_ref + 1)  # sum of T x R per reference
+    ref_sum = np.bincount(ref_cc.ravel(), weights=ref.ravel(), minlength=n_ref + 1)
+    seg_sum = np.bincount(lut, weights=np.bincount(seg_cc.ravel(), minlength=n_seg + 1), minlength=n_ref + 1)
+    return float(np.mean([2 * overlap[r] / (seg_sum[r] + ref_sum[r]) for r in tp_refs]))

@@ -160,6 +160,11 @@ def test_binary_label_masks_are_split_into_components(tmp_path, capsys):
     assert "sub-0: prediction" in err and "sub-0.nii.gz" in err and "without --instances" in err
     assert evaluate_main(args) == 0
     assert json.loads((tmp_path / "p" / "metrics.json").read_text())["pooled"]["tp"] == 8
+    for e in entries:  # a probability map given as an instance map is refused too
+        img = nib.load(e["label"])
+        prob = nib.Nifti1Image(np.asarray(img.dataobj) * np.float32(0.7), img.affine)
+        nib.save(prob, str(pred / f"{e['subject']}.nii.gz"))
+    assert evaluate_main([*args, "--instances"]) == 1 and "non-integer values" in capsys.readouterr().err
 
 
 def test_label_instances_reads_ids_components_and_connectivity():
@@ -183,3 +188,14 @@ def test_label_instances_reads_ids_components_and_connectivity():
     assert label_instances(single, "binary")[0].max() == 1
     with pytest.raises(ValueError, match="label_format"):
         label_instances(lab, "masks")
+    soft = np.zeros((10, 10, 10), np.float32)  # VALDO's rater-disagreement masks: 0, 0.5 and 1
+    soft[1, 1, 1] = soft[5, 5, 5] = 1.0
+    soft[8, 8, 8] = 0.5
+    inst, how = label_instances(soft)
+    assert how == "binary" and inst.max() == 3 and inst[8, 8, 8] > 0  # (the 0.5 lesion used to vanish)
+    with pytest.raises(ValueError, match="integer ids"):
+        label_instances(soft, "instances")
+    corner = np.zeros((4, 4, 4), np.uint8)
+    corner[1, 1, 1] = corner[1, 2, 2] = 1  # one object joined at an edge: one lesion whatever --connectivity
+    inst, how = label_instances(corner, connectivity=6)
+    assert how == "instances" and inst.max() == 1

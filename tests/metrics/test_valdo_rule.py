@@ -61,6 +61,19 @@ def test_ties_empty_references_threshold_and_volume():
     assert res["table"] == [[1, 1, 0.0, "TP"]]
 
 
+def test_soft_reference_weights_and_threshold_check():
+    """A 0.5 reference (raters disagree) weighs half in F1 and Dice (the official code's notes case E11: its own
+    output, 0.8, puts the weights on the wrong rows; the intended weighting gives 0.75)."""
+    ref = _pts([(2, 2, 2)], 0.5) + _pts([(6, 2, 2)], 1.0)
+    pred = _pts([(2, 2, 2), (2, 2, 4), (6, 2, 2)])
+    res = valdo_scan(ref, pred, (1, 1, 1), "microbleeds", 3.0)
+    assert (res["tp"], res["fp"], res["fn"]) == (2, 1, 0)
+    assert res["f1"] == pytest.approx(2 * 1.5 / (0 + 1 + 2 * 1.5)) and res["mean_dice"] == pytest.approx(0.7)
+    assert res["abs_volume_diff"] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="threshold"):
+        valdo_scan(ref, pred, (1, 1, 1), threshold=0.0)
+
+
 def test_epvs_rule_by_overlap():
     ref = _pts([(2, 2, 2)])
     ref[5, 1:5, 5] = 1  # a 4-voxel tube
@@ -96,6 +109,17 @@ def test_command_line_rule_valdo(tmp_path, capsys):
     assert (m["pooled"]["tp"], m["pooled"]["fp"], m["pooled"]["fn"]) == (1, 2, 1)
     assert m["pooled"]["f1_mean"] == 0.5 and m["pooled"]["scans_f1_undefined"] == 1
     assert "TP 1, FP 2, FN 1" in capsys.readouterr().out
+    # a soft (0/0.5/1) label keeps its 0.5 (half weight); an instance label is made 0/1
+    soft = _pts([(2, 2, 2)], 0.5) + _pts([(7, 2, 2)], 1.0)
+    nib.save(nib.Nifti1Image(soft.astype(np.float32), affine), str(tmp_path / "a_ref.nii.gz"))
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text()) if evaluate_main(args) == 0 else None
+    assert m["per_scan"][0]["f1"] == pytest.approx(2 * 0.5 / (1.0 + 1 + 2 * 0.5))  # TP weighs 0.5, FN 1
+    nib.save(nib.Nifti1Image((_pts([(2, 2, 2)]) + 6 * _pts([(7, 2, 2)])).astype(np.int16), affine),
+             str(tmp_path / "a_ref.nii.gz"))  # fmt: skip
+    assert evaluate_main(args) == 0
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["per_scan"][0]["f1"] == 0.5
+    assert evaluate_main([*args, "--max_distance", "3"]) == 1 and "--valdo_limit" in capsys.readouterr().err
+    assert evaluate_main([*args, "--instances"]) == 1 and "takes no instances" in capsys.readouterr().err
     table = tmp_path / "t.csv"
     table.write_text("subject,score,i,j,k\na,0.5,1,1,1\n")
     assert evaluate_main(["--datalist", str(dl), "--detections", str(table), "--output_dir", str(tmp_path / "x"),
