@@ -176,6 +176,10 @@ def _write_instances(sid, masks: dict[int, Path], rater, connectivity, cls, out_
     img = nib.load(str(masks[ref]))
     inst = instances_from_mask(np.asarray(img.dataobj), connectivity)
     others = [np.asarray(nib.load(str(masks[r])).dataobj) > 0 for r in sorted(masks)] if len(masks) > 1 else []
+    for r, m in zip(sorted(masks), others):
+        if m.shape != inst.shape:
+            raise DatalistError(f"{sid}: rater {r}'s mask {masks[r]} has shape {m.shape}, the reference rater's "
+                                f"{masks[ref]} {inst.shape}")  # fmt: skip
     records = _records(inst, img.affine, cls, others)
     label = write_nifti(inst, img.affine, out_dir / "labels" / f"{sid}_instances.nii.gz", np.int32)
     lesions = write_json(records, out_dir / "labels" / f"{sid}_lesions.json")

@@ -63,6 +63,9 @@ def test_task3_multiple_raters_give_rater_labels(tmp_path):
     assert [r["raters"] for r in records] == [["lacune", "lacune"], ["lacune", "nothing"]]
     with pytest.raises(FileNotFoundError, match=r"sub-201: no mask of rater 3"):
         import_valdo(3, root, tmp_path / "out2", rater=3)
+    write_nii(d / "sub-201_space-T1_desc-Rater2_Lacunes.nii.gz", np.zeros((20, 20, 11), np.uint8), AFFINE, np.uint8)
+    with pytest.raises(DatalistError, match=r"sub-201: rater 2's mask .*Rater2_Lacunes.nii.gz has shape \(20, 20, 1"):
+        import_valdo(3, root, tmp_path / "out3")
 
 
 def test_missing_modality_and_bad_arguments(tmp_path):
