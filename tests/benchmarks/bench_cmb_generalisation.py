@@ -119,7 +119,7 @@ def fp_kinds(entries: list[dict], detections: Path, threshold: float) -> dict:
     from bundle.metrics import evaluate_scan, objects_from_table
 
     table = _table(detections)
-    kinds = {"vein": 0, "calcification": 0, "subvisible_cmb": 0, "other": 0}
+    kinds = {"vein": 0, "calcification": 0, "subvisible_cmb": 0, "cmb_over_10mm": 0, "other": 0}
     for e in entries:
         ref = _reference(e)[0]
         rows = [r for r in table.get(e["subject"], []) if float(r["score"]) >= threshold]
@@ -134,9 +134,10 @@ def fp_kinds(entries: list[dict], detections: Path, threshold: float) -> dict:
 
 
 def _kind(p: np.ndarray, mimics: list[dict]) -> str:
-    for m in mimics:  # a microbleed visible over under 2 mm (unlabelled, as raters leave it) comes first
-        if m.get("kind") == "subvisible_cmb" and np.linalg.norm(p - np.asarray(m["centre_mm"])) <= 2.5:
-            return "subvisible_cmb"
+    for m in mimics:  # a microbleed visible outside 2-10 mm (unlabelled, as raters leave it) comes first
+        unlabelled = m.get("kind") in ("subvisible_cmb", "cmb_over_10mm")
+        if unlabelled and np.linalg.norm(p - np.asarray(m["centre_mm"])) <= 2.5:
+            return m["kind"]
     for m in mimics:
         if m.get("kind") == "vein" and "points_mm" in m:
             pts = np.asarray(m["points_mm"], float)

@@ -209,7 +209,7 @@ def box_integrate(f: np.ndarray, pitch, width, n_out) -> np.ndarray:
 
 
 VISIBLE_RATIO = 0.5  # a voxel belongs to a microbleed's label when it lowers the magnitude under this fraction
-MIN_VISIBLE_MM = 2.0  # microbleeds visible over less (equivalent-sphere diameter) are not labelled (raters: 2-10 mm)
+MIN_VISIBLE_MM, MAX_VISIBLE_MM = 2.0, 10.0  # raters count microbleeds of 2-10 mm visible (equivalent) diameter
 
 
 def complex_gaussian(z: np.ndarray, sigma_vox) -> np.ndarray:
@@ -687,6 +687,34 @@ def _calcifications(anat, hs, rng) -> list[dict]:
     return out
 
 
+def _compete(records: list[dict], shape, spacing, hidden: list) -> tuple[np.ndarray, list[dict]]:
+    """Label map of the microbleeds ``records`` (each ``id``, ``box``, ``own`` (its visible voxels in the box),
+    ``dist`` (their distances to its centre), ``world``): a voxel several darken goes to the nearest. Those visible
+    outside the raters' 2-10 mm are left unlabelled, appended to ``hidden``, and the others compete again without
+    them, so a neighbour keeps its whole extent. Returns the map and the records kept."""
+    label = np.zeros(shape, np.int16)
+    best = np.full(shape, np.inf, np.float32)
+    while True:
+        label[:], best[:] = 0, np.inf
+        for rec in records:
+            box, own, dist = rec["box"], rec["own"], rec["dist"]
+            take = np.zeros_like(own)
+            take[own] = dist < best[box][own]
+            label[box][take] = rec["id"]
+            best[box][take] = dist[take[own]]
+        sizes = np.bincount(label.ravel(), minlength=max((r["id"] for r in records), default=0) + 1)
+        out = []
+        for rec in records:
+            d = float((6.0 * sizes[rec["id"]] * np.prod(spacing) / np.pi) ** (1 / 3))
+            if not MIN_VISIBLE_MM <= d <= MAX_VISIBLE_MM:
+                out.append(rec["id"])
+                hidden.append({"kind": "subvisible_cmb" if d < MIN_VISIBLE_MM else "cmb_over_10mm",
+                               "centre_mm": np.round(rec["world"], 3).tolist(), "diameter_mm": round(d, 3)})
+        if not out:
+            return label, records
+        records = [r for r in records if r["id"] not in out]
+
+
 def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_name: str = "train",
                          acquisition: Acquisition | None = None) -> dict:
     """Simulate one SWI subject under ``preset_name`` and write its files under ``out_dir/sub-XXXX/``.
@@ -795,7 +823,6 @@ def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_
     if cmbs:
         ratio = np.abs(s_with_a) / np.maximum(np.abs(s_without_a), 1e-6)
         inv = np.linalg.inv(acq_aff)
-        best = np.full(acq_shape, np.inf, np.float32)
         for obj in cmbs:
             cw = frames.head_to_world(obj["centre"])
             cv = inv[:3, :3] @ cw + inv[:3, 3]
@@ -818,25 +845,15 @@ def generate_swi_subject(index: int, out_dir: str | Path, seed: int = 0, preset_
             if not own.any():
                 hidden.append({"kind": "subvisible_cmb", "centre_mm": np.round(cw, 3).tolist()})
                 continue
-            lid = len(records) + 1
             dist = np.linalg.norm((np.argwhere(own) + lo - cv) * sp, axis=1)
-            take = np.zeros_like(own)
-            take[own] = dist < best[box][own]
-            label[box][take] = lid
-            best[box][take] = dist[take[own]]
-            records.append({"obj": obj, "world": cw, "id": lid})
+            records.append({"obj": obj, "world": cw, "id": len(records) + 1, "box": box, "own": own, "dist": dist})
+        label, records = _compete(records, acq_shape, sp, hidden)
     lesions = []
     for rec in records:
         vox_idx = np.argwhere(label == rec["id"])
-        if not len(vox_idx):
-            continue
         com = vox_idx.mean(0)
         vol = float(len(vox_idx) * np.prod(sp))
         obj = rec["obj"]
-        if (6.0 * vol / np.pi) ** (1 / 3) < MIN_VISIBLE_MM:  # raters' lower bound: left unlabelled, listed
-            hidden.append({"kind": "subvisible_cmb", "centre_mm": np.round(rec["world"], 3).tolist(),
-                           "diameter_mm": round(float((6.0 * vol / np.pi) ** (1 / 3)), 3)})
-            continue
         lesions.append({
             "id": len(lesions) + 1, "old": rec["id"], "class": "cmb",
             "centre_mm": np.round(acq_aff[:3, :3] @ com + acq_aff[:3, 3], 3).tolist(),
@@ -896,7 +913,8 @@ def generate_swi_cohort(out_dir: str | Path, splits: dict[str, tuple[str, int]],
 
     out_dir = Path(out_dir)
     settings = {"task": "swi", "seed": int(seed), "splits": {k: [v[0], int(v[1])] for k, v in splits.items()},
-                "min_visible_mm": MIN_VISIBLE_MM, "presets": {v[0]: preset(v[0]) for v in splits.values()}}
+                "min_visible_mm": MIN_VISIBLE_MM, "max_visible_mm": MAX_VISIBLE_MM,
+                "presets": {v[0]: preset(v[0]) for v in splits.values()}}
     settings = json.loads(json.dumps(settings))  # as read back (string keys): a cohort made otherwise is not reused
     existing = out_dir / "datalist.json"
     if existing.is_file():
