@@ -49,6 +49,13 @@ def test_mimics_file_errors(tmp_path):
         read_mimics(bad)
 
 
+def _mine(label: np.ndarray, prob: np.ndarray, affine: np.ndarray):
+    """The mimics the two-stage trainer mines from ``prob`` (threshold 0.15) for a scan labelled ``label``."""
+    entry = {"image": MetaTensor(torch.zeros(1, *label.shape), affine=torch.as_tensor(affine)), "label": label[None],
+             "centres": object_centres(label)}  # fmt: skip
+    return TwoStageTraining([], [], [], None, "unused", mining_threshold=0.15)._mimics(entry, prob)
+
+
 def test_mined_mimics_exclude_microbleeds():
     """Candidates touching a microbleed or within 5 mm of its centre are not mimics; the others are."""
     shape = (40, 40, 20)
@@ -61,13 +68,7 @@ def test_mined_mimics_exclude_microbleeds():
     prob[30, 30, 10] = 0.6
     prob[30, 10, 10] = 0.1  # below the mining threshold
     affine = np.eye(4)
-    entry = {
-        "image": MetaTensor(torch.zeros(1, *shape), affine=torch.as_tensor(affine)),
-        "label": label[None],
-        "centres": object_centres(label),
-    }
-    miner = TwoStageTraining([], [], [], None, "unused", mining_threshold=0.15)
-    vox, scores = miner._mimics(entry, prob)
+    vox, scores = _mine(label, prob, affine)
     assert vox.tolist() == [[30, 30, 10]] and scores.tolist() == pytest.approx([0.6])
 
 
@@ -84,13 +85,7 @@ def test_mined_mimics_clearance_is_in_mm_and_touching_excludes():
     prob[30, 46, 10] = 0.8  # ...peaking 16 voxels = 8 mm away
     prob[30, 32, 10] = 0.3  # it touches the microbleed
     affine = np.diag([0.5, 0.5, 2.0, 1.0])
-    entry = {
-        "image": MetaTensor(torch.zeros(1, *shape), affine=torch.as_tensor(affine)),
-        "label": label[None],
-        "centres": object_centres(label),
-    }
-    miner = TwoStageTraining([], [], [], None, "unused", mining_threshold=0.15)
-    vox, scores = miner._mimics(entry, prob)
+    vox, scores = _mine(label, prob, affine)
     assert vox.tolist() == [[30, 30, 13]] and scores.tolist() == pytest.approx([0.5])
 
 
