@@ -35,7 +35,8 @@ def plot_froc(figures: dict, path: str | Path, title: str = "") -> Path:
     ax.set_ylabel("sensitivity")
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(f"{title}\nCPM {figures['cpm']:.3f}, sensitivity {figures['sensitivity']:.3f}", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no curve (no reference objects): no legend
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
