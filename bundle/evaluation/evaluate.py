@@ -71,6 +71,16 @@ def _prediction_map(folder: Path, entry: dict, label) -> tuple[np.ndarray, Path]
     return pred[0].numpy(), hits[0]
 
 
+def _restrict(entries: list[dict], subjects: Sequence[str] | None, split: str, datalist: str) -> list[dict]:
+    """The entries of ``subjects`` (all when None); a subject not in the split raises ValueError."""
+    if subjects is None:
+        return entries
+    missing = sorted(set(subjects) - {e["subject"] for e in entries})
+    if missing:
+        raise ValueError(f"subjects {missing[:5]} are not in the {split} list of {datalist}")
+    return [e for e in entries if e["subject"] in set(subjects)]
+
+
 def _check_instances(m: np.ndarray, path: Path, subject: str, connectivity: int) -> None:
     """An instance map holds integer ids and never gives separate objects one id: refuse a probability map or a
     0/1 mask given as one."""
@@ -138,11 +148,7 @@ def evaluate(
     unknown = sorted(set(table) - {e["subject"] for e in entries}) if table else []
     if unknown:
         raise DatalistError(f"{detections} has subjects {unknown[:5]} that are not in the {split} list of {datalist}")
-    if subjects is not None:
-        missing = sorted(set(subjects) - {e["subject"] for e in entries})
-        if missing:
-            raise ValueError(f"subjects {missing[:5]} are not in the {split} list of {datalist}")
-        entries = [e for e in entries if e["subject"] in set(subjects)]
+    entries = _restrict(entries, subjects, split, datalist)
     results, all_results, per_scan = [], [], []
     for entry in entries:
         ref, label, how = _reference(entry, label_format, connectivity)
@@ -203,11 +209,7 @@ def evaluate_valdo(
     ``output_dir/metrics.json``. An instance-map label is binarised (the challenge's masks are 0/1, or 0.5 where
     raters disagree)."""
     entries = load_datalist(datalist, split)
-    if subjects is not None:
-        missing = sorted(set(subjects) - {e["subject"] for e in entries})
-        if missing:
-            raise ValueError(f"subjects {missing[:5]} are not in the {split} list of {datalist}")
-        entries = [e for e in entries if e["subject"] in set(subjects)]
+    entries = _restrict(entries, subjects, split, datalist)
     per_scan = []
     for entry in entries:
         if not entry.get("label"):
