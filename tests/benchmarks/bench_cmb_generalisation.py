@@ -21,6 +21,11 @@
    are 2-10 mm, the raters' definition), count ICC(3,1), false positives on unlabelled microbleeds visible over
    under 2 mm, on veins, on calcifications and elsewhere, FP on the scans without microbleeds.
 
+``--extra_val N``: N more validation scans of the same distribution (seed 120, ``--extra_val_dir``), for a
+steadier threshold and comparison of checkpoints. ``--only_validation --tag NAME``: evaluates one checkpoint on
+the validation scans only (``OUT/result{NAME}.json``), to choose between checkpoints without looking at test scans.
+``--reuse_eval``: keeps an evaluation folder made from the same checkpoint bytes and subjects.
+
 ``--compare_with DIR``: also times the main job (``configs/inference.yaml``) of this checkout and of the checkout
 in ``DIR`` (e.g. a ``git worktree`` of the previous release, with its own shipped weights) on the same 1 mm scans,
 alternating, three times each.
@@ -45,8 +50,8 @@ TEST_SETTINGS = ("in_distribution", "long_te", "thick_slices", "fine_inplane", "
 OLD_SIM = {"oldsim_1mm": ((1.0, 1.0, 1.0), 401), "oldsim_aniso": ((0.5, 0.5, 2.0), 402)}
 
 
-def make_cohorts(out: Path, train_dir: Path, n_train: int, n_val: int, n_test: int,
-                 test_seed: int = 500) -> dict[str, list[dict]]:
+def make_cohorts(out: Path, train_dir: Path, n_train: int, n_val: int, n_test: int, test_seed: int = 500,
+                 extra_val: int = 0, extra_val_dir: Path | None = None) -> dict[str, list[dict]]:
     from bundle.data.synth import generate_cohort
     from bundle.data.synth.swi_physics import generate_swi_cohort
 
@@ -54,6 +59,10 @@ def make_cohorts(out: Path, train_dir: Path, n_train: int, n_val: int, n_test: i
     d = json.loads((train_dir / "datalist.json").read_text())
     groups = {"training": _absolute(d["training"], train_dir, "train"),
               "validation": _absolute(d["validation"], train_dir, "val")}  # fmt: skip
+    if extra_val:  # more validation scans of the same distribution (seed 120): a steadier threshold and comparison
+        generate_swi_cohort(extra_val_dir, {"validation": ("validation", extra_val)}, seed=120)
+        groups["validation"] += _absolute(json.loads((extra_val_dir / "datalist.json").read_text())["validation"],
+                                          extra_val_dir, "val2")
     for k, name in enumerate(TEST_SETTINGS):
         folder = out / f"test_{name}"
         preset = "train" if name == "in_distribution" else name
@@ -211,10 +220,17 @@ def main() -> None:
     p.add_argument("--max_val_fp", type=float, default=0.5)
     p.add_argument("--compare_with", default=None, help="another checkout whose main job is timed beside this one")
     p.add_argument("--cohorts_only", action="store_true")
+    p.add_argument("--extra_val", type=int, default=0, help="this many more validation scans (seed 120)")
+    p.add_argument("--extra_val_dir", default=None, help="their folder (default OUT/val_extra)")
+    p.add_argument("--only_validation", action="store_true", help="evaluate the validation scans only")
+    p.add_argument("--tag", default="", help="suffix of the evaluation folders and of result.json (one per checkpoint)")
+    p.add_argument("--reuse_eval", action="store_true",
+                   help="reuse an evaluation folder made with the same checkpoint and subjects (every candidate kept)")
     a = p.parse_args()
     out = Path(a.out)
     train_dir = Path(a.train_dir) if a.train_dir else out / "train"
-    groups = make_cohorts(out, train_dir, a.n_train, a.n_val, a.n_test, a.test_seed)
+    extra_dir = Path(a.extra_val_dir) if a.extra_val_dir else out / "val_extra"
+    groups = make_cohorts(out, train_dir, a.n_train, a.n_val, a.n_test, a.test_seed, a.extra_val, extra_dir)
     if a.cohorts_only:
         return
     result: dict = {"settings": {k: len(v) for k, v in groups.items()}}
@@ -228,18 +244,17 @@ def main() -> None:
         ckpt = run_dir / "models" / "cmb_detector.pt"
     result["checkpoint"] = str(ckpt)
     tests = [e for name, es in groups.items() if name not in ("training", "validation") for e in es]
-    dl_val = _datalist(out / "val_datalist.json", groups["validation"])
+    dl_val = _datalist(out / f"val_datalist{a.tag}.json", groups["validation"])
     dl_test = _datalist(out / "test_datalist.json", tests)
-    for name, dl in (("validation", dl_val), ("testing", dl_test)):
-        ev = out / f"eval_{name}"
-        t = run_bundle(["evaluation", "--config_file", "configs/evaluate.yaml", "--datalist", str(dl), "--output_dir",
-                        str(ev), "--checkpoint", str(ckpt), "--progress", "false"])  # fmt: skip
-        result[f"inference_seconds_per_scan_{name}"] = round(t / max(len(json.loads(dl.read_text())["testing"]), 1), 2)
-    thr = choose_threshold(groups["validation"], out / "eval_validation" / "detections.csv", a.max_val_fp)
+    for name, dl in (("validation", dl_val), ("testing", dl_test))[: 1 if a.only_validation else 2]:
+        result[f"inference_seconds_per_scan_{name}"] = evaluate_once(dl, out / f"eval_{name}{a.tag}", ckpt, a.reuse_eval)
+    det_val = out / f"eval_validation{a.tag}" / "detections.csv"
+    thr = choose_threshold(groups["validation"], det_val, a.max_val_fp)
     result["threshold_chosen_on_validation"] = thr
-    result["validation"] = figures(dl_val, out / "eval_validation" / "detections.csv", groups["validation"], thr,
-                                   out / "fig_validation")
-    det = out / "eval_testing" / "detections.csv"
+    result["validation"] = figures(dl_val, det_val, groups["validation"], thr, out / f"fig_validation{a.tag}")
+    if a.only_validation:
+        return _write(out / f"result{a.tag}.json", result)
+    det = out / f"eval_testing{a.tag}" / "detections.csv"
     held = [e for name in TEST_SETTINGS[1:] for e in groups[name]]
     result["held_out_pooled"] = figures(dl_test, det, held, thr, out / "fig_held_out")
     for name in (*TEST_SETTINGS, *OLD_SIM):
@@ -250,7 +265,28 @@ def main() -> None:
         timing_dl = _datalist(out / "timing_datalist.json", groups["oldsim_1mm"][:2])
         result["main_job_seconds_2_scans_1mm"] = time_main_job({"this": REPO, "other": Path(a.compare_with)},
                                                                timing_dl, out / "timing")
-    (out / "result.json").write_text(json.dumps(result, indent=2))
+    _write(out / f"result{a.tag}.json", result)
+
+
+def evaluate_once(datalist: Path, folder: Path, ckpt: Path, reuse: bool) -> float | None:
+    """Seconds per scan of the evaluation config (every candidate kept) on ``datalist`` into ``folder``; with
+    ``reuse``, an existing folder made from the same checkpoint bytes and subjects is kept (``None`` returned)."""
+    import hashlib
+
+    stamp = {"checkpoint_sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest(),
+             "subjects": sorted(e["subject"] for e in json.loads(datalist.read_text())["testing"])}  # fmt: skip
+    if reuse and (folder / "detections.csv").is_file() and (folder / "made_from.json").is_file():
+        if json.loads((folder / "made_from.json").read_text()) != stamp:
+            sys.exit(f"{folder}: made from another checkpoint or other subjects; remove it or drop --reuse_eval")
+        return None
+    t = run_bundle(["evaluation", "--config_file", "configs/evaluate.yaml", "--datalist", str(datalist),
+                    "--output_dir", str(folder), "--checkpoint", str(ckpt), "--progress", "false"])  # fmt: skip
+    (folder / "made_from.json").write_text(json.dumps(stamp))
+    return round(t / max(len(stamp["subjects"]), 1), 2)
+
+
+def _write(path: Path, result: dict) -> None:
+    path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 
