@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bundle.inference import candidates_from_map
 
@@ -37,3 +38,15 @@ def test_threshold_is_inclusive_and_used():
     c = candidates_from_map(prob, threshold=0.25)
     assert c.centres.tolist() == [[1.0, 1.0, 1.0], [3.0, 6.0, 2.0]]
     assert candidates_from_map(prob, threshold=0.3).centres.tolist() == [[3.0, 6.0, 2.0]]
+
+
+def test_connectivity_and_spacing_are_used():
+    prob = np.zeros((6, 6, 6), np.float32)
+    prob[1, 1, 1], prob[2, 2, 2] = 0.9, 0.5  # corner neighbours
+    assert candidates_from_map(prob).centres.tolist() == [[1.0, 1.0, 1.0]]  # one component at 26
+    assert candidates_from_map(prob, connectivity=6).centres.tolist() == [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    c = candidates_from_map(prob, spacing=(0.5, 0.5, 2.0))
+    assert c.spacing.tolist() == [0.5, 0.5, 2.0] and c.sizes.tolist() == [2]
+    assert c.diameters_mm[0] == pytest.approx((6.0 * 2 * 0.5 / np.pi) ** (1 / 3))  # 2 voxels of 0.5 mm^3
+    # the map is read as float32 (the networks' precision), whatever its dtype
+    assert candidates_from_map(prob.astype(np.float64) + 1e-9).scores.tolist() == [float(np.float32(0.9))]

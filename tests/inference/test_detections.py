@@ -84,3 +84,116 @@ def test_rcnn_rows_carry_class_probabilities_and_rater_answers():
     boxes = box_map(rows, (12, 12, 12), (2.0, 2.0, 2.0))
     assert np.argwhere(boxes == 1).min(0).tolist() == [3, 4, 5] and np.argwhere(boxes == 1).max(0).tolist() == [5, 6, 7]
     assert np.argwhere(boxes == 2).tolist() == [[10, 10, 10]]
+
+
+def test_print_summary_lists_counts_best_rows_and_written_files(tmp_path, capsys):
+    from bundle.inference import print_summary
+
+    (tmp_path / "counts.csv").write_text("subject,cmb\nsub-1,2\nsub-22,1\n")
+    rows = [
+        {"subject": "sub-1", "lesion_id": 1, "label": "cmb", "score": 0.5, "x": 1.04, "y": -2.0, "z": 3.25,
+         "i": 1, "j": 2, "k": 3, "diameter_mm": 2.5, "volume_mm3": 8.0},
+        {"subject": "sub-1", "lesion_id": 2, "label": "cmb", "score": 0.9, "x": 10.0, "y": 20.0, "z": -30.0,
+         "i": 4, "j": 5, "k": 6, "diameter_mm": 3.125, "volume_mm3": 12.0},
+        {"subject": "sub-22", "lesion_id": 1, "label": "cmb", "score": 0.7, "x": 0.0, "y": 0.0, "z": 0.0,
+         "i": 7, "j": 8, "k": 9, "diameter_mm": 4.0, "volume_mm3": 30.0},
+    ]  # fmt: skip
+    write_detections(rows, tmp_path / "detections.csv")
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "index.html").write_text("<html></html>")
+    text = print_summary(tmp_path, max_rows=2)
+    assert capsys.readouterr().out == text + "\n"
+    header = f"  {'subject':>12} {'id':>4} {'label':>7} {'score':>6} {'x':>8} {'y':>8} {'z':>8} {'diam_mm':>8}"
+    assert text.splitlines() == [
+        f"detections: {tmp_path / 'detections.csv'}",
+        "counts per subject (counts.csv):",
+        "     subject         cmb",
+        "       sub-1           2",
+        "      sub-22           1",
+        "3 detection(s), best 2 shown:",
+        header,
+        "         sub-1    2     cmb  0.900     10.0     20.0    -30.0     3.12",  # best first
+        "        sub-22    1     cmb  0.700      0.0      0.0      0.0     4.00",
+        f"maps (input grid): {tmp_path / 'maps'}",
+        f"QC report: {tmp_path / 'report' / 'index.html'}",
+    ]
+    assert print_summary(tmp_path, max_rows=3).splitlines()[5] == "3 detection(s):"
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    write_detections([], bare / "detections.csv")
+    assert print_summary(bare).splitlines() == [f"detections: {bare / 'detections.csv'}", "0 detection(s):"]
+
+
+def test_to_grid_resamples_through_both_affines_with_zeros_outside():
+    from bundle.inference import to_grid
+
+    vol = np.zeros((6, 6, 6), np.float32)
+    vol[2, 3, 4] = 8.0
+    src = np.diag([2.0, 2.0, 2.0, 1.0])
+    assert to_grid(vol, src, src.copy(), (6, 6, 6)) is vol  # same grid: untouched
+    dst = src.copy()
+    dst[:3, 3] = (2.0, 0.0, -2.0)  # one source voxel further in i, one back in k
+    out = to_grid(vol, src, dst, (7, 6, 8))
+    assert out.shape == (7, 6, 8) and out.dtype == np.float32
+    assert np.argwhere(out > 1e-4).tolist() == [[1, 3, 5]] and out[1, 3, 5] == pytest.approx(8.0)
+    fine = np.diag([1.0, 2.0, 2.0, 1.0])  # half-voxel steps in i: trilinear halves between voxels
+    out = to_grid(vol, src, fine, (12, 6, 6))
+    assert out[4, 3, 4] == pytest.approx(8.0) and out[3, 3, 4] == pytest.approx(4.0) and out[5, 3, 4] == pytest.approx(4.0)
+    assert out.sum() == pytest.approx(16.0)
+    swapped = np.array([[0, 2.0, 0, 0], [2.0, 0, 0, 0], [0, 0, 2.0, 0], [0, 0, 0, 1]])  # i and j exchanged
+    assert np.argwhere(to_grid(vol, src, swapped, (6, 6, 6)) > 1e-4).tolist() == [[3, 2, 4]]
+
+
+def test_input_grid_prefers_the_loaded_files_grid():
+    import torch
+    from monai.data import MetaTensor
+
+    from bundle.inference import input_grid
+
+    work = np.diag([1.0, 1.0, 1.0, 1.0])
+    orig = np.diag([0.5, 0.5, 2.0, 1.0])
+    orig[:3, 3] = (1.0, 2.0, 3.0)
+    image = MetaTensor(torch.zeros(1, 4, 5, 6), affine=torch.as_tensor(work),
+                       meta={"original_affine": orig, "spatial_shape": np.array([8, 10, 3])})  # fmt: skip
+    affine, shape = input_grid(image)
+    assert np.array_equal(affine, orig) and shape == (8, 10, 3) and all(type(s) is int for s in shape)
+    plain = MetaTensor(torch.zeros(1, 4, 5, 6), affine=torch.as_tensor(orig))
+    affine, shape = input_grid(plain)
+    assert np.array_equal(affine, orig) and shape == (4, 5, 6)
+    affine, shape = input_grid(np.zeros((2, 3, 4)))  # no affine at all: the identity
+    assert np.array_equal(affine, np.eye(4)) and shape == (2, 3, 4)
+
+
+def test_detector_tables_as_arrays_inclusive_min_score_and_defaults():
+    import torch
+    from monai.data import MetaTensor
+
+    from bundle.inference import input_grid_rows, objects_from_detector_table
+
+    nan = float("nan")
+    table = np.array([[1, 2, 3, 0.5, 0.9, 4], [5, 6, 7, 0.4, 0.2, 2], [nan] * 6])  # a NumPy table, not a tensor
+    objs = objects_from_detector_table(table, [0.5, 0.5, 2.0], min_score=0.5)  # the limit is inclusive
+    assert objs.centres.tolist() == [[1, 2, 3]] and list(objs.labels) == [""] and objs.spacing.tolist() == [0.5, 0.5, 2.0]
+    assert objs.diameters_mm[0] == pytest.approx((6.0 * 4 * 0.5 / np.pi) ** (1 / 3))
+    image = MetaTensor(torch.zeros(1, 8, 8, 8), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    rows, affine, shape = input_grid_rows("s", torch.as_tensor(table), image)  # default: column 3, no label
+    assert [r["score"] for r in rows] == pytest.approx([0.5, 0.4]) and [r["label"] for r in rows] == ["", ""]
+    assert rows[0]["diameter_mm"] == pytest.approx((6.0 * 4 * 8 / np.pi) ** (1 / 3), abs=1e-3)  # 2 mm voxels
+    assert (rows[0]["i"], rows[0]["x"]) == (1.0, 2.0) and shape == (8, 8, 8)
+
+
+def test_rcnn_rows_from_arrays_ties_and_tables_without_raters():
+    from bundle.inference import rcnn_rows
+    from bundle.networks import rcnn_columns
+
+    cols = rcnn_columns(2)
+    table = np.array([[4.0, 5, 6, 0.6, 0.4, 0.3, 0.3, 0.0, 2.0, 0.9, 1, 3],  # lacune and EPVS equally likely
+                      [1.0, 1, 1, 0.5, 0.5, 0.4, 0.1, 0.0, 1.0, 0.4, 0, 2]])  # fmt: skip
+    affine = np.diag([1, 1, 1, 1])  # an integer affine
+    rows = rcnn_rows("sub-7", table, cols, affine, min_score=0.5)  # the limit is inclusive
+    assert [r["subject"] for r in rows] == ["sub-7", "sub-7"] and rows[0]["label"] == "epvs"  # ties: EPVS
+    assert rows[1]["label"] == "lacune" and rows[0]["diameter_mm"] == pytest.approx(2.0)
+    no_raters = [c for c in cols if not c.startswith("rater")]
+    plain = rcnn_rows("s", table[:, : len(no_raters)], no_raters, affine)
+    assert len(plain) == 2 and not any(k.startswith("rater") for r in plain for k in r)

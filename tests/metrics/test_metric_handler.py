@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -83,3 +85,79 @@ def test_handler_reports_key_and_all_figures():
     assert engine.state.metrics["lesion_fp_per_scan"] == pytest.approx(want["fp_per_scan"])
     with pytest.raises(ValueError, match="key_figure must be one of"):
         LesionDetection(key_figure="dice")
+
+
+def _line_case():
+    """A 20-voxel reference line and a 3-voxel prediction on its end: 15 % of it overlapped, 8.5 mm from its
+    centre; plus a 1-voxel prediction far from it."""
+    ref = np.zeros((6, 6, 24), np.int64)
+    ref[2, 2, 0:20] = 1
+    prob = np.zeros((6, 6, 24), np.float32)
+    prob[2, 2, 0:3] = 0.9
+    prob[5, 5, 23] = 0.7
+    return ref, prob
+
+
+def _aggregate(pairs, **kw):
+    m = LesionDetectionMetric(**kw)
+    m(*_batch(pairs))
+    return m.aggregate()
+
+
+def test_defaults_and_each_matching_option_is_used():
+    ref, prob = _line_case()
+    iso = [(ref, prob, (1.0, 1.0, 1.0))]
+    assert (_aggregate(iso)["tp"], _aggregate(iso)["fp"]) == (1, 1)  # default rule: overlap (15 % >= 10 %)
+    assert _aggregate(iso, min_overlap=0.2)["tp"] == 0
+    assert _aggregate(iso, rule="distance_mm")["tp"] == 0  # 8.5 mm > the default 5 mm
+    assert _aggregate(iso, rule="distance_mm", max_distance=10.0)["tp"] == 1
+    assert _aggregate(iso, min_voxels=2)["fp"] == 0  # the 1-voxel prediction is dropped
+    by_size = _aggregate(iso, size_bins_mm=(0.0, 100.0))
+    assert by_size["references_by_size_mm"] == {"0-100": 1} and by_size["sensitivity_by_size_mm"] == {"0-100": 1.0}
+
+
+def test_binary_reference_masks_are_split_into_components():
+    ref = np.zeros((8, 8, 8), np.float32)
+    ref[1:3, 1:3, 1:3] = 1.0
+    ref[5:7, 5:7, 5:7] = 1.0
+    prob = np.zeros((8, 8, 8), np.float32)
+    prob[1:3, 1:3, 1] = 0.8
+    got = _aggregate([(ref, prob, (1.0, 1.0, 1.0))], reference_is_instance=False)
+    assert (got["tp"], got["fn"], got["fp"]) == (1, 1, 0)
+    apart = ref.copy()
+    apart[3, 3, 3] = apart[4, 4, 4] = 1.0  # a diagonal bridge: one lesion at 26-connectivity, four at 6
+    assert _aggregate([(apart, prob, (1.0, 1.0, 1.0))], reference_is_instance=False)["fn"] == 0
+    assert _aggregate([(apart, prob, (1.0, 1.0, 1.0))], reference_is_instance=False, connectivity=6)["fn"] == 3
+
+
+def test_froc_keeps_the_best_max_detections_but_counts_every_object():
+    ref = np.zeros((12, 12, 12), np.int64)
+    ref[2, 2, 2] = 1
+    prob = np.zeros((12, 12, 12), np.float32)
+    prob[2, 2, 2], prob[9, 9, 9], prob[9, 2, 9] = 0.6, 0.9, 0.8  # the hit scores lowest
+    with pytest.warns(UserWarning, match="3 predicted objects in one image; FROC keeps the 2 best"):
+        got = _aggregate([(ref, prob, (1.0, 1.0, 1.0))], max_detections=2)
+    assert (got["tp"], got["fp"]) == (1, 2) and max(got["froc"]["sensitivity"]) == 0.0
+    assert max(_aggregate([(ref, prob, (1.0, 1.0, 1.0))])["froc"]["sensitivity"]) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _aggregate([(ref, prob, (1.0, 1.0, 1.0))], max_detections=3)  # exactly k: no warning
+
+
+def test_inputs_must_be_batched_volumes_and_spacing_defaults_to_1mm():
+    m = LesionDetectionMetric()
+    with pytest.raises(ValueError, match=r"expected \(B, C, H, W, D\) inputs, got \(1, 1, 4, 4, 4\) and \(1, 4, 4, 4\)"):
+        m(torch.zeros(1, 1, 4, 4, 4), torch.zeros(1, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"got \(1, 4, 4, 4\) and \(1, 1, 4, 4, 4\)"):
+        m(torch.zeros(1, 4, 4, 4), torch.zeros(1, 1, 4, 4, 4))
+    ref = np.zeros((12, 12, 12), np.int64)
+    ref[5, 5, 2] = 1
+    prob = np.zeros((12, 12, 12), np.float32)
+    prob[5, 5, 6] = 0.9  # 4 voxels away
+    plain = LesionDetectionMetric(rule="distance_mm", max_distance=5.0)  # plain tensors: 1 mm voxels
+    plain(torch.from_numpy(prob)[None, None], torch.from_numpy(ref)[None, None])
+    assert plain.aggregate()["tp"] == 1
+    one_affine = LesionDetectionMetric(rule="distance_mm", max_distance=5.0)  # one (4, 4) affine for the batch
+    aff = torch.diag(torch.tensor([1.0, 1.0, 2.0, 1.0], dtype=torch.float64))
+    one_affine(MetaTensor(torch.from_numpy(prob)[None, None], affine=aff), MetaTensor(torch.from_numpy(ref)[None, None], affine=aff))
+    assert one_affine.aggregate()["tp"] == 0  # 8 mm apart

@@ -189,3 +189,29 @@ def test_official_crash_cases_give_all_false_positives():
     for pair in FIXTURES["skipped"]:
         res = _ours(pair, official_ties=True)
         assert res["tp"] == 0 and res["fp"] == res["n_pred"] > 0 and res["fn"] == res["n_ref"] > 0 and res["f1"] == 0
+
+
+def test_defaults_and_input_checks():
+    ref = _pts([(2, 2, 2), (7, 2, 2)])
+    on, off = _pts([(2, 2, 2)]), _pts([(2, 2, 3)])
+    assert valdo_scan(ref, on, (0.5, 0.5, 0.5))["tp"] == 1  # default task microbleeds, limit 0.1 mm
+    assert valdo_scan(ref, off, (0.5, 0.5, 0.5))["tp"] == 0  # 0.5 mm is beyond the default limit
+    assert valdo_scan(ref, on * 0.6, (1, 1, 1), threshold=0.7)["n_pred"] == 0
+    assert valdo_scan(ref, on, (1, 1, 1), threshold=1.0)["n_pred"] == 1  # 1 is a valid threshold
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"threshold must be in \(0, 1\], got {bad}"):
+            valdo_scan(ref, on, (1, 1, 1), threshold=bad)
+    with pytest.raises(ValueError, match=r"task must be one of \('epvs', 'microbleeds', 'lacunes'\), got 'cmb'"):
+        valdo_scan(ref, on, (1, 1, 1), task="cmb")
+    with pytest.raises(ValueError, match=r"reference \(10, 6, 8\) and prediction \(10, 6, 7\) must be 3D of one shape"):
+        valdo_scan(ref, on[..., :7], (1, 1, 1))
+    with pytest.raises(ValueError, match=r"reference \(10, 6\) and prediction \(10, 6\) must be 3D"):
+        valdo_scan(ref[..., 0], on[..., 0], (1, 1, 1))
+    faint = ref + _pts([(5, 5, 7)], 0.04)  # rounded to 0.1 like the official code: no lesion
+    assert valdo_scan(faint, on, (1, 1, 1))["n_ref"] == 2
+
+
+def test_epvs_table_marks_a_prediction_overlapping_nothing():
+    ref = _pts([(2, 2, 2)])
+    res = valdo_scan(ref, _pts([(2, 2, 2), (7, 4, 6)]), (1, 1, 1), "epvs")
+    assert res["table"] == [[1, 1, 1.0, "TP"], [2, 0, -math.inf, "FP"]]
