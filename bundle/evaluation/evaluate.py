@@ -75,10 +75,11 @@ def _restrict(entries: list[dict], subjects: Sequence[str] | None, split: str, d
     """The entries of ``subjects`` (all when None); a subject not in the split raises ValueError."""
     if subjects is None:
         return entries
-    missing = sorted(set(subjects) - {e["subject"] for e in entries})
+    wanted = set(subjects)
+    missing = sorted(wanted - {e["subject"] for e in entries})
     if missing:
         raise ValueError(f"subjects {missing[:5]} are not in the {split} list of {datalist}")
-    return [e for e in entries if e["subject"] in set(subjects)]
+    return [e for e in entries if e["subject"] in wanted]
 
 
 def _check_instances(m: np.ndarray, path: Path, subject: str, connectivity: int) -> None:

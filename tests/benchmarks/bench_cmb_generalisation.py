@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -256,15 +257,15 @@ def main() -> None:
         return _write(out / f"result{a.tag}.json", result)
     det = out / f"eval_testing{a.tag}" / "detections.csv"
     held = [e for name in TEST_SETTINGS[1:] for e in groups[name]]
-    result["held_out_pooled"] = figures(dl_test, det, held, thr, out / "fig_held_out")
+    result["held_out_pooled"] = figures(dl_test, det, held, thr, out / f"fig_held_out{a.tag}")
     for name in (*TEST_SETTINGS, *OLD_SIM):
-        result[name] = figures(dl_test, det, groups[name], thr, out / f"fig_{name}")
+        result[name] = figures(dl_test, det, groups[name], thr, out / f"fig_{name}{a.tag}")
     old = [e for name in OLD_SIM for e in groups[name]]
-    result["old_simulator_pooled"] = figures(dl_test, det, old, thr, out / "fig_oldsim")
+    result["old_simulator_pooled"] = figures(dl_test, det, old, thr, out / f"fig_oldsim{a.tag}")
     if a.compare_with:
         timing_dl = _datalist(out / "timing_datalist.json", groups["oldsim_1mm"][:2])
         result["main_job_seconds_2_scans_1mm"] = time_main_job({"this": REPO, "other": Path(a.compare_with)},
-                                                               timing_dl, out / "timing")
+                                                               timing_dl, Path(tempfile.mkdtemp(prefix="timing_", dir=out)))  # fresh: runs never mix
     _write(out / f"result{a.tag}.json", result)
 
 
