@@ -22,11 +22,18 @@ from monai.bundle import ConfigParser
 __all__ = ["JSON_TARGETS", "SOURCES", "build", "render", "render_json"]
 
 SOURCES = {
-    "train.yaml": ["common.yaml", "cmb/train.yaml", "main/train.yaml"],
-    "inference.yaml": ["common.yaml", "cmb/train.yaml", "cmb/inference.yaml", "main/inference.yaml"],
+    "train.yaml": ["common.yaml", "cmb/train.yaml", "main/detector.yaml", "main/train.yaml"],
+    "inference.yaml": [
+        "common.yaml",
+        "cmb/train.yaml",
+        "main/detector.yaml",
+        "cmb/inference.yaml",
+        "main/inference.yaml",
+    ],
     "evaluate.yaml": [
         "common.yaml",
         "cmb/train.yaml",
+        "main/detector.yaml",
         "cmb/inference.yaml",
         "main/inference.yaml",
         "cmb/evaluate.yaml",

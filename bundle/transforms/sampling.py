@@ -162,7 +162,10 @@ class RandWindowsd(Randomizable, MapTransform):
     veins at any angle and size to the scan axes (oblique heads, other blooming). With ``intensity``, the image keys
     of each window get a random contrast (x 0.75-1.33 around the window mean), offset (+-0.2 of the window's
     standard deviation), Gaussian blur (sigma 0.3-0.8 voxels, a third of the windows) and noise (up to 0.15 of the
-    standard deviation): the sites' contrast, point-spread and SNR differences.
+    standard deviation): the sites' contrast, point-spread and SNR differences. With ``slice_thickness`` (a range
+    in voxels, e.g. ``(1.0, 4.0)``), half the windows get the partial volume of a thicker slice along one random
+    axis: a Gaussian profile of the variance of a box of width w (w uniform in the range) less that of the voxel
+    itself, so a 1 mm working grid shows what a 1-4 mm acquisition resampled onto it shows.
 
     The window's centre voxel is ``size // 2``. Windows leaving the volume are zero-filled (:func:`crop_padded`);
     the volume itself is never copied, so a call costs the windows only. Output per window (nothing else, so
@@ -178,6 +181,7 @@ class RandWindowsd(Randomizable, MapTransform):
         augment: random flips and in-plane 90-degree rotations (needs equal sizes along i and j to rotate).
         affine: ``RandAffine`` ranges for a random rotation/scaling of every window (None: none).
         intensity: random contrast, offset, blur and noise of the image keys.
+        slice_thickness: (min, max) slice thickness in voxels simulated on half the windows (None: none).
         label_key, centres_key, mimics_key, mask_key: entry keys (see above); missing ones disable their kind.
     """
 
@@ -193,6 +197,7 @@ class RandWindowsd(Randomizable, MapTransform):
         augment: bool = False,
         affine: Mapping | None = None,
         intensity: bool = False,
+        slice_thickness: Sequence[float] | None = None,
         label_key: str = "label",
         centres_key: str = "centres",
         mimics_key: str = "mined_mimics",
@@ -210,6 +215,12 @@ class RandWindowsd(Randomizable, MapTransform):
         self.max_shift = int(max_shift)
         self.augment = bool(augment)
         self.intensity = bool(intensity)
+        self.slice_thickness = None
+        if slice_thickness is not None:
+            lo, hi = (float(v) for v in slice_thickness)
+            if not 1.0 <= lo <= hi:
+                raise ValueError(f"slice_thickness must be (min, max) voxels, 1 <= min <= max; got {slice_thickness}")
+            self.slice_thickness = (lo, hi)
         self.affine = None
         if affine:
             # odd sizes rotate about a voxel (MONAI's grid centre): out = size rounded up to odd, cut back after
@@ -238,6 +249,13 @@ class RandWindowsd(Randomizable, MapTransform):
         if self.R.rand() < 1 / 3:
             win = gaussian_filter(win, (0, *self.R.uniform(0.3, 0.8, 3)))
         return win + self.R.normal(0.0, self.R.uniform(0, 0.15) * std, win.shape)
+
+    def _slice_profile(self) -> tuple[int, float] | None:
+        """(window axis, Gaussian sigma in voxels) of a thicker slice for one window, or None (half the windows)."""
+        if self.slice_thickness is None or self.R.rand() < 0.5:
+            return None
+        axis, width = int(self.R.randint(3)), float(self.R.uniform(*self.slice_thickness))
+        return axis, float(np.sqrt((width**2 - 1.0) / 12.0))
 
     def randomize(self, data: Mapping[Hashable, object]) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
         """Draw (kind, centre voxel, flips per axis, quarter turns) for each window."""
@@ -277,12 +295,17 @@ class RandWindowsd(Randomizable, MapTransform):
             sample = {"subject": data["subject"]} if "subject" in data else {}
             if self.affine is not None:
                 self.affine.randomize()
+            profile = self._slice_profile()
             for key in self.key_iterator(data):
                 win = crop_padded(np.asarray(data[key]), start, size)
                 if self.affine is not None:
                     mode = "nearest" if key == self.label_key else "bilinear"
                     win = np.asarray(self.affine(torch.as_tensor(win, dtype=torch.float32), mode=mode, randomize=False))
                     win = win[..., : self.size[0], : self.size[1], : self.size[2]]
+                if profile is not None and profile[1] > 0 and key != self.label_key:
+                    from scipy.ndimage import gaussian_filter1d
+
+                    win = gaussian_filter1d(np.asarray(win, np.float32), profile[1], axis=win.ndim - 3 + profile[0])
                 if self.intensity and key != self.label_key:
                     win = self._intensity(win)
                 axes = tuple(win.ndim - 3 + np.flatnonzero(flips))

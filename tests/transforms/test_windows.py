@@ -178,3 +178,29 @@ def test_intensity_augmentation_changes_the_image_not_the_label():
     ratios = np.asarray(ratios)
     assert ratios.min() > 0.6 and ratios.max() < 1.45 and ratios.std() > 0.08  # contrast x 0.75-1.33 (+ noise)
     assert 5 <= blurred <= 40  # about a third of the windows are blurred
+
+
+def test_slice_thickness_blurs_one_axis_by_the_slice_profile():
+    """A point source: each window's spread along each axis is its simulated slice profile (0 on the others)."""
+    image, label = np.zeros((1, 60, 60, 50), np.float32), np.zeros((1, 60, 60, 50), np.int16)
+    image[0, 30, 30, 25], label[0, 30, 30, 25] = 1.0, 1
+    d = {"image": image, "label": label, "centres": np.array([[30, 30, 25]]), "mask": np.ones_like(label)}
+    t = RandWindowsd(["image", "label"], (20, 20, 16), num_samples=80, ratios=(1, 0, 0), max_shift=0,
+                     slice_thickness=(2.0, 4.0))  # fmt: skip
+    t.set_random_state(3)
+    plain, axes = 0, []
+    for w in t(d):
+        img = w["image"][0].numpy()
+        assert w["label"][0].sum() == 1 and abs(img.sum() - 1.0) < 1e-3  # the label stays; the signal is conserved
+        grid = np.indices(img.shape).reshape(3, -1).astype(float)
+        mean = grid @ img.ravel()
+        var = ((grid - mean[:, None]) ** 2) @ img.ravel()
+        if var.max() < 1e-6:
+            plain += 1
+            continue
+        assert np.sum(var > 1e-6) == 1  # one axis only
+        assert (4.0 - 1.0) / 12 - 0.01 < var.max() < (16.0 - 1.0) / 12 + 0.01  # box of 2-4 voxels less the voxel's
+        axes.append(int(np.argmax(var)))
+    assert 25 <= plain <= 55 and set(axes) == {0, 1, 2}  # half the windows, every axis
+    with pytest.raises(ValueError, match="slice_thickness"):
+        RandWindowsd(["image"], (20, 20, 16), slice_thickness=(0.5, 2.0))
