@@ -10,8 +10,8 @@
    (``HELD_OUT`` plus ``field_7t``: long TE, 3 mm slices, 0.35-0.45 mm in-plane, dense veins, strongly oblique
    heads, no microbleeds, 25-30 microbleeds, low SNR, 7 T); plus scans of the project's older simulator (task
    ``cmb``, 1 mm and 0.5 x 0.5 x 2 mm), which the detector never saw. Test seeds start at ``--test_seed``: the
-   300 series was used to study 0.10.0's misses (it informed the next training data), so new weights are
-   measured on a fresh series.
+   300 and 500 series were used to study the misses of 0.10.0 and 0.12.0 (they informed the next weights), so
+   new weights are measured on a fresh series (700 for 0.13.0).
 2. ``--train``: trains the main job's recipe (``configs/train.yaml``) on the training scans (timed).
 3. Runs the main job's evaluation config (every candidate kept) on the validation and the test scans.
 4. Chooses the operating threshold on the **validation scans only**: the lowest two-stage score at which they
@@ -24,7 +24,9 @@
 ``--extra_val N``: N more validation scans of the same distribution (seed 120, ``--extra_val_dir``), for a
 steadier threshold and comparison of checkpoints. ``--only_validation --tag NAME``: evaluates one checkpoint on
 the validation scans only (``OUT/result{NAME}.json``), to choose between checkpoints without looking at test scans.
-``--reuse_eval``: keeps an evaluation folder made from the same checkpoint bytes and subjects.
+``--reuse_eval``: keeps an evaluation folder made from the same checkpoint bytes and subjects. ``--mean_of
+_A,_B --only_validation --tag _AB``: scores, on validation, the ensemble of checkpoints already evaluated under those
+tags that share their stage 1 (so their candidates are the same rows): its score is the mean of their scores.
 
 ``--compare_with DIR``: also times the main job (``configs/inference.yaml``) of this checkout and of the checkout
 in ``DIR`` (e.g. a ``git worktree`` of the previous release, with its own shipped weights) on the same 1 mm scans,
@@ -225,6 +227,7 @@ def main() -> None:
     p.add_argument("--extra_val_dir", default=None, help="their folder (default OUT/val_extra)")
     p.add_argument("--only_validation", action="store_true", help="evaluate the validation scans only")
     p.add_argument("--tag", default="", help="suffix of the evaluation folders and of result.json (one per checkpoint)")
+    p.add_argument("--mean_of", default=None, help="comma-separated tags whose validation tables are averaged")
     p.add_argument("--reuse_eval", action="store_true",
                    help="reuse an evaluation folder made with the same checkpoint and subjects (every candidate kept)")
     a = p.parse_args()
@@ -247,7 +250,11 @@ def main() -> None:
     tests = [e for name, es in groups.items() if name not in ("training", "validation") for e in es]
     dl_val = _datalist(out / f"val_datalist{a.tag}.json", groups["validation"])
     dl_test = _datalist(out / "test_datalist.json", tests)
-    for name, dl in (("validation", dl_val), ("testing", dl_test))[: 1 if a.only_validation else 2]:
+    if a.mean_of:  # an ensemble of evaluated checkpoints with one stage 1, scored on validation only
+        tags = a.mean_of.split(",")
+        mean_tables([out / f"eval_validation{t}" / "detections.csv" for t in tags], out / f"eval_validation{a.tag}")
+        result["checkpoint"], a.only_validation = f"mean of {tags}", True
+    for name, dl in (("validation", dl_val), ("testing", dl_test))[: 0 if a.mean_of else 1 if a.only_validation else 2]:
         result[f"inference_seconds_per_scan_{name}"] = evaluate_once(dl, out / f"eval_{name}{a.tag}", ckpt, a.reuse_eval)
     det_val = out / f"eval_validation{a.tag}" / "detections.csv"
     thr = choose_threshold(groups["validation"], det_val, a.max_val_fp)
@@ -284,6 +291,26 @@ def evaluate_once(datalist: Path, folder: Path, ckpt: Path, reuse: bool) -> floa
                     "--output_dir", str(folder), "--checkpoint", str(ckpt), "--progress", "false"])  # fmt: skip
     (folder / "made_from.json").write_text(json.dumps(stamp))
     return round(t / max(len(stamp["subjects"]), 1), 2)
+
+
+def mean_tables(tables: list[Path], folder: Path) -> Path:
+    """``folder/detections.csv``: the first table with each row's score the mean of that row's score in every table;
+    the tables must hold the same candidates in the same order (checkpoints sharing their stage 1)."""
+    import csv
+
+    rows = [list(csv.DictReader(open(t, newline=""))) for t in tables]
+    if any(len(r) != len(rows[0]) for r in rows) or any(
+        (a["subject"], a["x"], a["y"], a["z"]) != (b["subject"], b["x"], b["y"], b["z"])
+        for other in rows[1:] for a, b in zip(rows[0], other)
+    ):  # fmt: skip
+        sys.exit(f"the tables {[str(t) for t in tables]} hold different candidates: their stage 1 differs")
+    out = [dict(r, score=repr(float(np.mean([float(t[i]["score"]) for t in rows])))) for i, r in enumerate(rows[0])]
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "detections.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(out[0]))
+        w.writeheader()
+        w.writerows(out)
+    return folder / "detections.csv"
 
 
 def _write(path: Path, result: dict) -> None:
