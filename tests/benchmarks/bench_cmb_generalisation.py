@@ -298,7 +298,10 @@ def mean_tables(tables: list[Path], folder: Path) -> Path:
     the tables must hold the same candidates in the same order (checkpoints sharing their stage 1)."""
     import csv
 
-    rows = [list(csv.DictReader(open(t, newline=""))) for t in tables]
+    rows = []
+    for t in tables:
+        with open(t, newline="") as f:
+            rows.append(list(csv.DictReader(f)))
     if any(len(r) != len(rows[0]) for r in rows) or any(
         (a["subject"], a["x"], a["y"], a["z"]) != (b["subject"], b["x"], b["y"], b["z"])
         for other in rows[1:] for a, b in zip(rows[0], other)
