@@ -63,8 +63,9 @@ def write_mimics(path: str | os.PathLike, subject: str, voxels: np.ndarray, affi
     return Path(path)
 
 
-def read_mimics(path: str | os.PathLike) -> np.ndarray:
-    """(M, 3) int voxel coordinates of a mimics file written by :func:`write_mimics`.
+def read_mimics(path: str | os.PathLike, with_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """(M, 3) int voxel coordinates of a mimics file written by :func:`write_mimics` (with ``with_scores``, also
+    their (M,) stage-1 scores).
 
     Raises:
         FileNotFoundError: no such file.
@@ -78,7 +79,8 @@ def read_mimics(path: str | os.PathLike) -> np.ndarray:
     if not rows or tuple(rows[0]) != MIMIC_COLUMNS:
         raise ValueError(f"{path}: not a mimics file (expected the header {','.join(MIMIC_COLUMNS)})")
     try:
-        return np.asarray([[int(r[1]), int(r[2]), int(r[3])] for r in rows[1:]], int).reshape(-1, 3)
+        vox = np.asarray([[int(r[1]), int(r[2]), int(r[3])] for r in rows[1:]], int).reshape(-1, 3)
+        return (vox, np.asarray([float(r[7]) for r in rows[1:]], float)) if with_scores else vox
     except (ValueError, IndexError) as err:
         raise ValueError(f"{path}: bad row in the mimics file: {err}") from err
 
@@ -110,7 +112,8 @@ class TwoStageTraining(Engine):
         crossval: also train stage 2 per fold and evaluate both stages out of fold (needs ``datalist``).
         datalist, split: where ``subjects`` come from; the cross-validation evaluates against their labels.
         match_rule, match_kwargs: lesion-wise matching of the cross-validation figures.
-        mimics_key: entry key of the mined mimics (read by the stage-2 sampler).
+        mimics_key: entry key of the mined mimics (read by the stage-2 sampler); their stage-1 scores go under
+            ``<mimics_key>_scores``.
         train_handlers: ignite/MONAI handlers to attach (``train#handlers``; the name ``SupervisedTrainer`` uses).
         init_checkpoint: fine-tuning (``configs/finetune.yaml``): a detector state dict (e.g. ``models/model.pt``);
             its stage-1 ensemble mines the mimics of every training scan (it never saw them, so no folds are
@@ -290,7 +293,8 @@ class TwoStageTraining(Engine):
             idist.barrier()
             if f == len(folds) - 1:  # every subject's mimics are known: the stage-2 sampler reads them
                 for s in subjects:
-                    s[self.mimics_key] = read_mimics(self.output_dir / "mimics" / f"{s['subject']}_mimics.csv")
+                    path = self.output_dir / "mimics" / f"{s['subject']}_mimics.csv"
+                    s[self.mimics_key], s[f"{self.mimics_key}_scores"] = read_mimics(path, with_scores=True)
         elif step[0] == "crossval":
             fold_nets = [[ctx["fold_nets"][f][m] for m in range(len(self.stage1))] for f in range(len(folds))]
             ctx["out"]["crossval"] = cv = self._crossval(subjects, folds, fold_nets, ctx["stage1_rows"])

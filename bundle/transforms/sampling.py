@@ -147,7 +147,9 @@ class RandWindowsd(Randomizable, MapTransform):
     * ``positive``: centred on an object centre (``centres_key``), shifted by up to ``max_shift`` voxels per axis
       so the object stays central (the paper's one-voxel shifts); ``target`` 1.
     * ``mimic``: centred on a mined stage-1 false positive (``mimics_key``, (M, 3) voxel coordinates), shifted
-      likewise; ``target`` 0.
+      likewise; ``target`` 0. Drawn uniformly, or, with ``mimic_power`` p > 0, with probability proportional to
+      its stage-1 score (``mimic_scores_key``) to the power p: the hardest negatives (calcifications, blooming
+      veins, which stage 1 scores near 1) more often than the many faint ones.
     * ``random``: centred on a uniformly drawn voxel of ``mask_key`` (the brain); ``target`` 1 if that voxel lies
       in an object, else 0.
 
@@ -182,7 +184,9 @@ class RandWindowsd(Randomizable, MapTransform):
         affine: ``RandAffine`` ranges for a random rotation/scaling of every window (None: none).
         intensity: random contrast, offset, blur and noise of the image keys.
         slice_thickness: (min, max) slice thickness in voxels simulated on half the windows (None: none).
+        mimic_power: exponent of the stage-1 score in the mimics' sampling weights (0: uniform, the paper's).
         label_key, centres_key, mimics_key, mask_key: entry keys (see above); missing ones disable their kind.
+        mimic_scores_key: entry key of the mimics' stage-1 scores (needed only with ``mimic_power`` > 0).
     """
 
     KINDS = ("positive", "mimic", "random")
@@ -198,10 +202,12 @@ class RandWindowsd(Randomizable, MapTransform):
         affine: Mapping | None = None,
         intensity: bool = False,
         slice_thickness: Sequence[float] | None = None,
+        mimic_power: float = 0.0,
         label_key: str = "label",
         centres_key: str = "centres",
         mimics_key: str = "mined_mimics",
         mask_key: str = "mask",
+        mimic_scores_key: str = "mined_mimics_scores",
         target_key: str = "target",
         kind_key: str = "kind",
         allow_missing_keys: bool = False,
@@ -221,6 +227,9 @@ class RandWindowsd(Randomizable, MapTransform):
             if not 1.0 <= lo <= hi:
                 raise ValueError(f"slice_thickness must be (min, max) voxels, 1 <= min <= max; got {slice_thickness}")
             self.slice_thickness = (lo, hi)
+        self.mimic_power = float(mimic_power)
+        if not self.mimic_power >= 0:
+            raise ValueError(f"mimic_power must be >= 0, got {mimic_power}")
         self.affine = None
         if affine:
             # odd sizes rotate about a voxel (MONAI's grid centre): out = size rounded up to odd, cut back after
@@ -232,7 +241,7 @@ class RandWindowsd(Randomizable, MapTransform):
             # block cropped before the transform: odd, centred on the window's centre voxel, covering it rotated
             self.block = odd + 2 * np.ceil(np.maximum(diag - odd, 0) / 2).astype(int)
         self.label_key, self.centres_key, self.mimics_key, self.mask_key = label_key, centres_key, mimics_key, mask_key
-        self.target_key, self.kind_key = target_key, kind_key
+        self.target_key, self.kind_key, self.mimic_scores_key = target_key, kind_key, mimic_scores_key
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
         super().set_random_state(seed, state)
@@ -257,6 +266,18 @@ class RandWindowsd(Randomizable, MapTransform):
         axis, width = int(self.R.randint(3)), float(self.R.uniform(*self.slice_thickness))
         return axis, float(np.sqrt((width**2 - 1.0) / 12.0))
 
+    def _mimic_weights(self, data: Mapping[Hashable, object], n: int) -> np.ndarray | None:
+        """Sampling probabilities of the ``n`` mimics (None: uniform)."""
+        if self.mimic_power == 0 or n == 0:
+            return None
+        if self.mimic_scores_key not in data:
+            raise KeyError(f"mimic_power={self.mimic_power} needs the mimics' scores under '{self.mimic_scores_key}'")
+        scores = np.asarray(data[self.mimic_scores_key], float).reshape(-1)
+        if len(scores) != n:
+            raise ValueError(f"{len(scores)} mimic scores under '{self.mimic_scores_key}' for {n} mimics")
+        w = np.clip(scores, 1e-6, None) ** self.mimic_power
+        return w / w.sum()
+
     def randomize(self, data: Mapping[Hashable, object]) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
         """Draw (kind, centre voxel, flips per axis, quarter turns) for each window."""
         pools = {
@@ -267,6 +288,7 @@ class RandWindowsd(Randomizable, MapTransform):
         mask = np.asarray(mask)[0] if mask is not None else None  # a view: no per-call pass over the volume
         shape = np.asarray(np.shape(data[self.first_key(data)])[-3:])
         weights = self.ratios * np.array([len(pools["positive"]) > 0, len(pools["mimic"]) > 0, True])
+        p_mimic = self._mimic_weights(data, len(pools["mimic"]))
         out = []
         for _ in range(self.num_samples):
             kind = self.KINDS[self.R.choice(3, p=weights / weights.sum())]
@@ -277,7 +299,9 @@ class RandWindowsd(Randomizable, MapTransform):
                         break
             else:
                 pool = pools[kind]
-                c = pool[self.R.randint(len(pool))] + self.R.randint(-self.max_shift, self.max_shift + 1, 3)
+                weighted = kind == "mimic" and p_mimic is not None
+                i = self.R.choice(len(pool), p=p_mimic) if weighted else self.R.randint(len(pool))
+                c = pool[i] + self.R.randint(-self.max_shift, self.max_shift + 1, 3)
             flips = self.R.rand(3) < 0.5 if self.augment else np.zeros(3, bool)
             k = int(self.R.randint(4)) if self.augment and self.size[0] == self.size[1] else 0
             out.append((kind, np.asarray(c, int), flips, k))

@@ -29,11 +29,14 @@ def test_mimics_file_round_trip(tmp_path):
     vox = np.array([[3, 4, 5], [10, 0, 7]])
     path = write_mimics(tmp_path / "m" / "s1_mimics.csv", "s1", vox, affine, [0.3, 0.17], fold=2)
     np.testing.assert_array_equal(read_mimics(path), vox)
+    got, scores = read_mimics(path, with_scores=True)
+    np.testing.assert_array_equal(got, vox)
+    np.testing.assert_allclose(scores, [0.3, 0.17])
     lines = path.read_text().splitlines()
     assert lines[0] == "subject,i,j,k,x,y,z,stage1_score,fold"
     assert lines[1] == "s1,3,4,5,-8.5,22.0,15.0,0.3,2"  # world = affine @ voxel
     empty = write_mimics(tmp_path / "e.csv", "s2", np.zeros((0, 3)), affine, [], fold=0)
-    assert read_mimics(empty).shape == (0, 3)
+    assert read_mimics(empty).shape == (0, 3) and read_mimics(empty, with_scores=True)[1].shape == (0,)
     assert not list((tmp_path / "m").glob(".*"))  # no temporary file left behind
 
 

@@ -204,3 +204,26 @@ def test_slice_thickness_blurs_one_axis_by_the_slice_profile():
     assert 25 <= plain <= 55 and set(axes) == {0, 1, 2}  # half the windows, every axis
     with pytest.raises(ValueError, match="slice_thickness"):
         RandWindowsd(["image"], (20, 20, 16), slice_thickness=(0.5, 2.0))
+
+
+def test_mimic_power_draws_hard_mimics_by_their_stage1_score():
+    mimics = [[20, 20, 10], [25, 8, 12], [12, 30, 20]]
+    d = _entry(mimics=mimics)
+    d["mined_mimics_scores"] = np.array([1.0, 0.5, 0.25])
+    counts = {}
+    for power in (0.0, 2.0):
+        t = RandWindowsd(["image"], (20, 20, 16), num_samples=6000, ratios=(0, 1, 0), mimic_power=power)
+        t.set_random_state(3)
+        picked = [int(np.argmin(np.abs(np.asarray(mimics) - c).sum(1))) for _, c, _, _ in t.randomize(d)]
+        counts[power] = np.bincount(picked, minlength=3) / len(picked)
+    np.testing.assert_allclose(counts[0.0], [1 / 3] * 3, atol=0.025)  # the paper's: uniform
+    np.testing.assert_allclose(counts[2.0], np.array([1.0, 0.25, 0.0625]) / 1.3125, atol=0.025)  # ~ score ** 2
+    t = RandWindowsd(["image"], (20, 20, 16), num_samples=4, ratios=(1, 1, 1), mimic_power=1.0)
+    with pytest.raises(KeyError, match="mined_mimics_scores"):
+        t.randomize(_entry(mimics=mimics))
+    d["mined_mimics_scores"] = np.array([1.0, 0.5])
+    with pytest.raises(ValueError, match="2 mimic scores"):
+        t.randomize(d)
+    with pytest.raises(ValueError, match="mimic_power"):
+        RandWindowsd(["image"], (20, 20, 16), mimic_power=-1)
+    assert RandWindowsd(["image"], (20, 20, 16), mimic_power=2.0).randomize(_entry()) is not None  # no mimics: fine
