@@ -21,8 +21,8 @@
    are 2-10 mm, the raters' definition), count ICC(3,1), false positives on unlabelled microbleeds visible over
    under 2 mm, on veins, on calcifications and elsewhere, FP on the scans without microbleeds.
 
-``--extra_val N``: N more validation scans of the same distribution (seed 120, ``--extra_val_dir``; a comma-separated
-list of folders gives N more per folder, seeds 120, 130, ...), for a
+``--extra_val N``: N more validation scans of the same distribution (seed 120, ``--extra_val_dir``; comma-separated
+lists ``--extra_val 16,24 --extra_val_dir A,B`` give that many per folder, seeds 120, 130, ...), for a
 steadier threshold and comparison of checkpoints. ``--only_validation --tag NAME``: evaluates one checkpoint on
 the validation scans only (``OUT/result{NAME}.json``), to choose between checkpoints without looking at test scans.
 ``--reuse_eval``: keeps an evaluation folder made from the same checkpoint bytes and subjects. ``--mean_of
@@ -55,7 +55,7 @@ OLD_SIM = {"oldsim_1mm": ((1.0, 1.0, 1.0), 401), "oldsim_aniso": ((0.5, 0.5, 2.0
 
 
 def make_cohorts(out: Path, train_dir: Path, n_train: int, n_val: int, n_test: int, test_seed: int = 500,
-                 extra_val: int = 0, extra_val_dirs: list[Path] = ()) -> dict[str, list[dict]]:
+                 extra_val: list[int] = (), extra_val_dirs: list[Path] = ()) -> dict[str, list[dict]]:
     from bundle.data.synth import generate_cohort
     from bundle.data.synth.swi_physics import generate_swi_cohort
 
@@ -63,8 +63,8 @@ def make_cohorts(out: Path, train_dir: Path, n_train: int, n_val: int, n_test: i
     d = json.loads((train_dir / "datalist.json").read_text())
     groups = {"training": _absolute(d["training"], train_dir, "train"),
               "validation": _absolute(d["validation"], train_dir, "val")}  # fmt: skip
-    for k, folder in enumerate(extra_val_dirs if extra_val else ()):  # seeds 120, 130, ...: a steadier threshold
-        generate_swi_cohort(folder, {"validation": ("validation", extra_val)}, seed=120 + 10 * k)
+    for k, (n, folder) in enumerate(zip(extra_val, extra_val_dirs)):  # seeds 120, 130, ...: a steadier threshold
+        generate_swi_cohort(folder, {"validation": ("validation", n)}, seed=120 + 10 * k)
         groups["validation"] += _absolute(json.loads((folder / "datalist.json").read_text())["validation"],
                                           folder, f"val{k + 2}")
     for k, name in enumerate(TEST_SETTINGS):
@@ -224,7 +224,7 @@ def main() -> None:
     p.add_argument("--max_val_fp", type=float, default=0.5)
     p.add_argument("--compare_with", default=None, help="another checkout whose main job is timed beside this one")
     p.add_argument("--cohorts_only", action="store_true")
-    p.add_argument("--extra_val", type=int, default=0, help="more validation scans per folder (seeds 120, ...)")
+    p.add_argument("--extra_val", default="0", help="more validation scans, per folder: N or N1,N2 (seeds 120, ...)")
     p.add_argument("--extra_val_dir", default=None, help="their folder(s), comma-separated (default OUT/val_extra)")
     p.add_argument("--only_validation", action="store_true", help="evaluate the validation scans only")
     p.add_argument("--tag", default="", help="suffix of the evaluation folders and of result.json (one per checkpoint)")
@@ -235,7 +235,10 @@ def main() -> None:
     out = Path(a.out)
     train_dir = Path(a.train_dir) if a.train_dir else out / "train"
     extra_dirs = [Path(d) for d in a.extra_val_dir.split(",")] if a.extra_val_dir else [out / "val_extra"]
-    groups = make_cohorts(out, train_dir, a.n_train, a.n_val, a.n_test, a.test_seed, a.extra_val, extra_dirs)
+    counts = [int(n) for n in str(a.extra_val).split(",") if int(n) > 0]
+    if counts and len(counts) != len(extra_dirs):
+        sys.exit(f"--extra_val gives {len(counts)} counts for {len(extra_dirs)} --extra_val_dir folders")
+    groups = make_cohorts(out, train_dir, a.n_train, a.n_val, a.n_test, a.test_seed, counts, extra_dirs)
     if a.cohorts_only:
         return
     result: dict = {"settings": {k: len(v) for k, v in groups.items()}}
