@@ -212,6 +212,7 @@ class RandWindowsd(Randomizable, MapTransform):
         kind_key: str = "kind",
         allow_missing_keys: bool = False,
     ) -> None:
+        self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         MapTransform.__init__(self, keys, allow_missing_keys)
         if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
             raise ValueError(f"ratios must be three non-negative numbers (positive, mimic, random), got {ratios}")
@@ -242,6 +243,14 @@ class RandWindowsd(Randomizable, MapTransform):
             self.block = odd + 2 * np.ceil(np.maximum(diag - odd, 0) / 2).astype(int)
         self.label_key, self.centres_key, self.mimics_key, self.mask_key = label_key, centres_key, mimics_key, mask_key
         self.target_key, self.kind_key, self.mimic_scores_key = target_key, kind_key, mimic_scores_key
+
+    def replace(self, **changes) -> "RandWindowsd":
+        """A new sampler with this one's arguments except ``changes`` (e.g. ``mimic_power=0.0``), so a config
+        declares a variant in one line instead of copying every argument."""
+        unknown = set(changes) - set(self._init_args)
+        if unknown:
+            raise TypeError(f"RandWindowsd has no argument(s) {sorted(unknown)}")
+        return type(self)(**{**self._init_args, **changes})
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
         super().set_random_state(seed, state)

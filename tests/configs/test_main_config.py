@@ -233,8 +233,8 @@ def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tra
     net.load_state_dict(state, strict=True)  # the same architecture in both top-level configs
     shipped = torch.load(REPO / "models" / "model.pt", weights_only=True)
     assert set(shipped) == set(state) and all(shipped[k].shape == state[k].shape for k in state)
-    # the steps of the plan in the log: 2 folds x 2 U-Nets, 2 minings, 6 final networks (2 U-Nets, 4 CNNs), export
-    assert "Iter: 12/13 -- final_cnn_bs30_slices_loss" in log and "mimics mined" in log  # the export has no loss
+    # the steps of the plan in the log: 2 folds x 2 U-Nets, 2 minings, 10 final networks (2 U-Nets, 8 CNNs), export
+    assert "Iter: 16/17 -- final_cnn_bs30_slices_uniform_loss" in log and "mimics mined" in log  # the export has no loss
 
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
     experiment = client.get_experiment_by_name("brain_mri_eso_detection")
@@ -242,12 +242,13 @@ def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tra
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     run = runs[0]
     losses = client.get_metric_history(run.info.run_id, "train_loss")
-    assert [m.step for m in losses] == [1, 2, 4, 5, 7, 8, 9, 10, 11, 12]  # the ten fits; minings and export: none
+    assert [m.step for m in losses] == [1, 2, 4, 5, *range(7, 17)]  # the 14 fits; minings and export: none
     assert all(np.isfinite(m.value) and m.value > 0 for m in losses)
     metrics = run.data.metrics
-    members = ("unet_bs20", "unet_bs30", "cnn_bs20", "cnn_bs30", "cnn_bs20_slices", "cnn_bs30_slices")
+    cnns = ("cnn_bs20", "cnn_bs30", "cnn_bs20_slices", "cnn_bs30_slices")
+    members = ("unet_bs20", "unet_bs30", *cnns, *(f"{c}_uniform" for c in cnns))
     assert {f"final_{m}_loss" for m in members} | {"mimics_mined"} <= set(metrics)
-    assert metrics["final_cnn_bs30_slices_loss"] == pytest.approx(losses[-1].value)
+    assert metrics["final_cnn_bs30_slices_uniform_loss"] == pytest.approx(losses[-1].value)
     assert run.data.params["max_epochs"] == "1"
 
 

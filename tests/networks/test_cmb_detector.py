@@ -164,3 +164,42 @@ def test_detector_errors():
         det(torch.zeros(1, 8, 8, 8))
     with pytest.raises(ValueError, match="mask shape"):
         det(torch.zeros(1, 1, 8, 8, 8), torch.zeros(1, 1, 8, 8, 4))
+
+
+class _Scorer(torch.nn.Module):
+    """Logits (0, gain * (crop mean - offset)), so its microbleed probability is known; counts the crops it saw."""
+
+    def __init__(self, gain: float, offset: float) -> None:
+        super().__init__()
+        self.gain, self.offset, self.seen = gain, offset, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
+        m = x.mean(dim=(1, 2, 3, 4))
+        return torch.stack([torch.zeros_like(m), self.gain * (m - self.offset)], 1)
+
+
+def test_cascade_scores_hard_candidates_with_every_cnn_and_the_rest_with_the_first():
+    g = torch.Generator().manual_seed(0)
+    vol = torch.nn.functional.interpolate(torch.rand(1, 1, 8, 8, 6, generator=g), scale_factor=5)[0]  # blocky
+    centres = np.random.default_rng(0).integers(0, (40, 40, 30), (70, 3))
+    first, rest = [_Scorer(12, 0.5), _Scorer(8, 0.45)], [_Scorer(10, 0.6), _Scorer(4, 0.5), _Scorer(9, 0.52)]
+    ident = [torch.nn.Identity()]
+    p_first = TwoStageCMBDetector(ident, first).stage2_scores(vol, centres)
+    p_all = TwoStageCMBDetector(ident, first + rest).stage2_scores(vol, centres)
+    t = float(p_first.median())
+    hard = p_first >= t
+    assert 20 <= int(hard.sum()) <= 50 and not torch.allclose(p_first[hard], p_all[hard])  # the groups disagree
+    for net in first + rest:
+        net.seen = 0
+    casc = TwoStageCMBDetector(ident, first + rest, cascade_size=2, cascade_threshold=t, stage2_batch=16)
+    got = casc.stage2_scores(vol, centres)
+    torch.testing.assert_close(got[hard], p_all[hard])  # the mean of all five CNNs
+    torch.testing.assert_close(got[~hard], p_first[~hard])  # the first two's mean
+    assert [n.seen for n in first] == [70, 70] and [n.seen for n in rest] == [int(hard.sum())] * 3
+    # a cascade as large as the ensemble, or 0, is no cascade
+    for size in (0, 5, 9):
+        det = TwoStageCMBDetector(ident, first + rest, cascade_size=size, cascade_threshold=t)
+        torch.testing.assert_close(det.stage2_scores(vol, centres), p_all)
+    with pytest.raises(ValueError, match="cascade_size"):
+        TwoStageCMBDetector(ident, first + rest, cascade_size=-1)

@@ -227,3 +227,17 @@ def test_mimic_power_draws_hard_mimics_by_their_stage1_score():
     with pytest.raises(ValueError, match="mimic_power"):
         RandWindowsd(["image"], (20, 20, 16), mimic_power=-1)
     assert RandWindowsd(["image"], (20, 20, 16), mimic_power=2.0).randomize(_entry()) is not None  # no mimics: fine
+
+
+def test_replace_makes_a_variant_with_every_other_argument_kept():
+    base = RandWindowsd(["image"], (12, 12, 8), num_samples=3, ratios=(1, 2, 1), augment=True, slice_thickness=(1, 3),
+                        mimic_power=3.0, target_key="t")  # fmt: skip
+    other = base.replace(mimic_power=0.0)
+    assert other is not base and base.mimic_power == 3.0 and other.mimic_power == 0.0
+    for name in ("size", "ratios"):
+        np.testing.assert_array_equal(getattr(other, name), getattr(base, name))
+    assert (other.num_samples, other.augment, other.slice_thickness, other.target_key, list(other.keys)) == (
+        3, True, (1.0, 3.0), "t", ["image"])  # fmt: skip
+    with pytest.raises(TypeError, match="mimic_powr"):
+        base.replace(mimic_powr=0.0)
+
