@@ -252,6 +252,26 @@ def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tra
     assert run.data.params["max_epochs"] == "1"
 
 
+def test_main_recipe_samplers_differ_only_where_their_cnns_should():
+    """The main recipe's four stage-2 samplers: mimics by stage-1 score cubed or uniformly, thick slices or not,
+    every other argument the same; the inference config cascades the second four CNNs."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "configs" / "train.yaml"))
+    base = parser.get_parsed_content("stage2_sampler")._init_args
+    want = {"stage2_sampler": {}, "stage2_sampler_slices": {"slice_thickness": [1.0, 4.0]},
+            "stage2_sampler_uniform": {"mimic_power": 0.0},
+            "stage2_sampler_slices_uniform": {"slice_thickness": [1.0, 4.0], "mimic_power": 0.0}}  # fmt: skip
+    assert base["mimic_power"] == 3.0 and base["slice_thickness"] is None
+    for name, changes in want.items():
+        assert parser.get_parsed_content(name)._init_args == {**base, **changes}, name
+    inference = ConfigParser()
+    inference.read_config(str(REPO / "configs" / "inference.yaml"))
+    net = inference.get_parsed_content("network_def")
+    assert (len(net.stage2), net.cascade_size, net.cascade_threshold) == (8, 4, 0.05)
+
+
 def test_top_level_evaluate_config_scores_the_demo(tmp_path):
     """`run evaluation` of configs/evaluate.yaml on the demo: every candidate in the table, metrics against labels."""
     out = tmp_path / "ev"
