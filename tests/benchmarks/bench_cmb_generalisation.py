@@ -65,6 +65,8 @@ def make_cohorts(out: Path, train_dir: Path, n_train: int, n_val: int, n_test: i
     groups = {"training": _absolute(d["training"], train_dir, "train"),
               "validation": _absolute(d["validation"], train_dir, "val")}  # fmt: skip
     for k, (n, folder) in enumerate(zip(extra_val, extra_val_dirs)):  # seeds 120, 130, ...: a steadier threshold
+        if not n:
+            continue
         generate_swi_cohort(folder, {"validation": ("validation", n)}, seed=120 + 10 * k)
         groups["validation"] += _absolute(json.loads((folder / "datalist.json").read_text())["validation"],
                                           folder, f"val{k + 2}")
@@ -236,8 +238,8 @@ def main() -> None:
     out = Path(a.out)
     train_dir = Path(a.train_dir) if a.train_dir else out / "train"
     extra_dirs = [Path(d) for d in a.extra_val_dir.split(",")] if a.extra_val_dir else [out / "val_extra"]
-    counts = [int(n) for n in str(a.extra_val).split(",") if int(n) > 0]
-    if counts and len(counts) != len(extra_dirs):
+    counts = [int(n) for n in str(a.extra_val).split(",")]  # a 0 skips its folder but keeps the next one's seed
+    if counts != [0] and len(counts) != len(extra_dirs):
         sys.exit(f"--extra_val gives {len(counts)} counts for {len(extra_dirs)} --extra_val_dir folders")
     groups = make_cohorts(out, train_dir, a.n_train, a.n_val, a.n_test, a.test_seed, counts, extra_dirs)
     if a.cohorts_only:

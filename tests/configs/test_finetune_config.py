@@ -34,7 +34,8 @@ def test_finetune_starts_from_the_shipped_weights_and_mines_every_scan(cmb_cohor
         assert 0 < diff < 0.1 * norm, prefix
     # no fold networks: the shipped stage 1 mined every training scan
     cnns = [f"final_cnn_bs{b}{s}{u}" for b in (20, 30) for s in ("", "_slices") for u in ("", "_uniform")]
-    assert sorted(p.stem for p in (out / "checkpoints").glob("*.pt")) == sorted([*cnns, "final_unet_bs20", "final_unet_bs30"])
+    unets = ["final_unet_bs20", "final_unet_bs30"]
+    assert sorted(p.stem for p in (out / "checkpoints").glob("*.pt")) == sorted([*cnns, *unets])
     for e in entries:
         with open(out / "mimics" / f"{e['subject']}_mimics.csv") as f:
             rows = list(csv.DictReader(f))

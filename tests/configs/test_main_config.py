@@ -234,7 +234,8 @@ def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tra
     shipped = torch.load(REPO / "models" / "model.pt", weights_only=True)
     assert set(shipped) == set(state) and all(shipped[k].shape == state[k].shape for k in state)
     # the steps of the plan in the log: 2 folds x 2 U-Nets, 2 minings, 10 final networks (2 U-Nets, 8 CNNs), export
-    assert "Iter: 16/17 -- final_cnn_bs30_slices_uniform_loss" in log and "mimics mined" in log  # the export has no loss
+    # (the export has no loss)
+    assert "Iter: 16/17 -- final_cnn_bs30_slices_uniform_loss" in log and "mimics mined" in log
 
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
     experiment = client.get_experiment_by_name("brain_mri_eso_detection")
