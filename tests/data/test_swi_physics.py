@@ -17,6 +17,7 @@ from bundle.data.synth.swi_physics import (
     generate_swi_subject,
     sphere_field,
     sphere_phantom,
+    vein_susceptibility,
 )
 
 
@@ -92,11 +93,23 @@ def test_presets_move_one_factor_outside_training():
     assert all(draw_acquisition("high_load", rng).n_cmb >= 25 for _ in range(5))
     assert all(draw_acquisition("long_te", rng).te_ms > 25.0 for _ in range(5))
     # training places twice the share of microbleeds beside veins of validation and every test setting
-    assert {a.p_near_vein for a in train} == {0.4}
-    assert {draw_acquisition(n, rng).p_near_vein for n in PRESETS if n != "train"} == {0.2}
+    assert {a.p_near_vein for a in train} == {0.4} and draw_acquisition("train_wide", rng).p_near_vein == 0.4
+    assert {draw_acquisition(n, rng).p_near_vein for n in PRESETS if not n.startswith("train")} == {0.2}
     with pytest.raises(ValueError, match="unknown SWI preset"):
         draw_acquisition("nope", rng)
     assert "validation" in PRESETS
+
+
+def test_vein_susceptibility_is_one_draw_in_the_presets_range():
+    """``train_wide`` draws venous susceptibility over 0.25-1 ppm; every other preset over 0.3-0.55 ppm with the
+    random numbers of before (one uniform draw), so cohorts made earlier are reproduced from their seed."""
+    wide = [vein_susceptibility(draw_acquisition("train_wide", np.random.default_rng(i)), np.random.default_rng(i))
+            for i in range(300)]  # fmt: skip
+    assert 0.25 <= min(wide) < 0.3 and 0.95 < max(wide) <= 1.0
+    for name in (n for n in PRESETS if n != "train_wide"):
+        acq = draw_acquisition(name, np.random.default_rng(5))
+        a, b = np.random.default_rng(9), np.random.default_rng(9)
+        assert vein_susceptibility(acq, a) == float(b.uniform(0.3, 0.55)) and a.random() == b.random()
 
 
 def test_share_of_microbleeds_beside_veins_follows_the_preset():
@@ -173,6 +186,7 @@ def test_subject_is_deterministic_and_consistent(tmp_path):
         centre = img.affine[:3, :3] @ np.argwhere(label == r["id"]).mean(0) + img.affine[:3, 3]
         np.testing.assert_allclose(centre, r["centre_mm"], atol=0.01)
     mimics = json.loads((tmp_path / "a" / a["mimics"]).read_text())
+    assert 0.3 <= a["swi"]["vein_chi"] <= 0.55 and tuple(a["swi"]["chi_vein_ppm"]) == (0.3, 0.55)
     assert sum(m["kind"] == "vein" for m in mimics) >= 100 and a["swi"]["n_vein_segments"] >= 300
     # raters' 2-10 mm: a microbleed visible over less is left unlabelled and listed (this subject has two)
     assert 2.0 <= min(r["diameter_mm"] for r in lesions) and max(r["diameter_mm"] for r in lesions) <= 10.0
