@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cmb_generalisation as bench  # noqa: E402
 
+MIN_SCORE = 0.1  # FPs scoring less are not attributed to a kind (never removed; every threshold here is higher)
 REMOVED = ((), ("calcification",), ("subvisible_cmb",), ("calcification", "subvisible_cmb"))
 
 
@@ -46,7 +47,7 @@ def rows_of(datalist: Path, detections: Path, held_out_only: bool) -> tuple[list
         match = evaluate_scan(ref, objects_from_table(det, ref.spacing), "distance_mm")["match"]
         for r, m in zip(det, match):
             p = np.array([float(r["x"]), float(r["y"]), float(r["z"])])
-            kind = "hit" if m >= 0 else bench._kind(p, mimics)
+            kind = "hit" if m >= 0 else bench._kind(p, mimics) if float(r["score"]) >= MIN_SCORE else "below_0.1"
             rows.append((float(r["score"]), kind, float(ref.diameters_mm[m]) if m >= 0 else 0.0, len(scans)))
         scans.append((len(ref), int((ref.diameters_mm < 3).sum())))
     return rows, scans
