@@ -21,6 +21,21 @@ from ..transforms.sampling import crop_padded
 __all__ = ["TABLE_COLUMNS", "CMBNetworks", "TwoStageCMBDetector", "stride_overlap"]
 
 
+# Views of a stage-2 window (quarter turns in the (i, j) plane, then a flip of i, then a flip of k), ordered so
+# that the first 4 are the window and its flip along each axis, the first 8 every combination of the flips, and all
+# 16 the symmetries of the (20, 20, 16) window that the CNNs were trained with (flips and quarter turns).
+STAGE2_VIEWS = ((0, 0, 0), (0, 0, 1), (0, 1, 0), (2, 1, 0), (0, 1, 1), (2, 1, 1), (2, 0, 0), (2, 0, 1),
+                (1, 0, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1), (3, 0, 0), (3, 0, 1), (3, 1, 0), (3, 1, 1))  # fmt: skip
+
+
+def stage2_view(x: torch.Tensor, view: Sequence[int]) -> torch.Tensor:
+    """Windows ``x`` (B, C, I, J, K) in one of :data:`STAGE2_VIEWS`: ``view[0]`` quarter turns in (i, j), then a
+    flip of i if ``view[1]``, then a flip of k if ``view[2]``."""
+    x = torch.rot90(x, int(view[0]), dims=(2, 3)) if view[0] else x
+    x = torch.flip(x, dims=(2,)) if view[1] else x
+    return torch.flip(x, dims=(4,)) if view[2] else x
+
+
 def stride_overlap(window: Sequence[int], stride: int) -> tuple[float, ...]:
     """MONAI ``overlap`` fractions that make a sliding window of size ``window`` advance ``stride`` voxels."""
     return tuple(1.0 - (stride + 1e-6) / w for w in window)  # MONAI truncates roi * (1 - overlap) to an int
@@ -80,7 +95,9 @@ class TwoStageCMBDetector(CMBNetworks):
     cascade (``cascade_size`` n, 0 < n < number of CNNs), the first n CNNs score every candidate and the others
     only those whose mean score by the first n reaches ``cascade_threshold``; those get the mean of all CNNs, the
     rest keep the first n's mean. Most candidates are clear negatives (about 12 % of the main job's reach 0.05), so
-    a larger ensemble costs little more than its first members.
+    a larger ensemble costs little more than its first members. With ``views`` n > 1, those candidates (every
+    candidate without a cascade whose first CNNs' score reaches ``cascade_threshold``) are scored as the mean over
+    all CNNs and the first n of :data:`STAGE2_VIEWS` of the window (test-time flips and quarter turns).
 
     Args:
         stage1: U-Nets (B, C, ...) -> (B, 2, ...) logits, batch normalisation, sizes multiple of their strides.
@@ -95,6 +112,7 @@ class TwoStageCMBDetector(CMBNetworks):
         stage2_batch: crops per stage-2 forward pass.
         cascade_size: CNNs that score every candidate (0 or at least the number of CNNs: all; see Stage 2).
         cascade_threshold: mean score of the first ``cascade_size`` CNNs from which the others score a candidate.
+        views: windows of :data:`STAGE2_VIEWS` averaged on those candidates (1: the window as it is; 4, 8 or 16).
         fg_channel: softmax channel of the microbleed class.
         return_map: ``forward`` returns ``{"table": table, "prob": stage-1 map (B, 1, H, W, D)}`` instead of the
             table alone (the main job writes the map and an instance map of the detections).
@@ -119,6 +137,7 @@ class TwoStageCMBDetector(CMBNetworks):
         stage2_batch: int = 256,
         cascade_size: int = 0,
         cascade_threshold: float = 0.0,
+        views: int = 1,
         fg_channel: int = 1,
         return_map: bool = False,
     ) -> None:
@@ -137,6 +156,9 @@ class TwoStageCMBDetector(CMBNetworks):
             raise ValueError(f"cascade_size must be >= 0, got {cascade_size}")
         self.cascade_size = int(cascade_size)
         self.cascade_threshold = float(cascade_threshold)
+        if int(views) not in (1, 4, 8, 16):
+            raise ValueError(f"views must be 1, 4, 8 or 16, got {views}")
+        self.views = int(views)
         self.fg_channel = int(fg_channel)
         self.return_map = bool(return_map)
 
@@ -185,9 +207,13 @@ class TwoStageCMBDetector(CMBNetworks):
             x = torch.as_tensor(crops, device=image.device, dtype=image.dtype)
             p = self._mean_fg(self.stage2[:n_first], x)
             hard = p >= self.cascade_threshold
-            if n_first < n_all and bool(hard.any()):
-                rest = self._mean_fg(self.stage2[n_first:], x[hard])
-                p[hard] = (p[hard] * n_first + rest * (n_all - n_first)) / n_all
+            if (n_first < n_all or self.views > 1) and bool(hard.any()):
+                xh, total = x[hard], p[hard] * n_first
+                if n_first < n_all:
+                    total = total + self._mean_fg(self.stage2[n_first:], xh) * (n_all - n_first)
+                for view in STAGE2_VIEWS[1 : self.views]:
+                    total = total + self._mean_fg(self.stage2, stage2_view(xh, view)) * n_all
+                p[hard] = total / (n_all * self.views)
             scores.append(p)
         return torch.cat(scores)
 

@@ -12,6 +12,7 @@ from monai.networks.nets import UNet
 
 from bundle.inference.candidates import candidates_from_map
 from bundle.networks import TABLE_COLUMNS, MimicCNN, TwoStageCMBDetector, stride_overlap
+from bundle.networks.cmb_detector import STAGE2_VIEWS, stage2_view
 from bundle.transforms import RandWindowsd, crop_padded, object_centres
 
 
@@ -203,3 +204,47 @@ def test_cascade_scores_hard_candidates_with_every_cnn_and_the_rest_with_the_fir
         torch.testing.assert_close(det.stage2_scores(vol, centres), p_all)
     with pytest.raises(ValueError, match="cascade_size"):
         TwoStageCMBDetector(ident, first + rest, cascade_size=-1)
+
+
+class _Linear(torch.nn.Module):
+    """Logits (0, w . crop): a scorer that a flip or a quarter turn of the window changes."""
+
+    def __init__(self, seed: int, shape=(1, 20, 20, 16)) -> None:
+        super().__init__()
+        self.w = torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 0.05
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (x * self.w).sum(dim=(1, 2, 3, 4))
+        return torch.stack([torch.zeros_like(s), s], 1)
+
+
+def test_views_are_the_window_symmetries_in_the_documented_order():
+    x = torch.zeros(1, 1, 20, 20, 16)
+    x[0, 0, 2, 5, 7] = 1.0
+    where = [tuple(int(v) for v in torch.nonzero(stage2_view(x, v)[0, 0])[0]) for v in STAGE2_VIEWS]
+    assert where[:4] == [(2, 5, 7), (2, 5, 8), (17, 5, 7), (2, 14, 7)]  # the window, flipped along k, i, j
+    assert len(set(where)) == 16 and all(stage2_view(x, v).shape == x.shape for v in STAGE2_VIEWS)
+    assert {w[2] for w in where[:8]} == {7, 8} and {w[:2] for w in where[:8]} == {(2, 5), (17, 5), (2, 14), (17, 14)}
+
+
+def test_views_average_every_cnn_over_flips_on_the_hard_candidates_only():
+    g = torch.Generator().manual_seed(1)
+    vol = torch.rand(1, 40, 40, 30, generator=g)
+    centres = np.random.default_rng(1).integers(0, (40, 40, 30), (40, 3))
+    nets = [_Linear(s) for s in range(3)]
+    ident = [torch.nn.Identity()]
+    plain = TwoStageCMBDetector(ident, nets[:1]).stage2_scores(vol, centres)
+    t = float(plain.median())
+    hard = plain >= t
+    half = np.asarray((20, 20, 16)) // 2
+    crops = torch.as_tensor(np.stack([crop_padded(vol.numpy(), c - half, (20, 20, 16)) for c in centres]))
+    for n_views in (4, 16):
+        det = TwoStageCMBDetector(ident, nets, cascade_size=1, cascade_threshold=t, views=n_views, stage2_batch=16)
+        got = det.stage2_scores(vol, centres)
+        want = torch.stack([torch.softmax(net(stage2_view(crops, v)), 1)[:, 1] for v in STAGE2_VIEWS[:n_views]
+                            for net in nets]).mean(0)  # fmt: skip
+        torch.testing.assert_close(got[hard], want[hard])
+        torch.testing.assert_close(got[~hard], plain[~hard])  # the rest: the first CNN on the window as it is
+        assert not torch.allclose(want[hard], TwoStageCMBDetector(ident, nets).stage2_scores(vol, centres)[hard])
+    with pytest.raises(ValueError, match="views"):
+        TwoStageCMBDetector(ident, nets, views=3)
