@@ -255,7 +255,8 @@ def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tra
 
 def test_main_recipe_samplers_differ_only_where_their_cnns_should():
     """The main recipe's four stage-2 samplers: mimics by stage-1 score cubed or uniformly, thick slices or not,
-    every other argument the same; the inference config cascades the second four CNNs."""
+    every other argument the same; the inference and evaluation configs cascade the second four CNNs and average
+    four views of the window on the candidates they score."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
@@ -267,10 +268,11 @@ def test_main_recipe_samplers_differ_only_where_their_cnns_should():
     assert base["mimic_power"] == 3.0 and base["slice_thickness"] is None
     for name, changes in want.items():
         assert parser.get_parsed_content(name)._init_args == {**base, **changes}, name
-    inference = ConfigParser()
-    inference.read_config(str(REPO / "configs" / "inference.yaml"))
-    net = inference.get_parsed_content("network_def")
-    assert (len(net.stage2), net.cascade_size, net.cascade_threshold) == (8, 4, 0.05)
+    for name in ("inference.yaml", "evaluate.yaml"):
+        inference = ConfigParser()
+        inference.read_config(str(REPO / "configs" / name))
+        net = inference.get_parsed_content("network_def")
+        assert (len(net.stage2), net.cascade_size, net.cascade_threshold, net.views) == (8, 4, 0.05, 4), name
 
 
 def test_top_level_evaluate_config_scores_the_demo(tmp_path):
