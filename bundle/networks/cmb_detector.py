@@ -112,7 +112,9 @@ class TwoStageCMBDetector(CMBNetworks):
         stage2_batch: crops per stage-2 forward pass.
         cascade_size: CNNs that score every candidate (0 or at least the number of CNNs: all; see Stage 2).
         cascade_threshold: mean score of the first ``cascade_size`` CNNs from which the others score a candidate.
-        views: windows of :data:`STAGE2_VIEWS` averaged on those candidates (1: the window as it is; 4, 8 or 16).
+        views: windows of :data:`STAGE2_VIEWS` averaged on those candidates (1: the window as it is; 4, 8 or 16;
+            16 needs a square (i, j) window). A flip moves the candidate's voxel by one in an even-sized window,
+            as the training's flips do.
         fg_channel: softmax channel of the microbleed class.
         return_map: ``forward`` returns ``{"table": table, "prob": stage-1 map (B, 1, H, W, D)}`` instead of the
             table alone (the main job writes the map and an instance map of the detections).
@@ -158,6 +160,9 @@ class TwoStageCMBDetector(CMBNetworks):
         self.cascade_threshold = float(cascade_threshold)
         if int(views) not in (1, 4, 8, 16):
             raise ValueError(f"views must be 1, 4, 8 or 16, got {views}")
+        if int(views) > 8 and self.window_size[0] != self.window_size[1]:
+            raise ValueError(f"views {views} turn the window in (i, j), which needs a square window, got "
+                             f"{self.window_size}")
         self.views = int(views)
         self.fg_channel = int(fg_channel)
         self.return_map = bool(return_map)

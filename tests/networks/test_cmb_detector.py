@@ -248,3 +248,6 @@ def test_views_average_every_cnn_over_flips_on_the_hard_candidates_only():
         assert not torch.allclose(want[hard], TwoStageCMBDetector(ident, nets).stage2_scores(vol, centres)[hard])
     with pytest.raises(ValueError, match="views"):
         TwoStageCMBDetector(ident, nets, views=3)
+    with pytest.raises(ValueError, match="square"):
+        TwoStageCMBDetector(ident, nets, window_size=(20, 16, 16), views=16)
+    assert TwoStageCMBDetector(ident, nets, window_size=(20, 16, 16), views=8).views == 8  # flips keep any window
