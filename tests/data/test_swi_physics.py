@@ -15,6 +15,7 @@ from bundle.data.synth.swi_physics import (
     dipole_field,
     draw_acquisition,
     generate_swi_subject,
+    preset,
     sphere_field,
     sphere_phantom,
     vein_susceptibility,
@@ -131,6 +132,33 @@ def test_share_of_microbleeds_beside_veins_follows_the_preset():
         for c in placed:
             gap = min(_segment_distance(c["centre"], a, b) - r for a, b, r in segs) - c["radii"].max()
             assert (0.4 < gap <= 2.6) if p else gap > 0.4
+
+
+def test_train_small_changes_only_the_contrast_mix_and_the_microbleed_cores():
+    """``train_small`` is ``train`` with 70 % magnitude scans and cores of 1 + 5 Beta(1, 4) mm (mean 2 mm); every
+    other preset keeps Beta(1.2, 2.5) (mean 2.62 mm), so every held-out setting stays outside it and cohorts made
+    earlier are reproduced."""
+    import dataclasses
+
+    from bundle.data.synth import swi_physics as sp
+
+    differ = {k for k in {*preset("train"), *preset("train_small")} if preset("train").get(k) != preset("train_small").get(k)}
+    assert differ == {"p_swi", "cmb_core_beta"}
+    rng = np.random.default_rng(4)
+    small = [draw_acquisition("train_small", rng) for _ in range(400)]
+    assert {a.cmb_core_beta for a in small} == {(1.0, 4.0)} and 0.6 < np.mean([a.contrast == "magnitude" for a in small]) < 0.8
+    assert {draw_acquisition(n, rng).cmb_core_beta for n in PRESETS if n != "train_small"} == {(1.2, 2.5)}
+    rng = np.random.default_rng([3, 0, 7])
+    acq = draw_acquisition("train", rng)
+    anat = sp.build_anatomy((1.0, 1.0, 1.0), rng, rotation_deg=6.0, scale=0.08)
+    hs, regions = sp._HeadSpace(anat), sp._cmb_regions(anat, sp.region_masks(anat))
+    veins = sp._vein_tree(hs, acq, rng)
+    mean_core = {}
+    for beta in ((1.2, 2.5), (1.0, 4.0)):
+        placed = sp._place_cmbs(anat, hs, regions, veins, dataclasses.replace(acq, n_cmb=60, cmb_core_beta=beta),
+                                np.random.default_rng(1))  # fmt: skip
+        mean_core[beta] = np.mean([2.0 * c["radii"][0] for c in placed])
+    assert 2.3 < mean_core[(1.2, 2.5)] < 3.0 and 1.7 < mean_core[(1.0, 4.0)] < 2.3
 
 
 def test_a_dropped_faint_microbleed_gives_its_voxels_back():

@@ -63,6 +63,8 @@ PHYSICS_MM = 0.5  # pitch of the fine grid on which the small sources and the si
 # venous blood against tissue (ppm) at haematocrit 0.4 and oxygenation 0.6-0.75: every preset but ``train_wide``
 # (kept out of ``_BASE`` so that the other presets' definitions, and the cohorts made from them, stay as they were)
 CHI_VEIN_PPM = (0.3, 0.55)
+# a microbleed's core diameter is 1 + 5 Beta(a, b) mm: every preset but ``train_small`` (kept out of ``_BASE`` too)
+CMB_CORE_BETA = (1.2, 2.5)
 
 # Settings: each a distribution of acquisitions. ``train``/``validation`` are the training distribution; every
 # other preset moves one factor outside it (held out from training: docs/cmb.md).
@@ -84,6 +86,8 @@ PRESETS = {
     "train": {"p_near_vein": 0.4},  # wider than every test setting: twice the microbleeds beside veins
     # and veins of every oxygenation and haematocrit (0.25-1 ppm): the blooming of long TE and 7 T at usual ones
     "train_wide": {"p_near_vein": 0.4, "chi_vein_ppm": (0.25, 1.0)},
+    # more of the hardest labelled microbleeds: 70 % magnitude scans (no phase mask darkening them) and smaller cores
+    "train_small": {"p_near_vein": 0.4, "p_swi": 0.3, "cmb_core_beta": (1.0, 4.0)},
     "validation": {},
     "long_te": {"te_ms": {1.5: (45.0, 60.0), 3.0: (28.0, 40.0)}},
     "thick_slices": {"slice": (3.0, 3.0)},
@@ -124,6 +128,7 @@ class Acquisition:
     p_near_vein: float = 0.2
     chi_cmb_ppm: tuple[float, float] = (0.5, 3.0)
     chi_vein_ppm: tuple[float, float] = CHI_VEIN_PPM
+    cmb_core_beta: tuple[float, float] = CMB_CORE_BETA
     tissue_jitter: float = 0.15
 
 
@@ -151,6 +156,7 @@ def draw_acquisition(name: str, rng: np.random.Generator) -> Acquisition:
         n_cmb=n_cmb,
         p_near_vein=float(p["p_near_vein"]),
         chi_vein_ppm=tuple(float(c) for c in p.get("chi_vein_ppm", CHI_VEIN_PPM)),
+        cmb_core_beta=tuple(float(c) for c in p.get("cmb_core_beta", CMB_CORE_BETA)),
     )
 
 
@@ -657,7 +663,7 @@ def _place_cmbs(anat, hs, cmb_regions, veins, acq, rng) -> list[dict]:
         region = rng.choice(["lobar", "deep", "infratentorial"], p=[0.5, 0.3, 0.2])
         if not len(flat[region]):
             region = "lobar"
-        d_core = 1.0 + 5.0 * rng.beta(1.2, 2.5)
+        d_core = 1.0 + 5.0 * rng.beta(*acq.cmb_core_beta)
         radii = d_core / 2.0 * np.array([1.0, *rng.uniform(0.75, 1.0, 2)])
         chi = float(rng.uniform(*acq.chi_cmb_ppm))
         near_vein = rng.random() < acq.p_near_vein
