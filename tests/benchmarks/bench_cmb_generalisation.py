@@ -184,12 +184,20 @@ def figures(datalist: Path, detections: Path, entries: list[dict], threshold: fl
                  subjects=[e["subject"] for e in entries])  # fmt: skip
     p = m["pooled"]
     zero = [s["fp"] for s in m["per_scan"] if s["n_ref"] == 0]
+    by_contrast = {}  # SWI or magnitude (the simulator's swi.contrast): microbleeds under 3 mm found, and how many
+    for c in ("swi", "magnitude"):
+        sub = [e["subject"] for e in entries if (e.get("swi") or {}).get("contrast") == c]
+        if sub:
+            mc = evaluate(str(datalist), str(out / f"contrast_{c}"), "testing", detections=str(detections),
+                          score_threshold=threshold, subjects=sub)["pooled"]  # fmt: skip
+            by_contrast[c] = [mc["sensitivity_by_size_mm"].get("0-3"), mc["references_by_size_mm"].get("0-3")]
     return {
         "scans": p["scans"], "microbleeds": int(p["tp"] + p["fn"]), "tp": p["tp"], "fp": p["fp"], "fn": p["fn"],
         "sensitivity": p["sensitivity"], "fp_per_scan": p["fp_per_scan"], "cpm": p["cpm"],
         "sensitivity_at_1fp": _sens_at_fp(p["froc"], 1.0),
         "sensitivity_under_3mm": p["sensitivity_by_size_mm"].get("0-3"),
         "microbleeds_under_3mm": p["references_by_size_mm"].get("0-3"),
+        "under_3mm_by_contrast": by_contrast,
         "icc_3_1": p["icc_3_1"], "fp_kinds": fp_kinds(entries, detections, threshold),
         "fp_per_scan_without_cmb": (sum(zero) / len(zero)) if zero else None,
         "max_fp_scan_without_cmb": max(zero) if zero else None,
