@@ -142,11 +142,12 @@ def test_train_small_changes_only_the_contrast_mix_and_the_microbleed_cores():
 
     from bundle.data.synth import swi_physics as sp
 
-    differ = {k for k in {*preset("train"), *preset("train_small")} if preset("train").get(k) != preset("train_small").get(k)}
-    assert differ == {"p_swi", "cmb_core_beta"}
+    train, small = preset("train"), preset("train_small")
+    assert {k for k in {*train, *small} if train.get(k) != small.get(k)} == {"p_swi", "cmb_core_beta"}
     rng = np.random.default_rng(4)
-    small = [draw_acquisition("train_small", rng) for _ in range(400)]
-    assert {a.cmb_core_beta for a in small} == {(1.0, 4.0)} and 0.6 < np.mean([a.contrast == "magnitude" for a in small]) < 0.8
+    acqs = [draw_acquisition("train_small", rng) for _ in range(400)]
+    assert {a.cmb_core_beta for a in acqs} == {(1.0, 4.0)}
+    assert 0.6 < np.mean([a.contrast == "magnitude" for a in acqs]) < 0.8
     assert {draw_acquisition(n, rng).cmb_core_beta for n in PRESETS if n != "train_small"} == {(1.2, 2.5)}
     rng = np.random.default_rng([3, 0, 7])
     acq = draw_acquisition("train", rng)
