@@ -113,10 +113,9 @@ def test_vein_susceptibility_is_one_draw_in_the_presets_range():
         assert vein_susceptibility(acq, a) == float(b.uniform(0.3, 0.55)) and a.random() == b.random()
 
 
-def test_share_of_microbleeds_beside_veins_follows_the_preset():
-    """``p_near_vein`` 1 puts every microbleed within 2.5 mm of a vein's wall (not into it), 0 none flagged."""
-    import dataclasses
-
+@pytest.fixture(scope="module")
+def scene():
+    """A ``train`` acquisition, a small anatomy, its microbleed regions and venous tree, for ``_place_cmbs``."""
     from bundle.data.synth import swi_physics as sp
 
     rng = np.random.default_rng([3, 0, 7])
@@ -124,6 +123,16 @@ def test_share_of_microbleeds_beside_veins_follows_the_preset():
     anat = sp.build_anatomy((1.0, 1.0, 1.0), rng, rotation_deg=6.0, scale=0.08)
     hs, regions = sp._HeadSpace(anat), sp._cmb_regions(anat, sp.region_masks(anat))
     veins = sp._vein_tree(hs, acq, rng)
+    return acq, anat, hs, regions, veins
+
+
+def test_share_of_microbleeds_beside_veins_follows_the_preset(scene):
+    """``p_near_vein`` 1 puts every microbleed within 2.5 mm of a vein's wall (not into it), 0 none flagged."""
+    import dataclasses
+
+    from bundle.data.synth import swi_physics as sp
+
+    acq, anat, hs, regions, veins = scene
     segs = sp._segments(veins)
     for p in (0.0, 1.0):
         placed = sp._place_cmbs(anat, hs, regions, veins, dataclasses.replace(acq, n_cmb=12, p_near_vein=p),
@@ -134,7 +143,7 @@ def test_share_of_microbleeds_beside_veins_follows_the_preset():
             assert (0.4 < gap <= 2.6) if p else gap > 0.4
 
 
-def test_train_small_changes_only_the_contrast_mix_and_the_microbleed_cores():
+def test_train_small_changes_only_the_contrast_mix_and_the_microbleed_cores(scene):
     """``train_small`` is ``train`` with 70 % magnitude scans and cores of 1 + 5 Beta(1, 4) mm (mean 2 mm); every
     other preset keeps Beta(1.2, 2.5) (mean 2.62 mm), so every held-out setting stays outside it and cohorts made
     earlier are reproduced."""
@@ -149,11 +158,7 @@ def test_train_small_changes_only_the_contrast_mix_and_the_microbleed_cores():
     assert {a.cmb_core_beta for a in acqs} == {(1.0, 4.0)}
     assert 0.6 < np.mean([a.contrast == "magnitude" for a in acqs]) < 0.8
     assert {draw_acquisition(n, rng).cmb_core_beta for n in PRESETS if n != "train_small"} == {(1.2, 2.5)}
-    rng = np.random.default_rng([3, 0, 7])
-    acq = draw_acquisition("train", rng)
-    anat = sp.build_anatomy((1.0, 1.0, 1.0), rng, rotation_deg=6.0, scale=0.08)
-    hs, regions = sp._HeadSpace(anat), sp._cmb_regions(anat, sp.region_masks(anat))
-    veins = sp._vein_tree(hs, acq, rng)
+    acq, anat, hs, regions, veins = scene
     mean_core = {}
     for beta in ((1.2, 2.5), (1.0, 4.0)):
         placed = sp._place_cmbs(anat, hs, regions, veins, dataclasses.replace(acq, n_cmb=60, cmb_core_beta=beta),
