@@ -19,8 +19,8 @@ _SUBPACKAGES = {
     "handlers",
     "inference",
     "losses",
+    "methods",
     "metrics",
-    "networks",
     "transforms",
     "utils",
 }

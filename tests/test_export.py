@@ -14,7 +14,7 @@ import torch
 from conftest import REPO
 from monai.bundle import ConfigParser
 
-from bundle.networks import CMBNetworks
+from bundle.methods.twostage import CMBNetworks
 
 CONFIG, META = str(REPO / "configs" / "inference.yaml"), str(REPO / "configs" / "metadata.json")
 

@@ -16,7 +16,7 @@ import torch
 from conftest import REPO
 
 from bundle import __version__
-from bundle.package import package
+from scripts.package import package
 
 NAME = "brain_mri_eso_detection"
 

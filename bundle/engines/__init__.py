@@ -3,17 +3,9 @@
 
 from __future__ import annotations
 
-from .staged import RCNNPrepareBatch, StagedTraining
-from .two_stage import TwoStageTraining, leave_k_out, read_mimics, write_mimics
 from .windows import WindowStream, WindowTraining
 
 __all__ = [
-    "RCNNPrepareBatch",
-    "StagedTraining",
-    "TwoStageTraining",
     "WindowStream",
     "WindowTraining",
-    "leave_k_out",
-    "read_mimics",
-    "write_mimics",
 ]

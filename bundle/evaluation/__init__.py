@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from .evaluate import evaluate, main
-from .multirater import box_iou, multirater_figures
 from .plots import plot_froc
 
-__all__ = ["box_iou", "evaluate", "main", "multirater_figures", "plot_froc"]
+__all__ = ["evaluate", "main", "plot_froc"]

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from .candidates import candidates_from_map
-from .count_threshold import count_matched_objects
 from .detections import (
     COLUMNS,
     TABLE_COLUMNS,
@@ -14,21 +12,16 @@ from .detections import (
     input_grid_rows,
     objects_from_detector_table,
     print_summary,
-    rcnn_rows,
     read_detections,
     to_grid,
     write_detections,
 )
 from .monai_label import SlicerBoxDetector
-from .saliency import SaliencyInferer
 
 __all__ = [
     "input_grid",
     "input_grid_rows",
     "to_grid",
-    "candidates_from_map",
-    "count_matched_objects",
-    "SaliencyInferer",
     "SlicerBoxDetector",
     "COLUMNS",
     "TABLE_COLUMNS",
@@ -36,7 +29,6 @@ __all__ = [
     "detection_rows",
     "objects_from_detector_table",
     "print_summary",
-    "rcnn_rows",
     "read_detections",
     "write_detections",
 ]

@@ -31,13 +31,12 @@ __all__ = [
     "DetectionTableError",
     "detection_rows",
     "objects_from_detector_table",
-    "rcnn_rows",
     "read_detections",
     "write_detections",
 ]
 
 COLUMNS = ("subject", "lesion_id", "label", "score", "x", "y", "z", "i", "j", "k", "diameter_mm", "volume_mm3")
-#: columns of the (N, 6) candidate table a point detector returns (e.g. :class:`bundle.networks.TwoStageCMBDetector`)
+#: columns of the (N, 6) candidate table a point detector returns (e.g. :class:`bundle.methods.twostage.TwoStageCMBDetector`)
 TABLE_COLUMNS = ("i", "j", "k", "score", "stage1_score", "size_voxels")
 _NUMERIC = ("score", "x", "y", "z", "i", "j", "k", "diameter_mm", "volume_mm3")
 
@@ -103,36 +102,6 @@ def objects_from_detector_table(
     return Objects(
         t[:, :3], t[:, 5], t[:, score_column], np.full(len(t), label, object), None, np.asarray(spacing, float)
     )
-
-
-def rcnn_rows(
-    subject: str, table, columns: Sequence[str], affine: np.ndarray, min_score: float | None = None
-) -> list[dict]:
-    """Rows of one subject from a multirater RCNN table (:func:`bundle.networks.rcnn_columns`; NaN rows dropped).
-
-    ``label`` is the likelier of lacune and EPVS, ``score`` is 1 - p_nothing, the four ``p_<answer>`` columns and
-    one ``rater<k>`` column per rater head (that head's answer) follow; ``diameter_mm`` is the box side (voxels
-    times the mean voxel size) and ``volume_mm3`` the volume of the sphere of that diameter (a box detector does
-    not segment).
-    """
-    from ..transforms.rcnn import RCNN_CHOICES  # the answer order of the refinement head
-
-    t = table.detach().float().cpu().numpy() if hasattr(table, "detach") else np.asarray(table, float)
-    col = {c: n for n, c in enumerate(columns)}
-    t = t.reshape(-1, len(columns))
-    keep = np.isfinite(t[:, col["score"]]) & (t[:, col["score"]] >= (min_score if min_score is not None else -np.inf))
-    t = t[keep]
-    spacing = np.asarray(affine_to_spacing(np.asarray(affine, float)), float)
-    side = t[:, col["scale"]] * float(np.cbrt(np.prod(spacing)))
-    probs = t[:, [col[f"p_{c}"] for c in RCNN_CHOICES]]
-    labels = np.where(probs[:, 1] > probs[:, 2], "lacune", "epvs").astype(object)
-    sizes = np.pi / 6.0 * (side**3) / float(np.prod(spacing))
-    objs = Objects(t[:, :3], sizes, t[:, col["score"]], labels, None, spacing)
-    rows = detection_rows(subject, objs, affine, probs, RCNN_CHOICES)
-    raters = [c for c in columns if c.startswith("rater")]
-    for row, vals in zip(rows, t[:, [col[c] for c in raters]] if raters else [[]] * len(rows)):
-        row.update({c: RCNN_CHOICES[int(v)] for c, v in zip(raters, vals)})
-    return rows
 
 
 def write_detections(

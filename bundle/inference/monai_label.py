@@ -36,7 +36,7 @@ class SlicerBoxDetector:
     beyond a volume's own N are NaN (batches of one, as MONAI Label sends, have none).
 
     Args:
-        network: the detector (``network_def``: :class:`bundle.networks.TwoStageCMBDetector`); MONAI Label sets it.
+        network: the detector (``network_def``: :class:`bundle.methods.twostage.TwoStageCMBDetector`); MONAI Label sets it.
         threshold: the operating point (the main job's ``detection_threshold``).
         score_column: detector table column used as the score.
         label_index: class index written as ``label`` (``network_data_format`` ``channel_def``: 1 = cmb).

@@ -4,7 +4,5 @@
 from __future__ import annotations
 
 from .combined import WeightedSumLoss
-from .rcnn import MultiraterRCNNLoss, sample_balanced
-from .smooth_distance import SmoothDistanceLoss, smooth_distance
 
-__all__ = ["MultiraterRCNNLoss", "SmoothDistanceLoss", "WeightedSumLoss", "sample_balanced", "smooth_distance"]
+__all__ = ["WeightedSumLoss"]

@@ -24,39 +24,13 @@ from .dictionary import (
     TrimRescaled,
     WhiteMatterZScored,
 )
-from .gpunet import BlendWithImaged, CountMatchedObjectsd, predicted_count
-from .rcnn import (
-    OBJECT_COLUMNS,
-    RCNN_CHOICES,
-    ObjectTabled,
-    RPNTargetsd,
-    SamplingWeightsd,
-    SignedDistanced,
-    object_table,
-    rpn_targets,
-    sampling_weights,
-    signed_distance,
-)
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
 __all__ = [
-    "BlendWithImaged",
-    "CountMatchedObjectsd",
-    "predicted_count",
     "HistogramPeakNormalize",
     "HistogramPeakNormalized",
     "N4BiasFieldCorrection",
     "N4BiasFieldCorrectiond",
-    "OBJECT_COLUMNS",
-    "ObjectTabled",
-    "RCNN_CHOICES",
-    "RPNTargetsd",
-    "SamplingWeightsd",
-    "SignedDistanced",
-    "object_table",
-    "rpn_targets",
-    "sampling_weights",
-    "signed_distance",
     "ObjectCentresd",
     "RandCropAroundObjectd",
     "RandWindowsd",

@@ -172,7 +172,7 @@ class HeadMaskd(MapTransform):
 
 class WorkingGridd(MapTransform):
     """Resample ``keys`` to ``pixdim`` (mm) with MONAI's ``Spacing``, keeping the orientation of the affine (the
-    two-stage detector's working grid, docs/cmb.md). ``mode``: one per key (``bilinear`` for images, ``nearest``
+    two-stage detector's working grid, docs/twostage.md). ``mode``: one per key (``bilinear`` for images, ``nearest``
     for masks and labels). A thin wrapper because ``Spacingd`` also rewrites every ``<key>_*`` entry as a
     metadata dictionary, which breaks on the string entries MONAI Label and datalists carry (``image_path``)."""
 

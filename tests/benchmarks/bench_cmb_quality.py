@@ -1,12 +1,12 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """Quality benchmark of the two-stage microbleed detector (issue 4; not part of the test suite).
 
-    python tests/benchmarks/bench_cmb_quality.py [--out /tmp/cmb_bench] [--extra_configs configs/cmb/quick.yaml]
+    python tests/benchmarks/bench_cmb_quality.py [--out /tmp/cmb_bench] [--extra_configs configs/twostage/quick.yaml]
         [--override stage1_iterations=800 ...]
 
 Simulates microbleed cohorts on two grids (1 mm and 0.5 x 0.5 x 2 mm, with veins, calcifications and susceptibility
 artefacts as mimics), builds a datalist of 15 training scans (every one with microbleeds, as in the paper) and 20
-different test scans (5 without microbleeds), trains both stages with ``configs/cmb/train.yaml`` (timed: CPU
+different test scans (5 without microbleeds), trains both stages with ``configs/twostage/train.yaml`` (timed: CPU
 training time, preprocessing and mimic mining included), runs the evaluate config twice on the test scans (score =
 two-stage score, and score = stage-1 peak, i.e. stage 1 alone) and prints:
 sensitivity at <= 2 FP per scan, CPM, FP per scan of stage 1 alone at the two-stage sensitivity, figures by grid
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import cohort_entries, overrides, run_bundle  # noqa: E402
 
-CONFIGS = ["configs/common.yaml", "configs/cmb/train.yaml"]
+CONFIGS = ["configs/common.yaml", "configs/twostage/train.yaml"]
 COHORTS = {  # name: (spacing, subjects, seed)
     "iso_train": ((1.0, 1.0, 1.0), 10, 101),
     "ani_train": ((0.5, 0.5, 2.0), 10, 102),
@@ -85,7 +85,7 @@ def main() -> None:
     timing = {}
     for name, col in (("two_stage", 3), ("stage1", 4)):
         ev = out / f"eval_{name}"
-        cfg = configs + ["configs/cmb/inference.yaml", "configs/cmb/evaluate.yaml"]
+        cfg = configs + ["configs/twostage/inference.yaml", "configs/twostage/evaluate.yaml"]
         args = ["--datalist", str(datalist), "--output_dir", str(ev), "--checkpoint", str(ckpt), *extra]
         timing[name] = run_bundle(["--config_file", str(cfg), *args, "--score_column", str(col)])
         evals[name] = json.loads((ev / "metrics.json").read_text())

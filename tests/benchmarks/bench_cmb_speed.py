@@ -100,7 +100,7 @@ def main() -> None:
     pre_s = time.time() - t
 
     parser = ConfigParser()
-    parser.read_config([str(REPO / "configs" / c) for c in ("common.yaml", "cmb/train.yaml", "cmb/inference.yaml")])
+    parser.read_config([str(REPO / "configs" / c) for c in ("common.yaml", "twostage/train.yaml", "twostage/inference.yaml")])
     parser.update({"bundle_root": str(REPO), "device": "cpu"})
     det = parser.get_parsed_content("network_def")
     det.load_state_dict(torch.load(a.checkpoint, map_location="cpu", weights_only=True))

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import cohort_entries, overrides, run_bundle  # noqa: E402
 
-from bundle.inference.count_threshold import BLOBS  # noqa: E402
+from bundle.methods.gpunet.count_threshold import BLOBS  # noqa: E402
 
 TRAIN = ["configs/common.yaml", "configs/gpunet/train.yaml", "configs/gpunet/quick.yaml"]
 COHORTS = {"train": (40, 401), "validation": (8, 402), "test": (12, 403)}
@@ -95,9 +95,9 @@ def froc_by_multiplier(datalist: Path, folder: Path) -> dict[str, list[dict]]:
     """Per kind of blob, the sensitivity and FP per image of one method's saved maps re-thresholded at each count
     multiplier (the scans are read once for all)."""
     from bundle.data import load_datalist, load_volume
-    from bundle.inference import count_matched_objects
+    from bundle.methods.gpunet import count_matched_objects
     from bundle.metrics import evaluate_scan, objects_from_instances, summarise_scans
-    from bundle.transforms import predicted_count
+    from bundle.methods.gpunet import predicted_count
 
     counts = {
         r["subject"]: float(r["predicted_count"]) for r in csv.DictReader((folder / "count_predictions.csv").open())

@@ -13,7 +13,7 @@ raters agree, box overlap against rater agreement, and the rater heads' agreemen
 the same ``--out`` reuses the cohorts and the finished training steps.
 
 ``--select_box_nms`` first runs inference without the final box suppression (``box_nms_iou`` 1.0) on a third,
-disjoint validation cohort (4 scans, seed 303), applies :func:`bundle.networks.cube_nms` to its table at each
+disjoint validation cohort (4 scans, seed 303), applies :func:`bundle.methods.rcnn.cube_nms` to its table at each
 value of ``BOX_NMS_GRID``, prints the sensitivity at <= 10 FP per scan for each and the best value (ties: the
 larger, i.e. the milder suppression), and evaluates the test scans at that value. The test scans play no part in
 the choice. Without it the test scans are evaluated at the config's ``box_nms_iou``.
@@ -68,8 +68,8 @@ def select_box_nms(datalist: Path, detections: Path, out: Path) -> float:
     import torch
 
     from bundle.data import load_datalist, load_volume
-    from bundle.evaluation import multirater_figures
-    from bundle.networks import cube_nms
+    from bundle.methods.rcnn import multirater_figures
+    from bundle.methods.rcnn import cube_nms
 
     rows = list(csv.DictReader(detections.open()))
     spacing = {e["subject"]: torch.as_tensor(load_volume(e["label"], e["subject"], "label").pixdim, dtype=torch.float)
@@ -80,7 +80,7 @@ def select_box_nms(datalist: Path, detections: Path, out: Path) -> float:
         for subject in sorted({r["subject"] for r in rows}):
             rs = [r for r in rows if r["subject"] == subject]
             ijk = torch.tensor([[float(r[k]) for k in "ijk"] for r in rs]) * spacing[subject]
-            # diameter_mm is the box side in voxels times the mean voxel size (bundle.inference.rcnn_rows)
+            # diameter_mm is the box side in voxels times the mean voxel size (bundle.methods.rcnn.rcnn_rows)
             sides = torch.tensor([float(r["diameter_mm"]) for r in rs])[:, None] / spacing[subject].mean()
             keep = cube_nms(ijk, sides * spacing[subject], torch.tensor([float(r["score"]) for r in rs]), iou)
             kept += [rs[int(n)] for n in keep]

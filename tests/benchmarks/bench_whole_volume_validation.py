@@ -21,7 +21,7 @@ from monai.bundle import ConfigParser
 from bundle.data.synth import generate_cohort
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = ["configs/common.yaml", "configs/segmentation/train.yaml", "configs/segmentation/quick.yaml"]
+CONFIGS = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/quick.yaml"]
 
 
 def _rss_mib() -> float:

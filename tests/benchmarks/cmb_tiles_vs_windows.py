@@ -1,5 +1,5 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Figures of docs/cmb.md's equivalence section: tiled stage 1 vs the paper's stride-3 windows (not a test).
+"""Figures of docs/twostage.md's equivalence section: tiled stage 1 vs the paper's stride-3 windows (not a test).
 
     python tests/benchmarks/cmb_tiles_vs_windows.py [--seeds 2 3 4 5 6 7]
 
@@ -28,7 +28,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, nargs="*", default=[2, 3, 4, 5, 6, 7])
     a = p.parse_args()
-    from bundle.networks import TwoStageCMBDetector
+    from bundle.methods.twostage import TwoStageCMBDetector
     from bundle.transforms import object_centres
 
     net = tcd.train_toy_unet()

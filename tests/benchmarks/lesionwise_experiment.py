@@ -1,5 +1,5 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""The small experiment of docs/lesionwise_validation.md (not part of the test suite).
+"""The small experiment of docs/unet.md (not part of the test suite).
 
     python tests/benchmarks/lesionwise_experiment.py [--out /tmp/lesionwise] [--losses dice ce dice_ce]
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = ["configs/common.yaml", "configs/segmentation/train.yaml", "configs/segmentation/quick.yaml"]
+CONFIGS = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/quick.yaml"]
 
 
 def _scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:

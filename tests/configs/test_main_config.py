@@ -19,12 +19,12 @@ import yaml
 from conftest import REPO, run_bundle
 from PIL import Image
 
-from bundle.build_configs import build
+from scripts.build_configs import build
 from bundle.inference import read_detections
 
 
 def test_top_level_configs_are_current():
-    assert build(REPO / "configs", check=True) == [], "run `python -m bundle.build_configs` and commit the result"
+    assert build(REPO / "configs", check=True) == [], "run `python -m scripts.build_configs` and commit the result"
 
 
 @pytest.mark.parametrize("config", ["configs/inference.yaml", "configs/evaluate.yaml"])
@@ -285,7 +285,7 @@ def test_top_level_evaluate_config_scores_the_demo(tmp_path):
     pooled = metrics["pooled"]
     assert pooled["scans"] == 2 and pooled["tp"] + pooled["fn"] == 9  # the demo's nine microbleeds
     main = yaml.safe_load((REPO / "configs" / "main" / "inference.yaml").read_text())["main_threshold"]
-    assert 0 < main < 1  # the shipped weights' operating point (chosen on validation scans, docs/cmb.md)
+    assert 0 < main < 1  # the shipped weights' operating point (chosen on validation scans, docs/twostage.md)
     assert metrics["settings"]["rule"] == "distance_mm" and metrics["settings"]["score_threshold"] == main
     n_rows = sum(len(r) for r in read_detections(out / "detections.csv").values())
     assert n_rows >= pooled["tp"] + pooled["fp"]  # the table keeps candidates below the operating threshold too

@@ -14,6 +14,7 @@ from ignite.engine import Engine
 from monai.data import MetaTensor
 
 from bundle.handlers import DetectionsWriter
+from bundle.methods.gpunet import InstanceDetectionsWriter
 
 
 def test_instances_format_writes_rows_counts_and_maps(tmp_path):
@@ -26,7 +27,7 @@ def test_instances_format_writes_rows_counts_and_maps(tmp_path):
     out = {"pred": MetaTensor(inst, affine=torch.as_tensor(affine)), "net_heatmap": MetaTensor(heat, affine=affine),
            "net_count": torch.tensor([2.3]), "pred_n_objects": 2, "pred_threshold": 0.7}  # fmt: skip
     batch = {"image": MetaTensor(torch.zeros(1, 4, 4, 4)), "subject": "s1"}  # the cropped grid: not used
-    writer = DetectionsWriter(tmp_path, pred_format="instances", label="epvs", threshold=0.99)
+    writer = InstanceDetectionsWriter(tmp_path, label="epvs", threshold=0.99)
 
     def step(engine, _):
         engine.state.batch = [batch]  # decollated, as after MONAI's evaluator

@@ -13,7 +13,7 @@ import pytest
 import torch
 from monai.data import MetaTensor, decollate_batch
 
-from bundle.engines.two_stage import write_mimics
+from bundle.methods.twostage import write_mimics
 from bundle.inference import SlicerBoxDetector, detection_rows, input_grid_rows
 from bundle.metrics import objects_from_instances
 

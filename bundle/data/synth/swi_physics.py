@@ -67,7 +67,7 @@ CHI_VEIN_PPM = (0.3, 0.55)
 CMB_CORE_BETA = (1.2, 2.5)
 
 # Settings: each a distribution of acquisitions. ``train``/``validation`` are the training distribution; every
-# other preset moves one factor outside it (held out from training: docs/cmb.md).
+# other preset moves one factor outside it (held out from training: docs/twostage.md).
 _BASE = {
     "b0": (1.5, 3.0),
     "te_ms": {1.5: (20.0, 40.0), 3.0: (10.0, 25.0), 7.0: (8.0, 15.0)},

@@ -1,0 +1,89 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""What the multirater RCNN writes: detections-table rows from its box table, box instance maps, and the writer
+handler doing both."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from monai.data.utils import affine_to_spacing
+
+from ...data.io import write_nifti
+from ...handlers.detections_writer import DetectionsWriter
+from ...inference.detections import detection_rows, write_detections
+from ...metrics.objects import Objects
+from .transforms import RCNN_CHOICES
+
+__all__ = ["RCNNDetectionsWriter", "box_map", "rcnn_rows"]
+
+
+def rcnn_rows(
+    subject: str, table, columns: Sequence[str], affine: np.ndarray, min_score: float | None = None
+) -> list[dict]:
+    """Rows of one subject from a multirater RCNN table (:func:`bundle.methods.rcnn.rcnn_columns`; NaN rows dropped).
+
+    ``label`` is the likelier of lacune and EPVS, ``score`` is 1 - p_nothing, the four ``p_<answer>`` columns and
+    one ``rater<k>`` column per rater head (that head's answer) follow; ``diameter_mm`` is the box side (voxels
+    times the mean voxel size) and ``volume_mm3`` the volume of the sphere of that diameter (a box detector does
+    not segment).
+    """
+    t = table.detach().float().cpu().numpy() if hasattr(table, "detach") else np.asarray(table, float)
+    col = {c: n for n, c in enumerate(columns)}
+    t = t.reshape(-1, len(columns))
+    keep = np.isfinite(t[:, col["score"]]) & (t[:, col["score"]] >= (min_score if min_score is not None else -np.inf))
+    t = t[keep]
+    spacing = np.asarray(affine_to_spacing(np.asarray(affine, float)), float)
+    side = t[:, col["scale"]] * float(np.cbrt(np.prod(spacing)))
+    probs = t[:, [col[f"p_{c}"] for c in RCNN_CHOICES]]
+    labels = np.where(probs[:, 1] > probs[:, 2], "lacune", "epvs").astype(object)
+    sizes = np.pi / 6.0 * (side**3) / float(np.prod(spacing))
+    objs = Objects(t[:, :3], sizes, t[:, col["score"]], labels, None, spacing)
+    rows = detection_rows(subject, objs, affine, probs, RCNN_CHOICES)
+    raters = [c for c in columns if c.startswith("rater")]
+    for row, vals in zip(rows, t[:, [col[c] for c in raters]] if raters else [[]] * len(rows)):
+        row.update({c: RCNN_CHOICES[int(v)] for c, v in zip(raters, vals)})
+    return rows
+
+
+def box_map(rows: list[dict], shape: Sequence[int], spacing) -> np.ndarray:
+    """int16 instance map of detection boxes: the cube of side ``diameter_mm`` around each row's (i, j, k), filled
+    with its ``lesion_id``; rows are drawn from the lowest score up so the best box wins where boxes overlap."""
+    out = np.zeros(tuple(shape), np.int16)
+    spacing = np.asarray(spacing, float)
+    for row in sorted(rows, key=lambda r: r["score"]):
+        c = np.array([row["i"], row["j"], row["k"]], float)
+        half = np.floor(row["diameter_mm"] / spacing / 2.0)
+        lo = np.clip(np.round(c - half), 0, np.asarray(shape) - 1).astype(int)
+        hi = np.clip(np.round(c + half) + 1, 1, shape).astype(int)
+        out[tuple(slice(a, b) for a, b in zip(lo, hi))] = int(row["lesion_id"])
+    return out
+
+
+
+class RCNNDetectionsWriter(DetectionsWriter):
+    """:class:`bundle.handlers.DetectionsWriter` for the multirater RCNN: ``pred`` is its box table (columns
+    ``columns``, see :func:`bundle.methods.rcnn.rcnn_columns`); rows get the class probabilities and the rater heads'
+    answers (:func:`rcnn_rows`), and with ``save_maps`` each subject's written boxes are saved as an instance map
+    ``output_dir/maps/<subject>_boxes.nii.gz`` (box of row ``lesion_id`` filled with that id, better scores drawn
+    last) on the input grid. The other arguments are the base writer's."""
+
+    formats = ("rcnn",)
+
+    def __init__(self, output_dir, columns: Sequence[str] = (), pred_format: str = "rcnn", **kwargs) -> None:
+        super().__init__(output_dir, pred_format=pred_format, **kwargs)
+        self.columns = tuple(columns)
+        if not {"i", "j", "k", "score", "scale", "p_nothing"} <= set(self.columns):
+            raise ValueError(f"the RCNN writer needs the detector's columns, got {self.columns}")
+
+    def subject_rows(self, subject: str, image, output: dict) -> list[dict]:
+        affine = np.asarray(image.affine, float)
+        rows = rcnn_rows(subject, output["pred"], self.columns, affine, min_score=self.threshold)
+        if self.save_maps:
+            boxes = box_map(rows, tuple(image.shape[-3:]), affine_to_spacing(affine))
+            write_nifti(boxes, affine, self.maps_dir / f"{subject}_boxes.nii.gz")
+        return rows
+
+    def write_table(self) -> None:
+        raters = [c for c in self.columns if c.startswith("rater")]
+        write_detections(self.rows, self.path, RCNN_CHOICES, raters)

@@ -1,0 +1,11 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""3D U-Net with lesion-wise whole-volume validation (microbleeds; ``docs/unet.md``).
+
+The method is configuration only (``configs/unet/``): MONAI's ``UNet`` and losses, the core's
+``bundle.losses.WeightedSumLoss``, ``bundle.transforms.RandCropAroundObjectd`` and the lesion-wise validation
+handler ``bundle.handlers.LesionDetection``. Code it alone needs goes here.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

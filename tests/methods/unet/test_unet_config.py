@@ -1,0 +1,139 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The segmentation workflow config trains for a few iterations with whole-volume lesion-wise validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from monai.bundle import ConfigParser
+
+from bundle.data import load_inference_list
+from bundle.data.synth import generate_cohort
+from bundle.inference import COLUMNS, read_detections
+
+CONFIGS = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/quick.yaml"]
+LOSSES = ("dice", "ce", "gdl", "tversky", "dice_ce", "gdl_ce")
+
+
+@pytest.fixture(scope="module")
+def seg_cohort(tmp_path_factory):
+    """Five 2 mm microbleed subjects; the validation subject (index 3 of seed 6) holds 4 microbleeds."""
+    return generate_cohort("cmb", 5, tmp_path_factory.mktemp("seg"), seed=6, spacing=(2.0, 2.0, 2.0), progress=False)
+
+
+def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(REPO / c) for c in CONFIGS]),
+        "--datalist", str(seg_cohort), "--output_dir", str(out), "--max_iterations", "6", "--val_interval", "3",
+        "--loss_name", "dice_ce", "--validate_training_volumes", "true",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert "val_lesion_sensitivity" in log and "val_lesion_fp_per_scan" in log and "train_loss" in log
+    assert "train_lesion_sensitivity" in log  # the paper also validates on the training volumes
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("train_loss", "val_lesion_sensitivity", "val_lesion_fp_per_scan", "train_lesion_sensitivity"):
+        assert tag in tags, tags
+    steps = [e.step for e in events.Scalars("val_lesion_fp_per_scan")]
+    assert steps == [3, 6]  # logged against training iterations, every val_interval
+    sens = [e.value for e in events.Scalars("val_lesion_sensitivity")]
+    assert all(0.0 <= v <= 1.0 for v in sens)  # the validation subject has microbleeds: sensitivity is defined
+    assert len(events.Scalars("train_loss")) == 6
+    assert (out / "checkpoints" / "best_network.pt").is_file()
+    last = list((out / "checkpoints").glob("last_checkpoint_epoch=*.pt"))
+    state = torch.load(last[0], weights_only=True)
+    assert len(last) == 1 and {"network", "optimizer", "trainer", "best_network_score"} <= set(state)
+    assert len(state["best_network_score"]["_saved"]) == 1  # the best score so far travels with the state
+
+    # a second run with a larger budget resumes from the last checkpoint instead of starting over
+    resume = [*cmd[: cmd.index("--max_iterations")], "--max_iterations", "9", "--val_interval", "3"]
+    res = subprocess.run(
+        resume, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (
+        "Restored all variables from" in res.stdout + res.stderr
+        and "last_checkpoint_epoch=2.pt" in res.stdout + res.stderr
+    )
+    assert (out / "checkpoints" / "last_checkpoint_epoch=3.pt").is_file()
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val_lesion_fp_per_scan")] == [3, 6, 9]  # only the new block was trained
+
+    # inference + evaluation configs with the checkpoint just written
+    inf = tmp_path / "inference"
+    configs = [*CONFIGS, "configs/unet/inference.yaml", "configs/unet/evaluate.yaml"]
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(REPO / c) for c in configs]),
+        "--datalist", str(seg_cohort), "--output_dir", str(inf),
+        "--checkpoint", str(out / "checkpoints" / "best_network.pt"), "--threshold", "0.3",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    header = (inf / "detections.csv").read_text().splitlines()[0].split(",")
+    assert header == list(COLUMNS)
+    rows = [r for rows in read_detections(inf / "detections.csv").values() for r in rows]
+    testing = load_inference_list(seg_cohort)
+    affine = nib.load(testing[0]["image"][0]).affine
+    for r in rows:
+        assert r["subject"] == testing[0]["subject"] and r["label"] == "cmb"
+        np.testing.assert_allclose(
+            affine[:3, :3] @ [r["i"], r["j"], r["k"]] + affine[:3, 3], [r["x"], r["y"], r["z"]], atol=0.01
+        )
+    prob = nib.load(inf / "maps" / f"{testing[0]['subject']}_prob.nii.gz")  # aligned to the input image
+    np.testing.assert_allclose(prob.affine, affine, atol=1e-4)
+    assert prob.shape == nib.load(testing[0]["image"][0]).shape
+    assert 0.0 <= float(prob.get_fdata().min()) and float(prob.get_fdata().max()) <= 1.0
+    metrics = json.loads((inf / "metrics.json").read_text())
+    assert metrics["settings"]["split"] == "testing" and metrics["pooled"]["scans"] == 1
+    assert metrics["pooled"]["tp"] + metrics["pooled"]["fp"] == len(rows)
+
+
+@pytest.mark.parametrize("loss_name", LOSSES)
+def test_each_loss_is_one_override_away(loss_name):
+    parser = ConfigParser()
+    parser.read_config([str(REPO / c) for c in CONFIGS])
+    parser["loss_name"] = loss_name
+    loss = parser.get_parsed_content("loss")
+    logits = torch.randn(2, 2, 8, 8, 8, requires_grad=True)
+    target = (torch.rand(2, 1, 8, 8, 8) > 0.9).float()
+    value = loss(logits, target)
+    value.backward()
+    assert value.ndim == 0 and torch.isfinite(value) and logits.grad is not None
+    if loss_name == "tversky":
+        assert (loss.alpha, loss.beta) == (0.3, 0.7)
+
+
+@pytest.mark.parametrize("lower, best_of", [(False, 0.8), (True, 0.2)])
+def test_key_figure_direction_drives_checkpointing_and_early_stopping(lower, best_of):
+    parser = ConfigParser()
+    parser.read_config([str(REPO / c) for c in CONFIGS])
+    parser.update({"key_figure": "fp_per_scan" if lower else "f1", "key_figure_lower_is_better": lower})
+    better = parser.get_parsed_content("better")
+    assert better(best_of, 0.5) and not better(0.5, best_of)
+    stop = parser.get_parsed_content("early_stopping")
+
+    class _State:
+        metrics = {"val_lesion": 0.5}
+        key_metric_name = "val_lesion"
+
+    class _Engine:
+        state = _State()
+
+    assert stop.score_function(_Engine()) == (-0.5 if lower else 0.5)  # ignite stops when this stops increasing
+    saver = parser.get_parsed_content("best_network_saver")  # keeps the best network by the key figure
+    assert saver._key_metric_checkpoint.score_function(_Engine()) == (-0.5 if lower else 0.5)
