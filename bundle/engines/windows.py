@@ -18,14 +18,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from ignite.engine import Events
-from monai.engines import SupervisedTrainer
 from monai.handlers import StatsHandler, TensorBoardStatsHandler, from_engine
 from monai.inferers import Inferer
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
 
-from ..data.io import atomic_path
 from ..utils import as_bool
+from .runs import attach_progress, save_state, window_trainer
 
 __all__ = ["WindowStream", "WindowTraining"]
 
@@ -151,23 +150,35 @@ class WindowTraining:
             logger.info("%s: loaded the finished network %s", tag, path)
             return net.eval()
         main = idist.get_rank() == 0
-        stream = WindowStream(subjects, self.sampler, seed=self.seed + 7919 * idist.get_rank())
-        loader = DataLoader(stream, batch_size=self.batch_size, num_workers=0)
         train_net = net
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             train_net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-        trainer = SupervisedTrainer(
+        trainer = window_trainer(
+            WindowStream(subjects, self.sampler, seed=self.seed + 7919 * idist.get_rank()),
+            self.batch_size,
+            self.iterations,
             device=self.device,
-            max_epochs=1,
-            epoch_length=self.iterations,
-            train_data_loader=loader,
             network=train_net,
             optimizer=self.optimizer(train_net.parameters()),
             loss_function=self.loss_function,
             amp=self.amp,
             inferer=self.inferer,
         )
+        recent = self._log(trainer, tag, main)
+        if self.iterations:
+            trainer.run()
+            self.last_loss = float(np.mean(recent)) if recent else None
+        if self.distributed:
+            self._check_in_sync(net, tag)
+        if main:
+            save_state(net, path)  # the plain module's state dict, also under DistributedDataParallel
+        idist.barrier()
+        return net.eval()
+
+    def _log(self, trainer, tag: str, main: bool) -> deque:
+        """Attach the loss log (console every ``log_every`` iterations, TensorBoard, progress bar; rank 0 only);
+        returns the deque of the last ``log_every`` losses."""
         loss = from_engine(["loss"], first=True)
         every = max(self.log_every, 1)
         recent: deque = deque(maxlen=every)
@@ -184,19 +195,8 @@ class WindowTraining:
             TensorBoardStatsHandler(
                 log_dir=str(self.output_dir / "tensorboard"), tag_name=f"{tag}/loss", output_transform=loss
             ).attach(trainer)
-            if self.progress:
-                from ignite.handlers import ProgressBar
-
-                ProgressBar(desc=tag, persist=True).attach(trainer, output_transform=lambda out: {"loss": loss(out)})
-        if self.iterations:
-            trainer.run()
-            self.last_loss = float(np.mean(recent)) if recent else None
-        if self.distributed:
-            self._check_in_sync(net, tag)
-        if main:
-            self._save(net, path)  # the plain module's state dict, also under DistributedDataParallel
-        idist.barrier()
-        return net.eval()
+            attach_progress(trainer, tag, loss, self.progress)
+        return recent
 
     def _check_in_sync(self, net: nn.Module, tag: str) -> None:
         """Every process must end with the same weights (DistributedDataParallel averages the gradients)."""
@@ -206,8 +206,3 @@ class WindowTraining:
         if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
             raise RuntimeError(f"{tag}: the processes' networks differ after training ({values}): not synchronised")
         logger.info("%s: weights identical in all %d processes", tag, len(values))
-
-    @staticmethod
-    def _save(net: nn.Module, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(net.state_dict(), tmp)

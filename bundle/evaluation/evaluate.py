@@ -25,9 +25,9 @@ from ..data.io import write_json
 from ..inference.detections import read_detections
 from ..metrics import (
     LABEL_FORMATS,
+    RULES,
     VALDO_TASKS,
     connected_components,
-    RULES,
     evaluate_scan,
     label_instances,
     objects_from_instances,
@@ -99,6 +99,48 @@ def _check_instances(m: np.ndarray, path: Path, subject: str, connectivity: int)
         )
 
 
+def _scan_row(subject: str, how: str, res: dict) -> dict:
+    """One subject's row of ``per_scan``: counts and the figures of that scan alone."""
+    scan = summarise_scans([res])
+    return (
+        {"subject": subject, "label_read_as": how}
+        | {k: res[k] for k in ("tp", "fp", "fn", "n_ref", "n_pred")}
+        | {k: scan[k] for k in ("sensitivity", "precision", "f1", "count_abs_diff_mean")}
+    )
+
+
+def _check_table_subjects(table: dict | None, entries: list[dict], detections, split: str, datalist) -> None:
+    """Raise DatalistError when the table holds subjects that the split does not."""
+    unknown = sorted(set(table) - {e["subject"] for e in entries}) if table else []
+    if unknown:
+        raise DatalistError(f"{detections} has subjects {unknown[:5]} that are not in the {split} list of {datalist}")
+
+
+def _check_sources(detections, predictions, rule, instances, score_threshold, label_format, match_kwargs) -> None:
+    """Raise ValueError for a combination of :func:`evaluate`'s arguments that has no meaning."""
+    if (detections is None) == (predictions is None):
+        raise ValueError("give exactly one of detections (a CSV table) or predictions (a folder of maps)")
+    if detections is not None and rule == "overlap":
+        raise ValueError("a detections table has no object masks: use rule distance_mm or distance_voxels")
+    if rule == "valdo":
+        if detections is not None:
+            raise ValueError("rule valdo evaluates predicted maps, as the challenge did: give predictions, not a table")
+        other = sorted(set(match_kwargs) - {"task", "thresh_assign", "official_ties"})
+        if instances or score_threshold is not None or label_format != "auto" or other:
+            raise ValueError("rule valdo reads 0/1 (or 0/0.5/1) masks and thresholds predictions at --threshold; it "
+                             f"takes no instances, score_threshold, label_format or {other or 'other options'}")
+
+
+def _predicted_objects(predictions: Path, entry: dict, label, spacing, instances: bool, threshold: float,
+                       connectivity: int):
+    """The objects of one subject's predicted map: its instances, or its components at ``threshold``."""
+    m, path = _prediction_map(predictions, entry, label)
+    if instances:
+        _check_instances(m, path, entry["subject"], connectivity)
+        return objects_from_instances(m.astype(np.int64), spacing)
+    return objects_from_map(m, threshold, connectivity, spacing)
+
+
 def evaluate(
     datalist: str,
     output_dir: str,
@@ -119,74 +161,42 @@ def evaluate(
     With a table and ``score_threshold``, the counts, sensitivity, FP per scan and the other operating-point
     figures use the rows with ``score >= score_threshold``, while the FROC curve and CPM use every row.
 
-    ``subjects`` restricts the evaluation to those subjects of the split (e.g. one cross-validation fold); rows of
-    the split's other subjects in the table are then ignored.
+    ``subjects`` restricts it to those subjects of the split (e.g. one fold); other subjects' rows are ignored.
 
-    ``label_format`` (:func:`bundle.metrics.label_instances`): how reference label maps are read: ``instances``,
-    ``binary`` (one lesion per ``connectivity``-connected component, e.g. VALDO's masks) or ``auto`` (a 0/1 map
-    with several components and no lesion file is binary). ``per_scan`` says how each label was read.
+    ``label_format`` (:func:`bundle.metrics.label_instances`): how reference labels are read: ``instances``,
+    ``binary`` (one lesion per ``connectivity``-connected component, e.g. VALDO's masks) or ``auto`` (a 0/1 map with
+    several components and no lesion file is binary). ``per_scan`` says how each label was read.
 
     Raises:
-        ValueError: neither or both of ``detections``/``predictions``; the overlap rule with a table; a subject of
-            ``subjects`` not in the split.
+        ValueError: neither or both of ``detections``/``predictions``; overlap rule with a table; unknown subjects.
         FileNotFoundError, DatalistError: missing or invalid inputs (message names the subject and file).
     """
-    if (detections is None) == (predictions is None):
-        raise ValueError("give exactly one of detections (a CSV table) or predictions (a folder of maps)")
-    if detections is not None and rule == "overlap":
-        raise ValueError("a detections table has no object masks: use rule distance_mm or distance_voxels")
+    _check_sources(detections, predictions, rule, instances, score_threshold, label_format, match_kwargs)
     if rule == "valdo":
-        if detections is not None:
-            raise ValueError("rule valdo evaluates predicted maps, as the challenge did: give predictions, not a table")
-        other = sorted(set(match_kwargs) - {"task", "thresh_assign", "official_ties"})
-        if instances or score_threshold is not None or label_format != "auto" or other:
-            raise ValueError("rule valdo reads 0/1 (or 0/0.5/1) masks and thresholds predictions at --threshold; it "
-                             f"takes no instances, score_threshold, label_format or {other or 'other options'}")
         return evaluate_valdo(datalist, output_dir, predictions, split, threshold, connectivity, subjects=subjects,
                               **match_kwargs)  # fmt: skip
     entries = load_datalist(datalist, split)
     table = read_detections(detections) if detections else None
-    unknown = sorted(set(table) - {e["subject"] for e in entries}) if table else []
-    if unknown:
-        raise DatalistError(f"{detections} has subjects {unknown[:5]} that are not in the {split} list of {datalist}")
+    _check_table_subjects(table, entries, detections, split, datalist)
     entries = _restrict(entries, subjects, split, datalist)
     results, all_results, per_scan = [], [], []
     for entry in entries:
         ref, label, how = _reference(entry, label_format, connectivity)
-        if table is not None:
-            pred = objects_from_table(table.get(entry["subject"], []), ref.spacing)
-        else:
-            m, path = _prediction_map(Path(predictions), entry, label)
-            if instances:
-                _check_instances(m, path, entry["subject"], connectivity)
-            pred = (
-                objects_from_instances(m.astype(np.int64), ref.spacing)
-                if instances
-                else objects_from_map(m, threshold, connectivity, ref.spacing)
-            )
+        pred = (objects_from_table(table.get(entry["subject"], []), ref.spacing) if table is not None else
+                _predicted_objects(Path(predictions), entry, label, ref.spacing, instances, threshold, connectivity))
         if table is not None and score_threshold is not None:
             all_results.append(evaluate_scan(ref, pred, rule, **match_kwargs))
             rows = [r for r in table.get(entry["subject"], []) if float(r["score"]) >= score_threshold]
             pred = objects_from_table(rows, ref.spacing)
-        res = evaluate_scan(ref, pred, rule, **match_kwargs)
-        results.append(res)
-        scan = summarise_scans([res])
-        per_scan.append(
-            {"subject": entry["subject"], "label_read_as": how}
-            | {k: res[k] for k in ("tp", "fp", "fn", "n_ref", "n_pred")}
-            | {k: scan[k] for k in ("sensitivity", "precision", "f1", "count_abs_diff_mean")}
-        )
+        results.append(evaluate_scan(ref, pred, rule, **match_kwargs))
+        per_scan.append(_scan_row(entry["subject"], how, results[-1]))
     figures = summarise_scans(results)
-    if all_results:
-        curve = summarise_scans(all_results)
-        figures.update(cpm=curve["cpm"], froc=curve["froc"])
+    figures.update({k: summarise_scans(all_results)[k] for k in ("cpm", "froc")} if all_results else {})
     settings = {"datalist": str(datalist), "split": split, "rule": rule, "label_format": label_format,
                 "connectivity": connectivity, **match_kwargs}
-    if subjects is not None:
-        settings["subjects"] = [e["subject"] for e in entries]
+    settings.update({"subjects": [e["subject"] for e in entries]} if subjects is not None else {})
     settings.update({"detections": detections} if detections else {"predictions": predictions, "threshold": threshold})
-    if detections and score_threshold is not None:
-        settings["score_threshold"] = score_threshold
+    settings.update({"score_threshold": score_threshold} if detections and score_threshold is not None else {})
     out = {"settings": settings, "pooled": figures, "per_scan": per_scan}
     write_json(out, Path(output_dir) / "metrics.json")
     plot_froc(figures, Path(output_dir) / "froc.png", title=f"{Path(datalist).parent.name} / {split} ({rule})")
@@ -238,7 +248,7 @@ def evaluate_valdo(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bundle.evaluation", description=__doc__.split("\n\n")[0])
     p.add_argument("--datalist", required=True)
     p.add_argument("--split", default="testing", choices=SPLITS)
@@ -265,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label_format", choices=LABEL_FORMATS, default="auto",
                    help="reference labels: instance maps, binary masks (one lesion per connected component at "
                    "--connectivity), or auto: a 0/1 map with several components and no lesion file is binary")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
     rule = a.rule or ("distance_mm" if a.detections else "overlap")
     kw = {k: v for k, v in (("min_overlap", a.min_overlap), ("max_distance", a.max_distance)) if v is not None}
     if rule == "valdo":

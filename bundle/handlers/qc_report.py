@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 from ignite.engine import Engine, Events
+from monai.data.utils import affine_to_spacing
 
 from ..data.io import atomic_path
 
@@ -47,6 +48,28 @@ def _window(vol: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
+def _volume(image_path) -> tuple[np.ndarray, np.ndarray]:
+    """The first 3D volume of a NIfTI file (float32) and its voxel sizes."""
+    import nibabel as nib
+
+    img = nib.load(str(image_path))
+    vol = np.asarray(img.dataobj, dtype=np.float32)
+    if vol.ndim == 4:
+        vol = vol[..., 0]
+    if vol.ndim != 3:
+        raise ValueError(f"{image_path}: QC montage needs a 3D image, got shape {vol.shape}")
+    return vol, np.asarray(affine_to_spacing(np.asarray(img.affine, float)), float)
+
+
+def _circle(ax, row: dict, colour, pixel_mm: float) -> None:
+    """Circle a detection (radius: its diameter plus a margin, at least 6 pixels) and write its ``lesion_id``."""
+    from matplotlib.patches import Circle
+
+    radius = max(float(row.get("diameter_mm") or 0.0) / pixel_mm + 4.0, 6.0)
+    ax.add_patch(Circle((float(row["i"]), float(row["j"])), radius, fill=False, color=colour, linewidth=1.2))
+    ax.text(float(row["i"]) + radius, float(row["j"]) + radius, str(int(row["lesion_id"])), color=colour, fontsize=8)
+
+
 def subject_montage(
     image_path: str | os.PathLike,
     rows: Sequence[dict],
@@ -67,16 +90,8 @@ def subject_montage(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import nibabel as nib
-    from matplotlib.patches import Circle
 
-    img = nib.load(str(image_path))
-    vol = np.asarray(img.dataobj, dtype=np.float32)
-    if vol.ndim == 4:
-        vol = vol[..., 0]
-    if vol.ndim != 3:
-        raise ValueError(f"{image_path}: QC montage needs a 3D image, got shape {vol.shape}")
-    spacing = np.sqrt((np.asarray(img.affine)[:3, :3] ** 2).sum(0))
+    vol, spacing = _volume(image_path)
     lo, hi = _window(vol)
     panels = choose_slices(rows, max_panels=max_panels)
     empty = not rows
@@ -95,10 +110,7 @@ def subject_montage(
         ax.imshow(vol[:, :, k].T, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest")
         ax.set_title("no detections" if empty else f"slice k={k}", fontsize=9)
         for r in rs:
-            c = colour.get(str(r["label"]), COLOURS[0])
-            radius = max(float(r.get("diameter_mm") or 0.0) / float(spacing[:2].min()) + 4.0, 6.0)
-            ax.add_patch(Circle((float(r["i"]), float(r["j"])), radius, fill=False, color=c, linewidth=1.2))
-            ax.text(float(r["i"]) + radius, float(r["j"]) + radius, str(int(r["lesion_id"])), color=c, fontsize=8)
+            _circle(ax, r, colour.get(str(r["label"]), COLOURS[0]), float(spacing[:2].min()))
     counts = {c: sum(str(r["label"]) == c for r in rows) for c in classes} if classes else {}
     title = f"{subject}: {len(rows)} detection(s)" + (
         " (" + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")" if counts else ""

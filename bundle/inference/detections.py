@@ -195,10 +195,9 @@ def to_grid(volume: np.ndarray, affine: np.ndarray, dst_affine: np.ndarray, dst_
     ``dst_shape``; returned unchanged when the grids are the same."""
     if tuple(volume.shape) == tuple(dst_shape) and np.allclose(affine, dst_affine, atol=1e-4):
         return volume
+    import torch
     from monai.data import MetaTensor
     from monai.transforms import SpatialResample
-
-    import torch
 
     src = MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
     out = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(

@@ -115,7 +115,27 @@ def valdo_scan(
         rows = _by_overlap(seg_cc, n_seg, ref_cc, n_ref)
     else:
         rows = _by_distance(seg_cc, n_seg, ref_cc, n_ref, zooms, thresh_assign)
-    for row in rows:  # categories, per reference: the best of its predictions (ties: see official_ties)
+    _categorise(rows, task, thresh_assign, official_ties)
+    peak = ndi.maximum(ref, ref_cc, np.arange(1, n_ref + 1)) if n_ref else np.zeros(0)  # each reference's weight
+    assigned = {row[1] for row in rows}
+    w_tp = sum(float(peak[row[1] - 1]) for row in rows if row[3] == "TP")
+    w_fn = sum(float(peak[r]) for r in range(n_ref) if r + 1 not in assigned)
+    tp, fp = sum(row[3] == "TP" for row in rows), sum(row[3] == "FP" for row in rows)
+    f1 = float("nan") if ref_empty else 0.0 if seg_empty else 2 * w_tp / (w_fn + fp + 2 * w_tp)
+    return {
+        "mean_dice": _mean_dice(rows, ref, ref_cc, seg_cc, ref_empty, seg_empty),
+        "tp": int(tp), "fp": int(fp), "fn": int(sum(r + 1 not in assigned for r in range(n_ref))),
+        "n_ref": n_ref, "n_pred": n_seg, "f1": f1,
+        "count_abs_diff": None if task == "lacunes" else abs(n_ref - n_seg),
+        "abs_volume_diff": float(abs(clipped.sum() - ref.sum()) * np.prod(zooms)),
+        "table": [[int(a), int(b), float(c), d] for a, b, c, d in rows],
+    }  # fmt: skip
+
+
+def _categorise(rows: list[list], task: str, thresh_assign: float, official_ties: bool) -> None:
+    """Append "TP" or "FP" to each ``[prediction, reference, distance or IoU]`` row: per reference, the best of its
+    predictions is TP (ties: all of them with ``official_ties``, as the official code; else the first)."""
+    for row in rows:
         row.append("FP")
     groups: dict[int, list] = {}
     for row in rows:
@@ -130,25 +150,6 @@ def valdo_scan(
             winners = [row for row in group if row[2] == best]
         for row in winners if official_ties else winners[:1]:
             row[3] = "TP"
-    peak = ndi.maximum(ref, ref_cc, np.arange(1, n_ref + 1)) if n_ref else np.zeros(0)  # each reference's weight
-    assigned = {row[1] for row in rows}
-    w_tp = sum(float(peak[row[1] - 1]) for row in rows if row[3] == "TP")
-    w_fn = sum(float(peak[r]) for r in range(n_ref) if r + 1 not in assigned)
-    tp, fp = sum(row[3] == "TP" for row in rows), sum(row[3] == "FP" for row in rows)
-    if ref_empty:
-        f1 = float("nan")
-    elif seg_empty:
-        f1 = 0.0
-    else:
-        f1 = 2 * w_tp / (w_fn + fp + 2 * w_tp)
-    return {
-        "mean_dice": _mean_dice(rows, ref, ref_cc, seg_cc, ref_empty, seg_empty),
-        "tp": int(tp), "fp": int(fp), "fn": int(sum(r + 1 not in assigned for r in range(n_ref))),
-        "n_ref": n_ref, "n_pred": n_seg, "f1": f1,
-        "count_abs_diff": None if task == "lacunes" else abs(n_ref - n_seg),
-        "abs_volume_diff": float(abs(clipped.sum() - ref.sum()) * np.prod(zooms)),
-        "table": [[int(a), int(b), float(c), d] for a, b, c, d in rows],
-    }  # fmt: skip
 
 
 def _mean_dice(rows, ref, ref_cc, seg_cc, ref_empty, seg_empty) -> float:

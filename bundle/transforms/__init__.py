@@ -16,13 +16,13 @@ from .array import (
 )
 from .dictionary import (
     HeadMaskd,
-    WorkingGridd,
     HistogramPeakNormalized,
     N4BiasFieldCorrectiond,
     ROIFloord,
     SoftROIMaskd,
     TrimRescaled,
     WhiteMatterZScored,
+    WorkingGridd,
 )
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 

@@ -95,9 +95,8 @@ def froc_by_multiplier(datalist: Path, folder: Path) -> dict[str, list[dict]]:
     """Per kind of blob, the sensitivity and FP per image of one method's saved maps re-thresholded at each count
     multiplier (the scans are read once for all)."""
     from bundle.data import load_datalist, load_volume
-    from bundle.methods.gpunet import count_matched_objects
+    from bundle.methods.gpunet import count_matched_objects, predicted_count
     from bundle.metrics import evaluate_scan, objects_from_instances, summarise_scans
-    from bundle.methods.gpunet import predicted_count
 
     counts = {
         r["subject"]: float(r["predicted_count"]) for r in csv.DictReader((folder / "count_predictions.csv").open())

@@ -68,8 +68,7 @@ def select_box_nms(datalist: Path, detections: Path, out: Path) -> float:
     import torch
 
     from bundle.data import load_datalist, load_volume
-    from bundle.methods.rcnn import multirater_figures
-    from bundle.methods.rcnn import cube_nms
+    from bundle.methods.rcnn import cube_nms, multirater_figures
 
     rows = list(csv.DictReader(detections.open()))
     spacing = {e["subject"]: torch.as_tensor(load_volume(e["label"], e["subject"], "label").pixdim, dtype=torch.float)

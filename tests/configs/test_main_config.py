@@ -19,8 +19,8 @@ import yaml
 from conftest import REPO, run_bundle
 from PIL import Image
 
-from scripts.build_configs import build
 from bundle.inference import read_detections
+from scripts.build_configs import build
 
 
 def test_top_level_configs_are_current():

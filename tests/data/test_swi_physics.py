@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bundle.data.synth.anatomy import build_anatomy, region_masks
 from bundle.data.synth.swi_physics import (
     PRESETS,
     box_integrate,
@@ -115,14 +116,14 @@ def test_vein_susceptibility_is_one_draw_in_the_presets_range():
 
 @pytest.fixture(scope="module")
 def scene():
-    """A ``train`` acquisition, a small anatomy, its microbleed regions and venous tree, for ``_place_cmbs``."""
-    from bundle.data.synth import swi_physics as sp
+    """A ``train`` acquisition, a small anatomy, its microbleed regions and venous tree, for ``place_cmbs``."""
+    from bundle.data.synth.swi_physics import sources as sp
 
     rng = np.random.default_rng([3, 0, 7])
     acq = draw_acquisition("train", rng)
-    anat = sp.build_anatomy((1.0, 1.0, 1.0), rng, rotation_deg=6.0, scale=0.08)
-    hs, regions = sp._HeadSpace(anat), sp._cmb_regions(anat, sp.region_masks(anat))
-    veins = sp._vein_tree(hs, acq, rng)
+    anat = build_anatomy((1.0, 1.0, 1.0), rng, rotation_deg=6.0, scale=0.08)
+    hs, regions = sp.HeadSpace(anat), sp.microbleed_regions(anat, region_masks(anat))
+    veins = sp.vein_tree(hs, acq, rng)
     return acq, anat, hs, regions, veins
 
 
@@ -130,12 +131,12 @@ def test_share_of_microbleeds_beside_veins_follows_the_preset(scene):
     """``p_near_vein`` 1 puts every microbleed within 2.5 mm of a vein's wall (not into it), 0 none flagged."""
     import dataclasses
 
-    from bundle.data.synth import swi_physics as sp
+    from bundle.data.synth.swi_physics import sources as sp
 
     acq, anat, hs, regions, veins = scene
-    segs = sp._segments(veins)
+    segs = sp.vein_segments(veins)
     for p in (0.0, 1.0):
-        placed = sp._place_cmbs(anat, hs, regions, veins, dataclasses.replace(acq, n_cmb=12, p_near_vein=p),
+        placed = sp.place_cmbs(anat, hs, regions, veins, dataclasses.replace(acq, n_cmb=12, p_near_vein=p),
                                 np.random.default_rng(0))  # fmt: skip
         assert len(placed) == 12 and {c["near_vein"] for c in placed} == {bool(p)}
         for c in placed:
@@ -149,7 +150,7 @@ def test_train_small_changes_only_the_contrast_mix_and_the_microbleed_cores(scen
     earlier are reproduced."""
     import dataclasses
 
-    from bundle.data.synth import swi_physics as sp
+    from bundle.data.synth.swi_physics import sources as sp
 
     train, small = preset("train"), preset("train_small")
     assert {k for k in {*train, *small} if train.get(k) != small.get(k)} == {"p_swi", "cmb_core_beta"}
@@ -161,7 +162,7 @@ def test_train_small_changes_only_the_contrast_mix_and_the_microbleed_cores(scen
     acq, anat, hs, regions, veins = scene
     mean_core = {}
     for beta in ((1.2, 2.5), (1.0, 4.0)):
-        placed = sp._place_cmbs(anat, hs, regions, veins, dataclasses.replace(acq, n_cmb=60, cmb_core_beta=beta),
+        placed = sp.place_cmbs(anat, hs, regions, veins, dataclasses.replace(acq, n_cmb=60, cmb_core_beta=beta),
                                 np.random.default_rng(1))  # fmt: skip
         mean_core[beta] = np.mean([2.0 * c["radii"][0] for c in placed])
     assert 2.3 < mean_core[(1.2, 2.5)] < 3.0 and 1.7 < mean_core[(1.0, 4.0)] < 2.3
@@ -170,7 +171,7 @@ def test_train_small_changes_only_the_contrast_mix_and_the_microbleed_cores(scen
 def test_a_dropped_faint_microbleed_gives_its_voxels_back():
     """A 1-voxel microbleed nearer to some voxels of a 5 mm neighbour's extent wins them first; once dropped (under
     2 mm) the neighbour competes again and keeps its whole extent, with no hole; an 11 mm one is unlabelled too."""
-    from bundle.data.synth.swi_physics import _compete
+    from bundle.data.synth.swi_physics.sources import compete
 
     shape, sp = (40, 40, 40), np.ones(3)
     grid = np.indices(shape).transpose(1, 2, 3, 0).astype(float)
@@ -185,7 +186,7 @@ def test_a_dropped_faint_microbleed_gives_its_voxels_back():
     faint = rec(2, np.array([12.0, 10.0, 10.0]), 0.5, [2, 2, 2])  # one voxel, inside the big one's extent
     huge = rec(3, np.array([28.0, 28.0, 28.0]), 5.6, [3, 3, 3])  # 11.4 mm
     hidden = []
-    label, kept = _compete([big, faint, huge], shape, sp, hidden)
+    label, kept = compete([big, faint, huge], shape, sp, hidden)
     assert [r["id"] for r in kept] == [1] and (label == 1).sum() == big["own"].sum() and label.max() == 1
     assert [(h["kind"], h["centre_mm"]) for h in hidden] == [("subvisible_cmb", [2, 2, 2]),
                                                               ("cmb_over_10mm", [3, 3, 3])]
@@ -241,7 +242,7 @@ def test_cohort_and_command_line_write_a_datalist_of_every_split(tmp_path, monke
         calls.append((index, seed, preset_name))
         return {"subject": f"sub-{index:04d}", "preset": preset_name}
 
-    monkeypatch.setattr(swi_physics, "generate_swi_subject", fake_subject)
+    monkeypatch.setattr(swi_physics.subject, "generate_swi_subject", fake_subject)
     path = swi_physics.generate_swi_cohort(tmp_path / "a", {"training": ("train", 2), "testing": ("oblique", 1)},
                                            seed=7, progress=False)  # fmt: skip
     d = json.loads(path.read_text())

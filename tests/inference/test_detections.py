@@ -63,9 +63,7 @@ def test_objects_from_detector_table_drops_padding_and_low_scores():
 def test_rcnn_rows_carry_class_probabilities_and_rater_answers():
     import torch
 
-    from bundle.methods.rcnn import box_map
-    from bundle.methods.rcnn import rcnn_rows
-    from bundle.methods.rcnn import rcnn_columns
+    from bundle.methods.rcnn import box_map, rcnn_columns, rcnn_rows
 
     cols = rcnn_columns(2)
     table = torch.full((3, len(cols)), float("nan"))
@@ -184,8 +182,7 @@ def test_detector_tables_as_arrays_inclusive_min_score_and_defaults():
 
 
 def test_rcnn_rows_from_arrays_ties_and_tables_without_raters():
-    from bundle.methods.rcnn import rcnn_rows
-    from bundle.methods.rcnn import rcnn_columns
+    from bundle.methods.rcnn import rcnn_columns, rcnn_rows
 
     cols = rcnn_columns(2)
     table = np.array([[4.0, 5, 6, 0.6, 0.4, 0.3, 0.3, 0.0, 2.0, 0.9, 1, 3],  # lacune and EPVS equally likely

@@ -13,8 +13,8 @@ import pytest
 import torch
 from monai.data import MetaTensor, decollate_batch
 
-from bundle.methods.twostage import write_mimics
 from bundle.inference import SlicerBoxDetector, detection_rows, input_grid_rows
+from bundle.methods.twostage import write_mimics
 from bundle.metrics import objects_from_instances
 
 

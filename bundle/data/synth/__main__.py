@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n must be at least 1")
     mods = tuple(args.modalities.split(",")) if args.modalities else None
     if args.task == "swi":
-        from .cohort import _split
+        from .cohort import split_names
         from .swi_physics import generate_swi_cohort
 
-        names = _split(args.n)
+        names = split_names(args.n)
         splits = {s: (args.preset, names.count(s)) for s in ("training", "validation", "testing") if names.count(s)}
         try:
             datalist = generate_swi_cohort(args.out, splits, args.seed, progress=not args.quiet)

@@ -68,7 +68,7 @@ def load_template() -> dict[str, np.ndarray]:
     return out
 
 
-def _rotation(angles_rad: np.ndarray) -> np.ndarray:
+def euler_rotation(angles_rad: np.ndarray) -> np.ndarray:
     cx, cy, cz = np.cos(angles_rad)
     sx, sy, sz = np.sin(angles_rad)
     rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
@@ -125,7 +125,7 @@ def build_anatomy(
     spacing = np.asarray(spacing, dtype=np.float64)
     tmpl = load_template()
     affine, shape = _grid(spacing, rng)
-    lin = _rotation(np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, 3))) * rng.uniform(1 - scale, 1 + scale)
+    lin = euler_rotation(np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, 3))) * rng.uniform(1 - scale, 1 + scale)
     centre = np.array([0.0, -18.0, 10.0], np.float32)  # rotate and scale about the middle of the brain (MNI mm)
     disp = _smooth_displacement(shape, spacing, rng, warp_mm, 30.0)
     to_tmpl_vox = np.linalg.inv(tmpl["affine"])

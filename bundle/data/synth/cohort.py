@@ -148,6 +148,12 @@ def generate_subject(
     images = {m: tissue_image(anat, m, texture) for m in modalities}
     paint_objects(images, objects, anat.affine)
     label, kept = _label_map(objects, anat.affine, anat.shape)
+    return _write_subject(task, index, out_dir, anat, regions, objects, images, label, kept, rng, snr, bias)
+
+
+def _write_subject(task, index, out_dir, anat, regions, objects, images, label, kept, rng, snr, bias) -> dict:
+    """Acquire each modality (noise, bias, gain) and write the subject's files; its datalist entry."""
+    modalities = tuple(images)
     subj_snr = float(rng.uniform(*snr))
     sid = f"sub-{index:04d}"
     folder = Path(out_dir) / sid
@@ -175,7 +181,7 @@ def generate_subject(
     return entry
 
 
-def _split(n: int, fractions=(0.6, 0.2, 0.2)) -> list[str]:
+def split_names(n: int, fractions=(0.6, 0.2, 0.2)) -> list[str]:
     n_val = int(round(fractions[1] * n)) if n >= 3 else 0
     n_test = int(round(fractions[2] * n)) if n >= 3 else 0
     return ["training"] * (n - n_val - n_test) + ["validation"] * n_val + ["testing"] * n_test
@@ -224,7 +230,7 @@ def generate_cohort(
             f"{out_dir} already holds a datalist.json made with other settings ({previous}); choose another output "
             "folder or pass overwrite=True (CLI: --overwrite)"
         )
-    splits = _split(n)
+    splits = split_names(n)
     datalist = {
         "name": f"synthetic_{task}",
         "description": f"brain_mri_eso_detection simulator, task {task}, seed {seed}",
@@ -235,7 +241,7 @@ def generate_cohort(
         "validation": [],
         "testing": [],
     }
-    for i in _progress(range(n), progress, desc=f"simulating {task}"):
+    for i in progress_bar(range(n), progress, desc=f"simulating {task}"):
         start = time.perf_counter()
         entry = generate_subject(task, i, out_dir, seed=seed, spacing=spacing, modalities=modalities)
         entry["seconds"] = round(time.perf_counter() - start, 2)
@@ -243,7 +249,7 @@ def generate_cohort(
     return write_json(datalist, out_dir / "datalist.json")
 
 
-def _progress(it, enabled: bool, desc: str):
+def progress_bar(it, enabled: bool, desc: str):
     if not enabled:
         return it
     try:

@@ -19,8 +19,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 
-from .count_threshold import BLOBS, count_matched_objects
 from ...transforms.array import _mask3d, _np
+from .count_threshold import BLOBS, count_matched_objects
 
 __all__ = ["BlendWithImaged", "CountMatchedObjectsd", "predicted_count"]
 

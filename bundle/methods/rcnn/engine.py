@@ -18,15 +18,13 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 from ignite.engine import Events
-from monai.engines import SupervisedTrainer
 from monai.handlers import StatsHandler, TensorBoardStatsHandler, from_engine
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ...data.io import atomic_path
-from .losses import MultiraterRCNNLoss
-from ...utils import as_bool
+from ...engines.runs import attach_progress, save_state, window_trainer
 from ...engines.windows import WindowStream
+from ...utils import as_bool
+from .losses import MultiraterRCNNLoss
 
 __all__ = ["RCNNPrepareBatch", "StagedTraining"]
 
@@ -134,7 +132,7 @@ class StagedTraining:
             self._run_step(n)
             self.trained.append(self.steps[n]["name"])
         net.set_trainable(("backbone", "rpn", "rcn"))
-        self._save(net, self.model_path)
+        save_state(net, self.model_path)
         return self.model_path
 
     def _run_step(self, n: int) -> None:
@@ -143,12 +141,11 @@ class StagedTraining:
         net.set_trainable(list(step["train"]))
         params = [p for p in net.parameters() if p.requires_grad]
         loss_fn = self.loss(step, n)
-        stream = WindowStream(self.subjects, self.sampler, seed=self.seed + n)
-        trainer = SupervisedTrainer(
+        trainer = window_trainer(
+            WindowStream(self.subjects, self.sampler, seed=self.seed + n),
+            self.batch_size,
+            int(step["iterations"]),
             device=self.device,
-            max_epochs=1,
-            epoch_length=int(step["iterations"]),
-            train_data_loader=DataLoader(stream, batch_size=self.batch_size, num_workers=0),
             network=net,
             optimizer=self.optimizer(params, float(step.get("learning_rate", self.learning_rate))),
             loss_function=loss_fn,
@@ -172,16 +169,8 @@ class StagedTraining:
                 **{f"{tag}/{k}": v for k, v in loss_fn.last_terms.items()},
             },
         ).attach(trainer)
-        if self.progress:
-            from ignite.handlers import ProgressBar
-
-            ProgressBar(desc=tag, persist=True).attach(trainer, output_transform=lambda out: {"loss": loss(out)})
+        attach_progress(trainer, tag, loss, self.progress)
         logger.info("step %s: training %s for %d iterations", tag, list(step["train"]), int(step["iterations"]))
         if int(step["iterations"]):
             trainer.run()
-        self._save(net, self.checkpoint(n))
-
-    @staticmethod
-    def _save(net: nn.Module, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(net.state_dict(), tmp)
+        save_state(net, self.checkpoint(n))

@@ -85,6 +85,43 @@ def _scan(entry: dict, rows: list[dict], min_voxels: int, max_distance_mm: float
     }
 
 
+def _by_size(sizes_ref: np.ndarray, sizes_found: np.ndarray) -> list[dict]:
+    """Sensitivity per bin of :data:`SIZE_BINS_VOXELS` (reference sizes, sizes of the found references)."""
+    by_size = []
+    for lo, hi in zip(SIZE_BINS_VOXELS[:-1], SIZE_BINS_VOXELS[1:]):
+        n = int(((sizes_ref >= lo) & (sizes_ref < hi)).sum())
+        tp = int(((sizes_found >= lo) & (sizes_found < hi)).sum())
+        by_size.append({"voxels": f"{lo}-{hi}" if np.isfinite(hi) else f">={lo}", "n": n, "found": tp,
+                        "sensitivity": tp / n if n else float("nan")})  # fmt: skip
+    return by_size
+
+
+def _class_accuracy(found: list[dict], agreement: int) -> tuple[list[bool], dict]:
+    """Whether the predicted class matches the raters' answer, for the found objects where at least
+    ``agreement`` raters agree on lacune or EPVS; and the counts per class."""
+    agreed = []
+    for f in found:
+        if not f["raters"]:
+            continue
+        answer, count = _majority(f["raters"])
+        if count >= agreement and answer in ("lacune", "epvs"):
+            agreed.append((answer, f["label"]))
+    per_class = {
+        c: {"n": sum(a == c for a, _ in agreed), "correct": sum(a == c and p == c for a, p in agreed)}
+        for c in ("lacune", "epvs")
+    }
+    return [a == p for a, p in agreed], per_class
+
+
+def _head_accuracy(found: list[dict]) -> list[float]:
+    """Per rater head, the fraction of found objects where the head gives that rater's answer."""
+    heads = []
+    for k in range(max((len(f["raters"]) for f in found), default=0)):
+        pairs = [(f["raters"][k], f["rater_heads"][k]) for f in found if len(f["raters"]) > k]
+        heads.append(sum(a == b for a, b in pairs) / len(pairs) if pairs else float("nan"))
+    return heads
+
+
 def multirater_figures(
     datalist: str,
     detections: str,
@@ -108,33 +145,10 @@ def multirater_figures(
     threshold = float(thr[at])
     found = [f for s in scans for f in s["found"] if f["score"] >= threshold]
     sizes_ref = np.concatenate([s["ref_sizes"] for s in scans]) if scans else np.zeros(0)
-    sizes_found = np.array([f["n_voxels"] for f in found], float)
-    by_size = []
-    for lo, hi in zip(SIZE_BINS_VOXELS[:-1], SIZE_BINS_VOXELS[1:]):
-        n = int(((sizes_ref >= lo) & (sizes_ref < hi)).sum())
-        tp = int(((sizes_found >= lo) & (sizes_found < hi)).sum())
-        by_size.append({"voxels": f"{lo}-{hi}" if np.isfinite(hi) else f">={lo}", "n": n, "found": tp,
-                        "sensitivity": tp / n if n else float("nan")})  # fmt: skip
-    agreed = []
-    for f in found:
-        if not f["raters"]:
-            continue
-        answer, count = _majority(f["raters"])
-        if count >= agreement and answer in ("lacune", "epvs"):
-            agreed.append((answer, f["label"]))
-    correct = [a == p for a, p in agreed]
-    per_class = {
-        c: {"n": sum(a == c for a, _ in agreed), "correct": sum(a == c and p == c for a, p in agreed)}
-        for c in ("lacune", "epvs")
-    }
+    correct, per_class = _class_accuracy(found, agreement)
     all_agree = [f["iou"] for f in found if f["raters"] and len(set(f["raters"])) == 1]
     uncertain = [f["iou"] for f in found if "nothing" in f["raters"]]
     test = stats.mannwhitneyu(all_agree, uncertain) if len(all_agree) and len(uncertain) else None
-    heads = []
-    n_heads = max((len(f["raters"]) for f in found), default=0)
-    for k in range(n_heads):
-        pairs = [(f["raters"][k], f["rater_heads"][k]) for f in found if len(f["raters"]) > k]
-        heads.append(sum(a == b for a, b in pairs) / len(pairs) if pairs else float("nan"))
     out = {
         "settings": {"datalist": str(datalist), "detections": str(detections), "split": split,
                      "min_voxels": min_voxels, "max_fp": max_fp, "max_distance_mm": max_distance_mm,
@@ -144,7 +158,7 @@ def multirater_figures(
         "threshold": threshold,
         "sensitivity": float(sens[at]) if n_ref else float("nan"),
         "fp_per_scan": float(fps[at]),
-        "sensitivity_by_size": by_size,
+        "sensitivity_by_size": _by_size(sizes_ref, np.array([f["n_voxels"] for f in found], float)),
         "class_accuracy": {"n": len(correct), "accuracy": float(np.mean(correct)) if correct else float("nan"),
                            "per_class": per_class},
         "overlap_vs_agreement": {
@@ -152,7 +166,7 @@ def multirater_figures(
             "some_nothing": {"n": len(uncertain), "median_iou": _median(uncertain)},
             "mannwhitney_p": float(test.pvalue) if test is not None else float("nan"),
         },
-        "rater_head_accuracy": heads,
+        "rater_head_accuracy": _head_accuracy(found),
         "froc": {"fp_per_scan": fps.tolist(), "sensitivity": sens.tolist()},
     }  # fmt: skip
     if output_dir is not None:

@@ -31,11 +31,12 @@ from monai.data.utils import affine_to_spacing
 from nibabel.affines import apply_affine
 
 from ...data.io import atomic_path, write_json
-from .candidates import candidates_from_map
-from ...inference.detections import input_grid_rows, write_detections
-from ...utils import as_bool
+from ...engines.runs import save_state
 from ...engines.windows import WindowTraining
 from ...evaluation.evaluate import evaluate
+from ...inference.detections import input_grid_rows, write_detections
+from ...utils import as_bool
+from .candidates import candidates_from_map
 
 __all__ = ["MIMIC_COLUMNS", "TwoStageTraining", "leave_k_out", "read_mimics", "write_mimics"]
 
@@ -259,72 +260,82 @@ class TwoStageTraining(Engine):
         return self._run["out"]
 
     def _step(self, engine: Engine, step: tuple) -> list[dict]:
+        run = {"fold_fit": self._fold_fit, "mine": self._mine, "mine_init": self._mine, "crossval": self._cv_step,
+               "final_fit": self._final_fit, "export": self._export}[step[0]]  # fmt: skip
+        name, loss = run(engine, step)
+        if loss is not None:
+            self._run["metrics"][f"{name}_loss"] = loss
+        return [{"step": name, "loss": loss}]  # a decollated batch of one, as MONAI engines give
+
+    def _fold_fit(self, engine: Engine, step: tuple) -> tuple[str, float | None]:
+        ctx, (f, m) = self._run, step[1:]
+        subjects, held, member = ctx["subjects"], ctx["folds"][f], self.stage1[m]
+        name = f"fold{f:02d}_{member.name}"
+        train = [subjects[i] for i in range(len(subjects)) if i not in held]
+        ctx["fold_nets"].setdefault(f, {})[m] = member.fit(train, name)
+        return name, member.last_loss
+
+    def _mine(self, engine: Engine, step: tuple) -> tuple[str, None]:
         ctx = self._run
         subjects, ids, folds = ctx["subjects"], ctx["ids"], ctx["folds"]
-        name, loss = step[0], None
-        if step[0] == "fold_fit":
-            f, m = step[1], step[2]
-            held = folds[f]
-            member = self.stage1[m]
-            name = f"fold{f:02d}_{member.name}"
-            ctx["fold_nets"].setdefault(f, {})[m] = member.fit(
-                [subjects[i] for i in range(len(subjects)) if i not in held], name
-            )
-            loss = member.last_loss
-        elif step[0] in ("mine", "mine_init"):
-            f = step[1] if step[0] == "mine" else 0
-            name = f"fold{f:02d}_mining" if step[0] == "mine" else "init_mining"
-            if step[0] == "mine":
-                det = self._detector([ctx["fold_nets"][f][m] for m in range(len(self.stage1))])
-            else:
-                det = self._detector(self._init_members(1))  # stage 1 alone, as in the fold mining
-            for i in folds[f]:
-                entry = subjects[i]
-                image, mask = self._volume(entry, "image"), self._volume(entry, "mask")
-                with torch.no_grad():
-                    prob = det.stage1_map(image, mask)
-                    table = det.detect(image, mask, prob)
-                vox, scores = self._mimics(entry, prob.cpu().numpy())
-                if idist.get_rank() == 0:  # every process computes the same mimics; one writes them
-                    path = self.output_dir / "mimics" / f"{ids[i]}_mimics.csv"
-                    write_mimics(path, ids[i], vox, entry["image"].affine, scores, f)
-                ctx["stage1_rows"] += self._rows(entry, table)
-                ctx["metrics"]["mimics_mined"] = ctx["metrics"].get("mimics_mined", 0) + len(vox)
-                logger.info("fold %d, %s: %d stage-1 candidates, %d mimics mined", f, ids[i], len(table), len(vox))
-            idist.barrier()
-            if f == len(folds) - 1:  # every subject's mimics are known: the stage-2 sampler reads them
-                for s in subjects:
-                    path = self.output_dir / "mimics" / f"{s['subject']}_mimics.csv"
-                    s[self.mimics_key], s[f"{self.mimics_key}_scores"] = read_mimics(path, with_scores=True)
-        elif step[0] == "crossval":
-            fold_nets = [[ctx["fold_nets"][f][m] for m in range(len(self.stage1))] for f in range(len(folds))]
-            ctx["out"]["crossval"] = cv = self._crossval(subjects, folds, fold_nets, ctx["stage1_rows"])
-            for stage, figures in cv.items():
-                for key in ("sensitivity", "fp_per_scan"):
-                    if isinstance(figures["pooled"].get(key), (int, float)):
-                        ctx["metrics"][f"crossval_{stage}_{key}"] = figures["pooled"][key]
-        elif step[0] == "final_fit":
-            stage, m = step[1], step[2]
-            member = (self.stage1 if stage == 1 else self.stage2)[m]
-            name = f"final_{member.name}"
-            init = self._init_state(stage, m) if self.init_checkpoint is not None else None
-            ctx["final"][stage][m] = member.fit(subjects, name, init_state=init)
-            loss = member.last_loss
-        else:  # export
-            final1 = [ctx["final"][1][m] for m in range(len(self.stage1))]
-            final2 = [ctx["final"][2][m] for m in range(len(self.stage2))]
-            detector = self._detector(final1, final2)
-            path = self.output_dir / "models" / self.detector_name
-            if idist.get_rank() == 0:
-                with atomic_path(path) as tmp:
-                    torch.save(detector.state_dict(), tmp)
-            idist.barrier()
-            logger.info("saved the detector (%d + %d networks) to %s", len(final1), len(final2), path)
-            ctx["out"]["detector"] = str(path)
-            engine.state.metrics.update(ctx["metrics"])
-        if loss is not None:
-            ctx["metrics"][f"{name}_loss"] = loss
-        return [{"step": name, "loss": loss}]  # a decollated batch of one, as MONAI engines give
+        f = step[1] if step[0] == "mine" else 0
+        name = f"fold{f:02d}_mining" if step[0] == "mine" else "init_mining"
+        if step[0] == "mine":
+            det = self._detector([ctx["fold_nets"][f][m] for m in range(len(self.stage1))])
+        else:
+            det = self._detector(self._init_members(1))  # stage 1 alone, as in the fold mining
+        for i in folds[f]:
+            entry = subjects[i]
+            image, mask = self._volume(entry, "image"), self._volume(entry, "mask")
+            with torch.no_grad():
+                prob = det.stage1_map(image, mask)
+                table = det.detect(image, mask, prob)
+            vox, scores = self._mimics(entry, prob.cpu().numpy())
+            if idist.get_rank() == 0:  # every process computes the same mimics; one writes them
+                path = self.output_dir / "mimics" / f"{ids[i]}_mimics.csv"
+                write_mimics(path, ids[i], vox, entry["image"].affine, scores, f)
+            ctx["stage1_rows"] += self._rows(entry, table)
+            ctx["metrics"]["mimics_mined"] = ctx["metrics"].get("mimics_mined", 0) + len(vox)
+            logger.info("fold %d, %s: %d stage-1 candidates, %d mimics mined", f, ids[i], len(table), len(vox))
+        idist.barrier()
+        if f == len(folds) - 1:  # every subject's mimics are known: the stage-2 sampler reads them
+            for s in subjects:
+                path = self.output_dir / "mimics" / f"{s['subject']}_mimics.csv"
+                s[self.mimics_key], s[f"{self.mimics_key}_scores"] = read_mimics(path, with_scores=True)
+        return name, None
+
+    def _cv_step(self, engine: Engine, step: tuple) -> tuple[str, None]:
+        ctx = self._run
+        folds = ctx["folds"]
+        fold_nets = [[ctx["fold_nets"][f][m] for m in range(len(self.stage1))] for f in range(len(folds))]
+        ctx["out"]["crossval"] = cv = self._crossval(ctx["subjects"], folds, fold_nets, ctx["stage1_rows"])
+        for stage, figures in cv.items():
+            for key in ("sensitivity", "fp_per_scan"):
+                if isinstance(figures["pooled"].get(key), (int, float)):
+                    ctx["metrics"][f"crossval_{stage}_{key}"] = figures["pooled"][key]
+        return "crossval", None
+
+    def _final_fit(self, engine: Engine, step: tuple) -> tuple[str, float | None]:
+        ctx, (stage, m) = self._run, step[1:]
+        member = (self.stage1 if stage == 1 else self.stage2)[m]
+        name = f"final_{member.name}"
+        init = self._init_state(stage, m) if self.init_checkpoint is not None else None
+        ctx["final"][stage][m] = member.fit(ctx["subjects"], name, init_state=init)
+        return name, member.last_loss
+
+    def _export(self, engine: Engine, step: tuple) -> tuple[str, None]:
+        ctx = self._run
+        final1 = [ctx["final"][1][m] for m in range(len(self.stage1))]
+        final2 = [ctx["final"][2][m] for m in range(len(self.stage2))]
+        detector = self._detector(final1, final2)
+        path = self.output_dir / "models" / self.detector_name
+        if idist.get_rank() == 0:
+            save_state(detector, path)
+        idist.barrier()
+        logger.info("saved the detector (%d + %d networks) to %s", len(final1), len(final2), path)
+        ctx["out"]["detector"] = str(path)
+        engine.state.metrics.update(ctx["metrics"])
+        return step[0], None
 
     def _crossval(self, subjects: list[dict], folds: list[list[int]], fold_nets: list, stage1_rows: list[dict]) -> dict:
         cv = self.output_dir / "crossval"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bundle.methods.gpunet import SaliencyInferer
-from bundle.methods.gpunet import GPUNet
+from bundle.methods.gpunet import GPUNet, SaliencyInferer
 
 
 def _x(b=2, shape=(16, 12, 8)):

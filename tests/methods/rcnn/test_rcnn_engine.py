@@ -10,9 +10,15 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, RandWeightedCropd, SelectItemsd
 
-from bundle.methods.rcnn import StagedTraining
-from bundle.methods.rcnn import MultiraterRCNN, highresnet_layers
-from bundle.methods.rcnn import RPNTargetsd, object_table, sampling_weights, signed_distance
+from bundle.methods.rcnn import (
+    MultiraterRCNN,
+    RPNTargetsd,
+    StagedTraining,
+    highresnet_layers,
+    object_table,
+    sampling_weights,
+    signed_distance,
+)
 
 STEPS = [
     {"name": "backbone", "train": ["backbone"], "iterations": 2, "weights": {"distance": 1.0}},

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import write_nii
 
-from bundle.methods.rcnn import box_iou, multirater_figures
 from bundle.inference import write_detections
+from bundle.methods.rcnn import box_iou, multirater_figures
 
 
 def _row(lid, i, j, k, score, label, side, heads):

@@ -10,8 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bundle.methods.rcnn import MultiraterRCNNLoss, SmoothDistanceLoss, sample_balanced, smooth_distance
-from bundle.methods.rcnn import match_proposals
+from bundle.methods.rcnn import (
+    MultiraterRCNNLoss,
+    SmoothDistanceLoss,
+    match_proposals,
+    sample_balanced,
+    smooth_distance,
+)
 
 
 @pytest.mark.parametrize(

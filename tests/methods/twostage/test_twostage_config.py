@@ -14,8 +14,8 @@ from conftest import REPO, config_files, run_bundle
 from monai.bundle import ConfigParser
 
 from bundle.data.synth import generate_cohort
-from bundle.methods.twostage import read_mimics
 from bundle.inference import COLUMNS, read_detections
+from bundle.methods.twostage import read_mimics
 
 TRAIN = ["configs/common.yaml", "configs/twostage/train.yaml", "configs/twostage/quick.yaml"]
 INFER = TRAIN + ["configs/twostage/inference.yaml"]

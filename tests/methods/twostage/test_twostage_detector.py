@@ -10,10 +10,15 @@ from conftest import sphere
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
-from bundle.methods.twostage import candidates_from_map
 from bundle.inference import TABLE_COLUMNS
-from bundle.methods.twostage import MimicCNN, TwoStageCMBDetector, stride_overlap
-from bundle.methods.twostage import STAGE2_VIEWS, stage2_view
+from bundle.methods.twostage import (
+    STAGE2_VIEWS,
+    MimicCNN,
+    TwoStageCMBDetector,
+    candidates_from_map,
+    stage2_view,
+    stride_overlap,
+)
 from bundle.transforms import RandWindowsd, crop_padded, object_centres
 
 
