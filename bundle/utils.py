@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-__all__ = ["as_bool"]
+import torch
+
+__all__ = ["as_bool", "pad_rows"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -21,3 +23,17 @@ def as_bool(value, name: str = "value") -> bool:
             return v in _TRUE
         raise ValueError(f"{name} must be true or false, got {value!r}")
     return bool(value)
+
+
+def pad_rows(tables, fill: float = float("nan"), width: int | None = None, like: torch.Tensor | None = None):
+    """Stack per-item tables (each (n_b, ...) with the same trailing shape) into one (B, max n_b, ...) tensor,
+    padded with ``fill`` rows: a batch of detections whose counts differ. ``width`` gives the trailing size when
+    every table may be empty; ``like`` the dtype and device (default: the first table's, else float32 on CPU)."""
+    tables = [torch.as_tensor(t) for t in tables]
+    ref = like if like is not None else (tables[0] if tables else torch.zeros(0))
+    tail = tuple(tables[0].shape[1:]) if tables else ((width,) if width is not None else ())
+    n = max((len(t) for t in tables), default=0)
+    out = torch.full((len(tables), n, *tail), fill, dtype=ref.dtype, device=ref.device)
+    for b, t in enumerate(tables):
+        out[b, : len(t)] = t
+    return out

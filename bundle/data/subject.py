@@ -19,11 +19,10 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform
 
 from .datalist import DatalistError
+from .vocabulary import CLASSES, RATER_CHOICES
 
 __all__ = ["CLASSES", "RATER_CHOICES", "LoadSubjectd", "load_volume", "validate_lesions"]
 
-CLASSES = ("cmb", "epvs", "lacune")
-RATER_CHOICES = ("nothing", "lacune", "epvs", "undecided", "cmb")
 MASK_KEYS = ("mask", "roi")
 
 

@@ -14,7 +14,7 @@ from monai.data.utils import affine_to_spacing
 
 from ..data.io import atomic_path, write_nifti
 from ..inference.detections import detection_rows, input_grid_rows, to_grid, write_detections
-from ..metrics.objects import objects_from_map
+from ..metrics.objects import connected_components, objects_from_map
 
 __all__ = ["DetectionsWriter", "instance_map_of_rows", "write_counts"]
 
@@ -168,10 +168,8 @@ def write_counts(rows: list[dict], subjects: Sequence[str], path: str | os.PathL
 def instance_map_of_rows(rows: list[dict], prob: np.ndarray, threshold: float, connectivity: int = 26) -> np.ndarray:
     """int16 map: the connected component of ``prob >= threshold`` that holds each row's (i, j, k) voxel, filled
     with the row's ``lesion_id`` (a single voxel where that voxel is below the threshold)."""
-    from scipy import ndimage as ndi
-
-    structure = ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[int(connectivity)])
-    comps, n_comps = ndi.label(prob >= threshold, structure=structure)
+    comps = connected_components(prob >= threshold, int(connectivity))
+    n_comps = int(comps.max())
     lut = np.zeros(n_comps + 1, np.int16)  # component -> lesion_id, applied to the volume once
     below = []
     for r in rows:

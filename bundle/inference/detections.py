@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 COLUMNS = ("subject", "lesion_id", "label", "score", "x", "y", "z", "i", "j", "k", "diameter_mm", "volume_mm3")
-#: columns of the (N, 6) candidate table a point detector returns (e.g. :class:`bundle.methods.twostage.TwoStageCMBDetector`)
+#: columns of the (N, 6) candidate table a point detector returns
+#: (e.g. :class:`bundle.methods.twostage.TwoStageCMBDetector`)
 TABLE_COLUMNS = ("i", "j", "k", "score", "stage1_score", "size_voxels")
 _NUMERIC = ("score", "x", "y", "z", "i", "j", "k", "diameter_mm", "volume_mm3")
 

@@ -16,6 +16,7 @@ from monai.data.utils import affine_to_spacing
 from nibabel.affines import apply_affine
 
 from ..transforms.array import head_mask
+from ..utils import pad_rows
 from .detections import objects_from_detector_table
 
 __all__ = ["SlicerBoxDetector"]
@@ -36,7 +37,8 @@ class SlicerBoxDetector:
     beyond a volume's own N are NaN (batches of one, as MONAI Label sends, have none).
 
     Args:
-        network: the detector (``network_def``: :class:`bundle.methods.twostage.TwoStageCMBDetector`); MONAI Label sets it.
+        network: the detector (``network_def``: :class:`bundle.methods.twostage.TwoStageCMBDetector`); MONAI Label
+            sets it.
         threshold: the operating point (the main job's ``detection_threshold``).
         score_column: detector table column used as the score.
         label_index: class index written as ``label`` (``network_data_format`` ``channel_def``: 1 = cmb).
@@ -80,17 +82,9 @@ class SlicerBoxDetector:
             boxes.append(np.concatenate([world * RAS_TO_LPS, side], 1))
             labels.append(np.full(len(objs), self.label_index))
             scores.append(np.asarray(objs.scores, float))
-        n = max(len(s) for s in scores)
-        box = torch.full((len(boxes), n, 6), float("nan"))
-        label = torch.full((len(boxes), n), -1, dtype=torch.long)
-        score = torch.full((len(boxes), n), float("nan"))
-        for b in range(len(boxes)):
-            k = len(scores[b])
-            box[b, :k], label[b, :k], score[b, :k] = (
-                torch.as_tensor(boxes[b]),
-                torch.as_tensor(labels[b]),
-                torch.as_tensor(scores[b]),
-            )
+        box = pad_rows([torch.as_tensor(b, dtype=torch.float32).reshape(-1, 6) for b in boxes])
+        label = pad_rows([torch.as_tensor(v, dtype=torch.long) for v in labels], fill=-1)
+        score = pad_rows([torch.as_tensor(s, dtype=torch.float32) for s in scores])
         return {"box": box, "label": label, "score": score}
 
     @staticmethod

@@ -17,6 +17,7 @@ __all__ = [
     "Objects",
     "connected_components",
     "label_instances",
+    "neighbourhood",
     "objects_from_instances",
     "objects_from_map",
     "objects_from_table",
@@ -56,17 +57,27 @@ class Objects:
         return np.cbrt(6.0 * volume / np.pi)
 
 
+def neighbourhood(connectivity: int = 26) -> np.ndarray:
+    """The 3D structuring element of a connectivity: 6 (faces), 18 (and edges) or 26 (and corners).
+
+    Raises:
+        ValueError: connectivity not 6, 18 or 26.
+    """
+    if connectivity not in _RANK:
+        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    return ndi.generate_binary_structure(3, _RANK[int(connectivity)])
+
+
 def connected_components(mask: np.ndarray, connectivity: int = 26) -> np.ndarray:
     """Instance map of the connected components of ``mask > 0`` (ids 1..N, scan order).
 
     Raises:
         ValueError: connectivity not 6, 18 or 26, or ``mask`` not 3D.
     """
-    if connectivity not in _RANK:
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    structure = neighbourhood(connectivity)
     if np.ndim(mask) != 3:
         raise ValueError(f"expected a 3D map, got shape {np.shape(mask)}")
-    return ndi.label(np.asarray(mask) > 0, structure=ndi.generate_binary_structure(3, _RANK[connectivity]))[0]
+    return ndi.label(np.asarray(mask) > 0, structure=structure)[0]
 
 
 def label_instances(label: np.ndarray, label_format: str = "auto", connectivity: int = 26,

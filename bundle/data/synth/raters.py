@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..vocabulary import ANSWERS
 from .objects import SimObject
 from .shapes import Tube
 
 __all__ = ["CHOICES", "ambiguity", "rate"]
 
-CHOICES = ("nothing", "lacune", "epvs", "undecided")
+CHOICES = ANSWERS  # the data model's answers (bundle.data.vocabulary)
 
 
 def ambiguity(obj: SimObject, n_voxels: int) -> tuple[float, float]:

@@ -30,6 +30,8 @@ import itertools
 import numpy as np
 from scipy import ndimage as ndi
 
+from ...metrics.objects import neighbourhood
+
 __all__ = ["BLOBS", "count_matched_objects"]
 
 BLOBS = ("components", "basins")
@@ -57,8 +59,7 @@ def count_matched_objects(
         raise ValueError(f"count_matched_objects needs a 3D map, got shape {score.shape}")
     if int(count) != count or count < 0:
         raise ValueError(f"count must be a non-negative integer, got {count!r}")
-    if connectivity not in (6, 18, 26):
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    structure = neighbourhood(connectivity)
     if blobs not in BLOBS:
         raise ValueError(f"blobs must be one of {BLOBS}, got {blobs!r}")
     n = int(count)
@@ -70,7 +71,6 @@ def count_matched_objects(
         return out, float("inf")
     box = ndi.find_objects(inside.astype(np.uint8))[0]
     sub = np.where(inside[box] & np.isfinite(score[box]), score[box], -np.inf)
-    structure = ndi.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
     if blobs == "basins":
         out[box], threshold = _basins(sub, n, structure)
         return out, threshold

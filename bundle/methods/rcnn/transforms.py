@@ -25,6 +25,8 @@ from monai.config import KeysCollection
 from monai.transforms import DistanceTransformEDT, MapTransform
 from scipy import ndimage as ndi
 
+from ...data.vocabulary import ANSWERS
+
 __all__ = [
     "OBJECT_COLUMNS",
     "RCNN_CHOICES",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 #: the four answers of the multirater encoding, in the order of the refinement head's outputs
-RCNN_CHOICES = ("nothing", "lacune", "epvs", "undecided")
+RCNN_CHOICES = ANSWERS  # the data model's answers; their index is the class of the heads
 #: leading columns of an object table row; then ``soft_<choice>`` (4) and one answer index per rater
 OBJECT_COLUMNS = ("x", "y", "z", "scale", "n_voxels", "class")
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ...inference.detections import TABLE_COLUMNS
 from ...transforms.sampling import crop_padded
+from ...utils import pad_rows
 from .candidates import candidates_from_map
 from .networks import STAGE2_VIEWS, CMBNetworks, stage2_view, stride_overlap
 
@@ -220,10 +221,7 @@ class TwoStageCMBDetector(CMBNetworks):
             raise ValueError(f"mask shape {tuple(mask.shape)} does not match image shape {tuple(image.shape)}")
         probs = [self.stage1_map(image[b], None if mask is None else mask[b]) for b in range(image.shape[0])]
         tables = [self.detect(image[b], prob=probs[b]) for b in range(image.shape[0])]
-        n = max(len(t) for t in tables)
-        out = torch.full((len(tables), n, len(TABLE_COLUMNS)), float("nan"), device=image.device)
-        for b, t in enumerate(tables):
-            out[b, : len(t)] = t
+        out = pad_rows(tables, like=torch.zeros(0, device=image.device))
         if self.return_map:
             return {"table": out, "prob": torch.stack(probs)[:, None]}
         return out

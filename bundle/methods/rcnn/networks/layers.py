@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from monai.data.box_utils import non_max_suppression
 from torch import nn
 
+from ....data.vocabulary import answer_columns
+
 
 def highresnet_layers(features: Sequence[int] = (16, 16, 32, 64, 80), repeat: int = 3) -> tuple[dict, ...]:
     """MONAI ``HighResNet`` layer parameters: a first convolution, three levels of ``repeat`` residual blocks of
@@ -34,11 +36,9 @@ def highresnet_layers(features: Sequence[int] = (16, 16, 32, 64, 80), repeat: in
 
 def rcnn_columns(n_raters: int) -> tuple[str, ...]:
     """Columns of the detector's table: voxel centre, score (1 - p_nothing), the four class probabilities, box
-    side (voxels), proposal score, then each rater head's answer (index into nothing, lacune, epvs, undecided)."""
-    return (
-        "i", "j", "k", "score", "p_nothing", "p_lacune", "p_epvs", "p_undecided", "scale", "rpn_score",
-        *(f"rater{r + 1}" for r in range(n_raters)),
-    )  # fmt: skip
+    side (voxels), proposal score, then each rater head's answer (index into :data:`bundle.data.vocabulary.ANSWERS`)."""
+    raters = (f"rater{r + 1}" for r in range(n_raters))
+    return ("i", "j", "k", "score", *answer_columns(), "scale", "rpn_score", *raters)
 
 
 def cube_nms(centres_mm: torch.Tensor, sides_mm: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:

@@ -19,6 +19,7 @@ from monai.data.utils import affine_to_spacing
 from monai.networks.nets import HighResNet
 from torch import nn
 
+from ....utils import pad_rows
 from .layers import RefinementHead, RPNHead, crop_boxes, cube_nms, rcnn_columns
 
 PARTS = ("backbone", "rpn", "rcn")
@@ -227,11 +228,7 @@ class MultiraterRCNN(nn.Module):
         x = torch.as_tensor(x)
         mask = torch.as_tensor(mask) if mask is not None else None
         tables = [self._detect_one(x[b], None if mask is None else mask[b, 0] > 0, spacing) for b in range(len(x))]
-        n = max((len(t) for t in tables), default=0)
-        out = x.new_full((len(x), n, len(self.columns)), float("nan"))
-        for b, t in enumerate(tables):
-            out[b, : len(t)] = t
-        return out
+        return pad_rows(tables, like=x)
 
     def _detect_one(self, image: torch.Tensor, brain: torch.Tensor | None, spacing: torch.Tensor) -> torch.Tensor:
         shape = image.shape[1:]
