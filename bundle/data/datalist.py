@@ -27,6 +27,7 @@ __all__ = [
     "SPLITS",
     "expected_channels",
     "load_datalist",
+    "inference_split",
     "load_inference_list",
     "folder_entries",
     "inference_entries",
@@ -176,10 +177,20 @@ def load_inference_list(
     Raises:
         DatalistError: neither list exists or both are empty; see :func:`load_datalist` for the rest.
     """
+    return load_datalist(path, inference_split(path), dataset_dir, modalities, require=require)
+
+
+def inference_split(path: str | os.PathLike) -> str:
+    """The split inference and evaluation run on: ``testing``, or ``validation`` if there is no (non-empty)
+    ``testing``.
+
+    Raises:
+        DatalistError: neither list exists or both are empty.
+    """
     data = read_datalist(path)
     for split in ("testing", "validation"):
         if data.get(split):
-            return load_datalist(path, split, dataset_dir, modalities, require=require)
+            return split
     raise DatalistError(f"datalist {path} has no testing or validation entries to run inference on")
 
 

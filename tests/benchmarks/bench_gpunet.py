@@ -170,7 +170,7 @@ def main() -> None:
     extra = overrides(a.override)
     base = ["--datalist", str(datalist), "--output_dir", str(out / "run"), *extra]
     t_e = run_bundle(["training", "--config_file", str(TRAIN), *base])
-    t_d = run_bundle(["training", "--config_file", str(TRAIN + ["configs/gpunet/d_regression.yaml"]), *base])
+    t_d = run_bundle(["training", "--config_file", str(TRAIN + ["configs/gpunet/methods/d_regression.yaml"]), *base])
     print(f"training wall time: (e) {t_e:.0f} s, (d) {t_d:.0f} s (0 if already finished)")
     evals = TRAIN + ["configs/gpunet/inference.yaml"]
     table, curves = {}, {b: {} for b in BLOBS}

@@ -138,7 +138,7 @@ def test_inference_writes_count_matched_objects_on_the_input_grid(trained, cohor
 
 def test_baseline_configs_run(trained, cohort, tmp_path):
     out, args, _ = trained
-    run_bundle(["training", "--config_file", config_files(TRAIN + ["configs/gpunet/d_regression.yaml"]),
+    run_bundle(["training", "--config_file", config_files(TRAIN + ["configs/gpunet/methods/d_regression.yaml"]),
                 "--datalist", str(cohort), "--output_dir", str(out), *SMALL, "--max_epochs", "1"])  # fmt: skip
     assert (out / "models" / "gpunet_regression.pt").is_file()
     for method, ckpt in (("a_intensity", "gpunet.pt"), ("b_saliency_regression", "gpunet_regression.pt"),
