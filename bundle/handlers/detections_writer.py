@@ -13,7 +13,7 @@ from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
 
 from ..data.io import atomic_path, write_nifti
-from ..inference.detections import detection_rows, input_grid_rows, to_grid, write_detections
+from ..inference.detections import detection_rows, input_grid_rows, subject_of, to_grid, write_detections
 from ..metrics.objects import connected_components, objects_from_map
 
 __all__ = ["DetectionsWriter", "instance_map_of_rows", "write_counts"]
@@ -105,10 +105,9 @@ class DetectionsWriter:
 
     def __call__(self, engine: Engine) -> None:
         for batch, output in zip(engine.state.batch, engine.state.output):
-            image = batch["image"]
-            subject = str(batch.get("subject", Path(str(image.meta.get("filename_or_obj", "image"))).name))
+            subject = subject_of(batch)
             self.subjects.append(subject)
-            self.rows += self.subject_rows(subject, image, output)
+            self.rows += self.subject_rows(subject, batch["image"], output)
 
     def subject_rows(self, subject: str, image, output: dict) -> list[dict]:
         """The detections-table rows of one subject (``image``: its preprocessed image, ``output``: the

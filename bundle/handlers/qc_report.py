@@ -9,6 +9,7 @@ text chunks (``Subject``, ``Detections``), so a script can check a report withou
 
 from __future__ import annotations
 
+import csv
 import html
 import os
 import re
@@ -20,6 +21,7 @@ from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
 
 from ..data.io import atomic_path
+from ..inference.detections import read_detections, subject_of
 
 __all__ = ["QCReport", "choose_slices", "subject_montage", "write_index"]
 
@@ -163,58 +165,54 @@ def write_index(
 
 
 class QCReport:
-    """Ignite handler writing ``output_dir/report/<subject>.png`` per image and ``output_dir/report/index.html``.
+    """Ignite handler writing ``output_dir/report/<subject>.png`` per subject and ``output_dir/report/index.html``.
 
-    Attach it after a :class:`bundle.handlers.DetectionsWriter` (``writer``): after each iteration it draws the
-    rows the writer has just collected for that subject on the subject's input image (the file in
-    ``image.meta["filename_or_obj"]``); when the run completes it writes the index with the counts.
+    It reads what the run wrote, not a writer's state: during the run it notes each subject's input image (the file
+    in ``image.meta["filename_or_obj"]``); when the run completes it reads ``output_dir/detections.csv`` and
+    ``counts.csv`` and draws each subject's detections on its image, then writes the index with the counts. Attach
+    it after the run's detections writer, so that the tables exist when it reads them.
 
     Args:
-        writer: the run's detections writer (config: ``'@handlers#<n>'``).
         output_dir: run folder (the report goes to ``output_dir/report``).
-        classes: class names, for the counts and colours (default: the writer's ``label`` and labels it wrote).
+        classes: class names, for the counts and colours (default: the class columns of ``counts.csv``).
         max_panels: slices per montage at most.
         enabled: ``False`` skips the report (long cohorts, no display needed).
     """
 
     def __init__(
-        self, writer, output_dir: str | os.PathLike, classes: Sequence[str] = (), max_panels: int = 24, enabled=True
+        self, output_dir: str | os.PathLike, classes: Sequence[str] = (), max_panels: int = 24, enabled=True
     ) -> None:
         from ..utils import as_bool
 
-        self.writer, self.dir = writer, Path(output_dir) / "report"
+        self.run_dir, self.dir = Path(output_dir), Path(output_dir) / "report"
         self.classes, self.max_panels, self.enabled = tuple(classes), int(max_panels), as_bool(enabled)
-        self.subjects: list[dict] = []
-        self._n_rows = 0
+        self.images: dict[str, str] = {}
 
     def attach(self, engine: Engine) -> None:
         if not self.enabled:
             return
         engine.add_event_handler(Events.STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, self._index)
+        engine.add_event_handler(Events.COMPLETED, self._report)
 
     def _reset(self, engine: Engine) -> None:
-        self.subjects, self._n_rows = [], 0
-
-    def _classes(self) -> tuple[str, ...]:
-        return self.classes or self.writer._classes()
+        self.images = {}
 
     def __call__(self, engine: Engine) -> None:
-        subjects = self.writer.subjects[len(self.subjects) :]
-        new_rows = self.writer.rows[self._n_rows :]  # what the writer appended for this iteration's subjects
-        self._n_rows = len(self.writer.rows)
-        for subject, batch in zip(subjects, engine.state.batch):
+        for batch in engine.state.batch:
             path = batch["image"].meta.get("filename_or_obj")
-            if isinstance(path, (list, tuple)):
-                path = path[0]
-            rows = [r for r in new_rows if r["subject"] == subject]
-            png = self.dir / (re.sub(r"[^A-Za-z0-9._-]", "_", subject) + ".png")
-            drawn = subject_montage(path, rows, png, subject, self._classes(), self.max_panels)
-            counts = {c: sum(str(r["label"]) == c for r in rows) for c in self._classes()}
-            self.subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts})
+            self.images[subject_of(batch)] = str(path[0] if isinstance(path, (list, tuple)) else path)
 
-    def _index(self, engine: Engine) -> None:
-        for s in self.subjects:  # classes first seen in a later subject get a column for every subject
-            s["counts"] = {c: s["counts"].get(c, 0) for c in self._classes()}
-        write_index(self.dir, self.subjects, self._classes())
+    def _report(self, engine: Engine) -> None:
+        rows = read_detections(self.run_dir / "detections.csv")
+        with open(self.run_dir / "counts.csv", newline="") as f:
+            header = next(csv.reader(f))
+        classes = self.classes or tuple(c for c in header if c not in ("subject", "total"))
+        subjects = []
+        for subject, image in self.images.items():
+            own = rows.get(subject, [])
+            png = self.dir / (re.sub(r"[^A-Za-z0-9._-]", "_", subject) + ".png")
+            drawn = subject_montage(image, own, png, subject, classes, self.max_panels)
+            counts = {c: sum(str(r["label"]) == c for r in own) for c in classes}
+            subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts})
+        write_index(self.dir, subjects, classes)

@@ -32,6 +32,7 @@ __all__ = [
     "detection_rows",
     "objects_from_detector_table",
     "read_detections",
+    "subject_of",
     "write_detections",
 ]
 
@@ -103,6 +104,12 @@ def objects_from_detector_table(
     return Objects(
         t[:, :3], t[:, 5], t[:, score_column], np.full(len(t), label, object), None, np.asarray(spacing, float)
     )
+
+
+def subject_of(item: dict) -> str:
+    """The subject id of a batch item: its ``subject``, else its image's file name."""
+    meta = getattr(item["image"], "meta", {})
+    return str(item.get("subject", Path(str(meta.get("filename_or_obj", "image"))).name))
 
 
 def write_detections(

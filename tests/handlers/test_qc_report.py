@@ -61,7 +61,7 @@ def test_report_handler_links_every_subject_and_detection(tmp_path):
         batches.append({"image": image, "subject": s})
     tables = [torch.tensor([[4, 4, 4, 0.9, 0.5, 1], [20, 20, 12, 0.7, 0.4, 1]]), torch.zeros(0, 6)]
     writer = DetectionsWriter(tmp_path / "run", pred_format="table", label="cmb", threshold=0.5)
-    report = QCReport(writer, tmp_path / "run")
+    report = QCReport(tmp_path / "run")
 
     def step(engine, n):
         engine.state.batch = [batches[n]]
