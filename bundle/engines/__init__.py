@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from .runs import attach_progress, preprocessed, save_state, window_trainer
 from .windows import WindowStream, WindowTraining
 
 __all__ = [
+    "attach_progress",
+    "preprocessed",
+    "save_state",
+    "window_trainer",
     "WindowStream",
     "WindowTraining",
 ]

@@ -15,7 +15,17 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..data.io import atomic_path
 
-__all__ = ["attach_progress", "save_state", "window_trainer"]
+__all__ = ["attach_progress", "preprocessed", "save_state", "window_trainer"]
+
+
+def preprocessed(dataset, num_workers: int = 0) -> list:
+    """Every item of ``dataset``, in order (its transforms run by ``num_workers`` processes; 0: this one): the
+    volumes a window stream draws from, held in memory."""
+    return list(DataLoader(dataset, batch_size=None, num_workers=int(num_workers), collate_fn=_as_is))
+
+
+def _as_is(item):
+    return item
 
 
 def window_trainer(stream: IterableDataset, batch_size: int, iterations: int, **trainer_kwargs) -> SupervisedTrainer:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .checkpoints import latest_checkpoint
+from .checkpoints import best_score_state, latest_checkpoint
 from .detections_writer import DetectionsWriter
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
 from .progress import SubjectProgress
@@ -16,6 +16,7 @@ __all__ = [
     "QCReport",
     "SubjectProgress",
     "choose_slices",
+    "best_score_state",
     "latest_checkpoint",
     "subject_montage",
     "write_index",

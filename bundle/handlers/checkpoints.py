@@ -1,5 +1,5 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Finding the checkpoint a training run resumes from."""
+"""Finding the checkpoint a training run resumes from, and the best-score state it must carry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["latest_checkpoint"]
+__all__ = ["best_score_state", "latest_checkpoint"]
 
 
 def latest_checkpoint(folder: str | os.PathLike, prefix: str = "last") -> str | None:
@@ -24,3 +24,18 @@ def latest_checkpoint(folder: str | os.PathLike, prefix: str = "last") -> str | 
             if m:
                 found.append((int(m.group(1)), str(p)))
     return max(found)[1] if found else None
+
+
+def best_score_state(saver):
+    """The state (best score so far, its file) of a MONAI ``CheckpointSaver`` that keeps the best network by a key
+    metric, as an object with ``state_dict``/``load_state_dict``: saved with the latest checkpoint and loaded on
+    resume, so a resumed run does not forget its best score. MONAI keeps it in a private attribute; this is the one
+    place that reads it.
+
+    Raises:
+        ValueError: the saver keeps no key-metric checkpoint (``save_key_metric`` not set).
+    """
+    state = getattr(saver, "_key_metric_checkpoint", None)
+    if state is None:
+        raise ValueError("the CheckpointSaver keeps no best-metric checkpoint: set save_key_metric: true")
+    return state

@@ -16,14 +16,14 @@ Masks are (1, H, W, D) or (H, W, D); non-zero = inside. Outputs keep the input's
 from __future__ import annotations
 
 import numpy as np
-import torch
 from monai.config import NdarrayOrTensor
 from monai.data import MetaTensor
 from monai.transforms import Transform
-from monai.utils import convert_to_dst_type
+from monai.utils import convert_to_dst_type, convert_to_numpy
 from scipy import ndimage as ndi
 
 __all__ = [
+    "mask3d",
     "N4BiasFieldCorrection",
     "HistogramPeakNormalize",
     "WhiteMatterZScore",
@@ -36,14 +36,11 @@ __all__ = [
 ]
 
 
-def _np(x: NdarrayOrTensor) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def _mask3d(mask: NdarrayOrTensor | None, shape: tuple[int, ...]) -> np.ndarray | None:
+def mask3d(mask: NdarrayOrTensor | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A (1, H, W, D) or (H, W, D) mask as a boolean (H, W, D) array checked against ``shape`` (None stays None)."""
     if mask is None:
         return None
-    m = _np(mask)
+    m = convert_to_numpy(mask)
     m = m[0] if m.ndim == 4 else m
     if m.shape != tuple(shape):
         raise ValueError(f"mask has shape {m.shape}, image has spatial shape {tuple(shape)}")
@@ -82,8 +79,8 @@ class N4BiasFieldCorrection(Transform):
         """Args: img (C, H, W, D) positive intensities; mask (1, H, W, D) region used to fit the field."""
         import SimpleITK as sitk
 
-        arr = _np(img).astype(np.float32)
-        m = _mask3d(mask, arr.shape[1:])
+        arr = convert_to_numpy(img).astype(np.float32)
+        m = mask3d(mask, arr.shape[1:])
         spacing = _spacing(img)
         out = np.empty_like(arr)
         for c, chan in enumerate(arr):
@@ -135,8 +132,8 @@ class HistogramPeakNormalize(Transform):
         self.bins = bins
 
     def __call__(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> NdarrayOrTensor:
-        arr = _np(img).astype(np.float32)
-        m = _mask3d(mask, arr.shape[1:])
+        arr = convert_to_numpy(img).astype(np.float32)
+        m = mask3d(mask, arr.shape[1:])
         out = np.empty_like(arr)
         for c, chan in enumerate(arr):
             values = chan[m] if m is not None else chan[chan != 0]
@@ -186,10 +183,10 @@ class WhiteMatterZScore(Transform):
     def __call__(
         self, img: NdarrayOrTensor, wm_mask: NdarrayOrTensor | None = None, brain_mask: NdarrayOrTensor | None = None
     ) -> NdarrayOrTensor:
-        arr = _np(img).astype(np.float32)
-        wm = _mask3d(wm_mask, arr.shape[1:])
+        arr = convert_to_numpy(img).astype(np.float32)
+        wm = mask3d(wm_mask, arr.shape[1:])
         if wm is None:
-            brain = _mask3d(brain_mask, arr.shape[1:])
+            brain = mask3d(brain_mask, arr.shape[1:])
             brain = brain if brain is not None else arr[self.reference_channel] != 0
             wm = estimate_white_matter(arr[self.reference_channel], brain, self.wm_brightest)
         if wm.sum() < 2:
@@ -217,8 +214,8 @@ class SoftROIMask(Transform):
         self.sigma_mm = sigma_mm
 
     def __call__(self, img: NdarrayOrTensor, roi: NdarrayOrTensor) -> tuple[NdarrayOrTensor, NdarrayOrTensor]:
-        arr = _np(img).astype(np.float32)
-        m = _mask3d(roi, arr.shape[1:])
+        arr = convert_to_numpy(img).astype(np.float32)
+        m = mask3d(roi, arr.shape[1:])
         if not m.any():
             raise ValueError("ROI mask is empty")
         spacing = np.array(_spacing(img))
@@ -245,7 +242,7 @@ class TrimRescale(Transform):
         self.upper = upper
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
-        arr = _np(img).astype(np.float32)
+        arr = convert_to_numpy(img).astype(np.float32)
         out = np.empty_like(arr)
         for c, chan in enumerate(arr):
             nz = chan[chan > 0]
@@ -272,8 +269,8 @@ class ROIFloor(Transform):
         self.percentile = float(percentile)
 
     def __call__(self, img: NdarrayOrTensor, roi: NdarrayOrTensor) -> NdarrayOrTensor:
-        arr = _np(img).astype(np.float32)
-        m = _mask3d(roi, arr.shape[1:])
+        arr = convert_to_numpy(img).astype(np.float32)
+        m = mask3d(roi, arr.shape[1:])
         if not m.any():
             raise ValueError("ROI mask is empty")
         out = np.empty_like(arr)
@@ -304,7 +301,7 @@ def head_mask(img: NdarrayOrTensor) -> np.ndarray:
     Raises:
         ValueError: the image is constant (nothing to separate).
     """
-    arr = _np(img).astype(np.float32)
+    arr = convert_to_numpy(img).astype(np.float32)
     vol = arr[0] if arr.ndim == 4 else arr
     finite = vol[np.isfinite(vol)]
     if not finite.size or float(finite.max()) <= float(finite.min()):

@@ -14,7 +14,7 @@ Then, in this one process on this machine's threads:
   same region; their ratio, and the whole-scan time that ratio implies for the windows.
 
 The detector comes from ``--checkpoint`` (trained weights matter: the candidate count drives stage 2) built by the
-inference config, so the networks are those of ``configs/cmb``.
+inference config, so the networks are those of ``configs/twostage``.
 """
 
 from __future__ import annotations

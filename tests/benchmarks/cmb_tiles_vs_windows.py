@@ -3,7 +3,7 @@
 
     python tests/benchmarks/cmb_tiles_vs_windows.py [--seeds 2 3 4 5 6 7]
 
-Uses the toy data and the trained U-Net of tests/networks/test_cmb_detector.py, and prints per toy volume the
+Uses the toy data and the trained U-Net of tests/methods/twostage/test_twostage_detector.py, and prints per toy volume the
 voxel-wise differences of the two stage-1 maps, the objects each finds and their false candidates.
 """
 
@@ -19,7 +19,7 @@ import torch
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]
-spec = importlib.util.spec_from_file_location("tcd", TESTS / "networks" / "test_cmb_detector.py")
+spec = importlib.util.spec_from_file_location("tcd", TESTS / "methods" / "twostage" / "test_twostage_detector.py")
 tcd = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tcd)
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # The modules issue 17 names: the lesion-wise metrics, the detections table and the candidate logic.
-MUTATE = ["bundle/metrics/*", "bundle/inference/detections.py", "bundle/inference/candidates.py"]
+MUTATE = ["bundle/metrics/*", "bundle/inference/detections.py", "bundle/methods/twostage/candidates.py"]
 # Tests that exercise them directly (those that run them only through a subprocess cannot see a mutant).
 TESTS = ["tests/metrics", "tests/inference/test_detections.py", "tests/inference/test_oblique_affines.py",
-         "tests/inference/test_candidates.py", "tests/evaluation/test_evaluate.py",
+         "tests/methods/twostage/test_twostage_candidates.py", "tests/evaluation/test_evaluate.py",
          "tests/handlers/test_detections_writer.py"]
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
           -24: "timeout", 37: "killed"}

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
-from monai.utils import convert_to_dst_type
+from monai.utils import convert_to_dst_type, convert_to_numpy
 
-from ...transforms.array import _mask3d, _np
+from ...transforms.array import mask3d
 from .count_threshold import BLOBS, count_matched_objects
 
 __all__ = ["BlendWithImaged", "CountMatchedObjectsd", "predicted_count"]
@@ -57,10 +57,10 @@ class BlendWithImaged(MapTransform):
         d = dict(data)
         if self.weight == 0.0:
             return d
-        image = _np(d[self.image_key]).astype(np.float32).mean(0)
-        inside = _mask3d(d[self.mask_key], image.shape) if self.mask_key else np.ones(image.shape, bool)
+        image = convert_to_numpy(d[self.image_key]).astype(np.float32).mean(0)
+        inside = mask3d(d[self.mask_key], image.shape) if self.mask_key else np.ones(image.shape, bool)
         for key in self.key_iterator(d):
-            heat = _np(d[key]).astype(np.float32)[0]
+            heat = convert_to_numpy(d[key]).astype(np.float32)[0]
             if heat.shape != image.shape:
                 raise ValueError(f"{key} shape {heat.shape} differs from {self.image_key} shape {image.shape}")
             if not inside.any():
@@ -99,8 +99,8 @@ class CountMatchedObjectsd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         key = self.first_key(d)
-        heat = _np(d[key]).astype(np.float32)[0]
-        mask = _mask3d(d[self.mask_key], heat.shape) if self.mask_key else None
+        heat = convert_to_numpy(d[key]).astype(np.float32)[0]
+        mask = mask3d(d[self.mask_key], heat.shape) if self.mask_key else None
         n = predicted_count(d[self.count_key], self.multiplier)
         objects, threshold = count_matched_objects(heat, n, mask, self.connectivity, self.blobs)
         d[self.output_key] = convert_to_dst_type(objects[None], d[key], dtype=torch.int32)[0]

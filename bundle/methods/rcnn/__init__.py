@@ -9,7 +9,7 @@ from .engine import RCNNPrepareBatch, StagedTraining
 from .evaluation import SIZE_BINS_VOXELS, box_iou, multirater_figures
 from .losses import TERMS, MultiraterRCNNLoss, match_proposals, sample_balanced
 from .networks import MultiraterRCNN, RefinementHead, RPNHead, crop_boxes, cube_nms, highresnet_layers, rcnn_columns
-from .smooth_distance import SmoothDistanceLoss, smooth_distance
+from .smooth_distance import smooth_distance
 from .transforms import (
     OBJECT_COLUMNS,
     RCNN_CHOICES,
@@ -38,7 +38,6 @@ __all__ = [
     "RefinementHead",
     "SamplingWeightsd",
     "SignedDistanced",
-    "SmoothDistanceLoss",
     "StagedTraining",
     "box_iou",
     "box_map",

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from bundle.methods.rcnn import (
     MultiraterRCNNLoss,
-    SmoothDistanceLoss,
     match_proposals,
     sample_balanced,
     smooth_distance,
@@ -37,18 +36,6 @@ def test_smooth_distance_is_continuous_at_2125_and_jumps_at_05_as_published():
     r = torch.tensor([0.25, 1.0, 3.0], requires_grad=True)
     smooth_distance(r).sum().backward()
     assert r.grad.tolist() == pytest.approx([0.25, 1.0, 2 * 2.875])
-
-
-def test_smooth_distance_loss_reductions_and_empty_input():
-    pred, true = torch.tensor([1.0, 2.0, 5.0]), torch.tensor([0.7, 3.0, 1.0])
-    per = [0.5 * 0.09, 0.875, 3.875**2 - 2.0]
-    assert SmoothDistanceLoss()(pred, true).item() == pytest.approx(sum(per) / 3, rel=1e-5)
-    assert SmoothDistanceLoss("sum")(pred, true).item() == pytest.approx(sum(per), rel=1e-5)
-    assert SmoothDistanceLoss("none")(pred, true).tolist() == pytest.approx(per, rel=1e-5)
-    empty = torch.zeros(0, requires_grad=True)
-    assert SmoothDistanceLoss()(empty, torch.zeros(0)).item() == 0.0
-    with pytest.raises(ValueError, match="reduction"):
-        SmoothDistanceLoss("max")
 
 
 @pytest.mark.parametrize("n_pos, want_pos, want_neg", [(1000, 150, 150), (20, 20, 280), (0, 0, 300)])
