@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from .plan import FinishedNetworks, TrainingPlan
 from .runs import attach_progress, preprocessed, save_state, window_trainer
 from .windows import WindowStream, WindowTraining
 
 __all__ = [
+    "FinishedNetworks",
+    "TrainingPlan",
     "attach_progress",
     "preprocessed",
     "save_state",

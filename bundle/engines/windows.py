@@ -24,7 +24,8 @@ from torch import nn
 from torch.utils.data import IterableDataset
 
 from ..utils import as_bool
-from .runs import attach_progress, save_state, window_trainer
+from .plan import FinishedNetworks
+from .runs import attach_progress, window_trainer
 
 __all__ = ["WindowStream", "WindowTraining"]
 
@@ -128,8 +129,13 @@ class WindowTraining:
             )
         self.last_loss: float | None = None
 
+    @property
+    def finished(self) -> FinishedNetworks:
+        """This run's finished networks (``output_dir/checkpoints/<tag>.pt``), reused on resume."""
+        return FinishedNetworks(self.output_dir / "checkpoints", self.resume)
+
     def checkpoint(self, tag: str) -> Path:
-        return self.output_dir / "checkpoints" / f"{tag}.pt"
+        return self.finished.path(tag)
 
     def new_network(self) -> nn.Module:
         return self.network_def().to(self.device)
@@ -139,16 +145,13 @@ class WindowTraining:
 
         ``init_state``: a state dict the network starts from instead of random weights (fine-tuning)."""
         tag = tag or self.name
-        path = self.checkpoint(tag)
         torch.manual_seed(self.seed)
         net = self.new_network()
         if init_state is not None:
             net.load_state_dict(init_state)
         self.last_loss = None
-        if self.resume and path.exists():
-            net.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
-            logger.info("%s: loaded the finished network %s", tag, path)
-            return net.eval()
+        if self.finished.done(tag):
+            return self.finished.load(net, tag, self.device).eval()
         main = idist.get_rank() == 0
         train_net = net
         if self.distributed:
@@ -172,7 +175,7 @@ class WindowTraining:
         if self.distributed:
             self._check_in_sync(net, tag)
         if main:
-            save_state(net, path)  # the plain module's state dict, also under DistributedDataParallel
+            self.finished.save(net, tag)  # the plain module's state dict, also under DistributedDataParallel
         idist.barrier()
         return net.eval()
 

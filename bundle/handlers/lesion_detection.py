@@ -60,8 +60,7 @@ class LesionDetection(IgniteMetricHandler):
         self.figures: dict = {}
 
     def compute(self) -> float:
-        self.figures = self.metric_fn.aggregate()
-        self._is_reduced = True
+        self.figures = super().compute()  # MONAI's: the metric's figures (and per-scan details with save_details)
         return float(self.figures[self.key_figure])
 
     def completed(self, engine, name: str) -> None:

@@ -21,6 +21,7 @@ from ignite.engine import Events
 from monai.handlers import StatsHandler, TensorBoardStatsHandler, from_engine
 from torch import nn
 
+from ...engines.plan import FinishedNetworks, TrainingPlan
 from ...engines.runs import attach_progress, save_state, window_trainer
 from ...engines.windows import WindowStream
 from ...utils import as_bool
@@ -43,8 +44,10 @@ class RCNNPrepareBatch:
         return image, targets, (), {"boxes": targets["boxes"]}
 
 
-class StagedTraining:
-    """Train ``network`` part by part following ``steps``.
+class StagedTraining(TrainingPlan):
+    """Train ``network`` part by part following ``steps``: a :class:`~bundle.engines.TrainingPlan` whose steps are
+    the config's ``steps``; each finished step is a :class:`~bundle.engines.FinishedNetworks` checkpoint
+    (``checkpoints/<name>_<n>_<step>.pt``), and a rerun with ``resume`` continues after the last one.
 
     Args:
         network: a module with ``set_trainable(parts)`` (:class:`bundle.methods.rcnn.MultiraterRCNN`).
@@ -64,6 +67,7 @@ class StagedTraining:
         seed: seed of the patch stream (the step index is added).
         log_every: iterations between loss lines.
         progress: show a progress bar.
+        train_handlers: ignite/MONAI handlers attached to the engine.
     """
 
     def __init__(
@@ -85,7 +89,9 @@ class StagedTraining:
         seed: int = 0,
         log_every: int = 50,
         progress: bool = True,
+        train_handlers: Sequence | None = None,
     ) -> None:
+        super().__init__(train_handlers)
         if not steps:
             raise ValueError("no training steps given")
         for n, s in enumerate(steps):
@@ -103,8 +109,15 @@ class StagedTraining:
         self.seed, self.log_every = int(seed), int(log_every)
         self.trained: list[str] = []  # steps trained (not loaded) by the last run()
 
+    @property
+    def finished(self) -> FinishedNetworks:
+        return FinishedNetworks(self.output_dir / "checkpoints", self.resume)
+
+    def _tag(self, n: int) -> str:
+        return f"{self.name}_{n}_{self.steps[n]['name']}"
+
     def checkpoint(self, n: int) -> Path:
-        return self.output_dir / "checkpoints" / f"{self.name}_{n}_{self.steps[n]['name']}.pt"
+        return self.finished.path(self._tag(n))
 
     @property
     def model_path(self) -> Path:
@@ -119,23 +132,27 @@ class StagedTraining:
             seed=self.seed + n,
         )
 
-    def run(self) -> Path:
-        """Train every unfinished step, then write the model; returns its path."""
+    def run(self) -> Path:  # type: ignore[override]  # the plan is the steps: nothing to pass
+        """Train every step after the last finished one, then write the model; returns its path."""
         net = self.network.to(self.device)
         self.trained = []
-        done = [n for n in range(len(self.steps)) if self.checkpoint(n).exists()] if self.resume else []
+        done = [n for n in range(len(self.steps)) if self.finished.done(self._tag(n))]
         last = max(done) if done else -1
         if last >= 0:
-            net.load_state_dict(torch.load(self.checkpoint(last), map_location=self.device, weights_only=True))
-            logger.info("resumed after step %d (%s) from %s", last, self.steps[last]["name"], self.checkpoint(last))
-        for n in range(last + 1, len(self.steps)):
-            self._run_step(n)
-            self.trained.append(self.steps[n]["name"])
+            self.finished.load(net, self._tag(last), self.device)
+            logger.info("resumed after step %d (%s)", last, self.steps[last]["name"])
+        if last + 1 < len(self.steps):
+            self.run_plan(range(last + 1, len(self.steps)))
         net.set_trainable(("backbone", "rpn", "rcn"))
         save_state(net, self.model_path)
         return self.model_path
 
-    def _run_step(self, n: int) -> None:
+    def run_step(self, n: int) -> tuple[str, None]:
+        self._fit_step(n)
+        self.trained.append(self.steps[n]["name"])
+        return self._tag(n), None
+
+    def _fit_step(self, n: int) -> None:
         step, net = self.steps[n], self.network
         tag = f"{n}_{step['name']}"
         net.set_trainable(list(step["train"]))
@@ -173,4 +190,4 @@ class StagedTraining:
         logger.info("step %s: training %s for %d iterations", tag, list(step["train"]), int(step["iterations"]))
         if int(step["iterations"]):
             trainer.run()
-        save_state(net, self.checkpoint(n))
+        self.finished.save(net, self._tag(n))

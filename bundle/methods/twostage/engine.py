@@ -26,11 +26,11 @@ from typing import Callable, Sequence
 import ignite.distributed as idist
 import numpy as np
 import torch
-from ignite.engine import Engine
 from monai.data.utils import affine_to_spacing
 from nibabel.affines import apply_affine
 
 from ...data.io import atomic_path, write_json
+from ...engines.plan import TrainingPlan
 from ...engines.runs import save_state
 from ...engines.windows import WindowTraining
 from ...evaluation.evaluate import evaluate
@@ -87,18 +87,16 @@ def read_mimics(path: str | os.PathLike, with_scores: bool = False) -> np.ndarra
         raise ValueError(f"{path}: bad row in the mimics file: {err}") from err
 
 
-class TwoStageTraining(Engine):
+class TwoStageTraining(TrainingPlan):
     """Train the two-stage detector on a list of subjects; see the module docstring for the steps.
 
-    It is an ignite ``Engine`` whose iterations are the steps of the plan (one per ensemble member to fit, one
-    mimic-mining pass per fold, the cross-validation, the export), so MONAI's conventions apply: the config
-    declares it as ``train#trainer`` with ``train#handlers`` (attached here, e.g. ``StatsHandler``, and the
-    ``MLFlowHandler`` that ``--tracking mlflow`` adds). After each step ``state.output`` is
-    ``[{"step": name, "loss": mean loss of the fit's last iterations, or None}]`` (a decollated batch of one,
-    so ``from_engine(["loss"], first=True)`` reads it as it reads a ``SupervisedTrainer``'s); at the end
-    ``state.metrics`` holds every fit's final loss (``<tag>_loss``), the number of mimics mined and, with
-    ``crossval``, the out-of-fold sensitivity and FP per scan of both stages. Each member's own loss curve goes
-    to TensorBoard (:class:`~bundle.engines.windows.WindowTraining`).
+    A :class:`~bundle.engines.TrainingPlan` whose steps are one per ensemble member to fit, one mimic-mining pass
+    per fold, the cross-validation and the export; the config declares it as ``train#trainer`` with
+    ``train#handlers`` (e.g. ``StatsHandler``, and the ``MLFlowHandler`` that ``--tracking mlflow`` adds). A step's
+    loss is the mean loss of the fit's last iterations; at the end ``state.metrics`` holds every fit's final loss
+    (``<tag>_loss``), the number of mimics mined and, with ``crossval``, the out-of-fold sensitivity and FP per
+    scan of both stages. Each member's own loss curve goes to TensorBoard
+    (:class:`~bundle.engines.windows.WindowTraining`).
 
     Args:
         subjects: preprocessed training entries (``image`` (1, H, W, D) with its affine, ``label`` instance map,
@@ -145,7 +143,7 @@ class TwoStageTraining(Engine):
         max_epochs: int = 1,
         init_checkpoint: str | os.PathLike | None = None,
     ) -> None:
-        super().__init__(self._step)
+        super().__init__(train_handlers, max_epochs)
         self.subjects = subjects
         self.stage1, self.stage2, self.detector_def = list(stage1), list(stage2), detector_def
         self.output_dir = Path(output_dir)
@@ -159,13 +157,6 @@ class TwoStageTraining(Engine):
             raise ValueError("crossval trains fold networks from scratch; it cannot be combined with init_checkpoint")
         if self.crossval and not datalist:
             raise ValueError("crossval needs the datalist the subjects come from")
-        if int(max_epochs) != 1:
-            raise ValueError(
-                f"max_epochs must be 1 for the two-stage training (one pass over its plan), got {max_epochs}; "
-                "train longer with stage1_iterations / stage2_iterations"
-            )
-        for handler in train_handlers or ():
-            handler.attach(self)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _mimics(self, entry: dict, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -253,21 +244,18 @@ class TwoStageTraining(Engine):
         logger.info("two-stage training on %d subjects, %d folds of <= %d (process %d of %d)", len(subjects),
                     len(folds), len(folds[0]), idist.get_rank(), idist.get_world_size())  # fmt: skip
         self._run = {"subjects": subjects, "ids": ids, "folds": folds, "fold_nets": {}, "stage1_rows": [],
-                     "final": {1: {}, 2: {}}, "metrics": {},
+                     "final": {1: {}, 2: {}},
                      "out": {"folds": [[ids[i] for i in held] for held in folds],
                              "mimics_dir": str(self.output_dir / "mimics")}}  # fmt: skip
-        super().run(self.plan(len(subjects)), max_epochs=1)
+        self.run_plan(self.plan(len(subjects)))
         return self._run["out"]
 
-    def _step(self, engine: Engine, step: tuple) -> list[dict]:
+    def run_step(self, step: tuple) -> tuple[str, float | None]:
         run = {"fold_fit": self._fold_fit, "mine": self._mine, "mine_init": self._mine, "crossval": self._cv_step,
                "final_fit": self._final_fit, "export": self._export}[step[0]]  # fmt: skip
-        name, loss = run(engine, step)
-        if loss is not None:
-            self._run["metrics"][f"{name}_loss"] = loss
-        return [{"step": name, "loss": loss}]  # a decollated batch of one, as MONAI engines give
+        return run(step)
 
-    def _fold_fit(self, engine: Engine, step: tuple) -> tuple[str, float | None]:
+    def _fold_fit(self, step: tuple) -> tuple[str, float | None]:
         ctx, (f, m) = self._run, step[1:]
         subjects, held, member = ctx["subjects"], ctx["folds"][f], self.stage1[m]
         name = f"fold{f:02d}_{member.name}"
@@ -275,7 +263,7 @@ class TwoStageTraining(Engine):
         ctx["fold_nets"].setdefault(f, {})[m] = member.fit(train, name)
         return name, member.last_loss
 
-    def _mine(self, engine: Engine, step: tuple) -> tuple[str, None]:
+    def _mine(self, step: tuple) -> tuple[str, None]:
         ctx = self._run
         subjects, ids, folds = ctx["subjects"], ctx["ids"], ctx["folds"]
         f = step[1] if step[0] == "mine" else 0
@@ -295,7 +283,7 @@ class TwoStageTraining(Engine):
                 path = self.output_dir / "mimics" / f"{ids[i]}_mimics.csv"
                 write_mimics(path, ids[i], vox, entry["image"].affine, scores, f)
             ctx["stage1_rows"] += self._rows(entry, table)
-            ctx["metrics"]["mimics_mined"] = ctx["metrics"].get("mimics_mined", 0) + len(vox)
+            self.step_metrics["mimics_mined"] = self.step_metrics.get("mimics_mined", 0) + len(vox)
             logger.info("fold %d, %s: %d stage-1 candidates, %d mimics mined", f, ids[i], len(table), len(vox))
         idist.barrier()
         if f == len(folds) - 1:  # every subject's mimics are known: the stage-2 sampler reads them
@@ -304,7 +292,7 @@ class TwoStageTraining(Engine):
                 s[self.mimics_key], s[f"{self.mimics_key}_scores"] = read_mimics(path, with_scores=True)
         return name, None
 
-    def _cv_step(self, engine: Engine, step: tuple) -> tuple[str, None]:
+    def _cv_step(self, step: tuple) -> tuple[str, None]:
         ctx = self._run
         folds = ctx["folds"]
         fold_nets = [[ctx["fold_nets"][f][m] for m in range(len(self.stage1))] for f in range(len(folds))]
@@ -312,10 +300,10 @@ class TwoStageTraining(Engine):
         for stage, figures in cv.items():
             for key in ("sensitivity", "fp_per_scan"):
                 if isinstance(figures["pooled"].get(key), (int, float)):
-                    ctx["metrics"][f"crossval_{stage}_{key}"] = figures["pooled"][key]
+                    self.step_metrics[f"crossval_{stage}_{key}"] = figures["pooled"][key]
         return "crossval", None
 
-    def _final_fit(self, engine: Engine, step: tuple) -> tuple[str, float | None]:
+    def _final_fit(self, step: tuple) -> tuple[str, float | None]:
         ctx, (stage, m) = self._run, step[1:]
         member = (self.stage1 if stage == 1 else self.stage2)[m]
         name = f"final_{member.name}"
@@ -323,7 +311,7 @@ class TwoStageTraining(Engine):
         ctx["final"][stage][m] = member.fit(ctx["subjects"], name, init_state=init)
         return name, member.last_loss
 
-    def _export(self, engine: Engine, step: tuple) -> tuple[str, None]:
+    def _export(self, step: tuple) -> tuple[str, None]:
         ctx = self._run
         final1 = [ctx["final"][1][m] for m in range(len(self.stage1))]
         final2 = [ctx["final"][2][m] for m in range(len(self.stage2))]
@@ -334,7 +322,7 @@ class TwoStageTraining(Engine):
         idist.barrier()
         logger.info("saved the detector (%d + %d networks) to %s", len(final1), len(final2), path)
         ctx["out"]["detector"] = str(path)
-        engine.state.metrics.update(ctx["metrics"])
+        self.state.metrics.update(self.step_metrics)
         return step[0], None
 
     def _crossval(self, subjects: list[dict], folds: list[list[int]], fold_nets: list, stage1_rows: list[dict]) -> dict:
