@@ -6,7 +6,6 @@ from __future__ import annotations
 from .checkpoints import best_score_state, latest_checkpoint
 from .detections_writer import DetectionsWriter
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
-from .progress import SubjectProgress
 from .qc_report import QCReport, choose_slices, subject_montage, write_index
 
 __all__ = [
@@ -14,7 +13,6 @@ __all__ = [
     "DetectionsWriter",
     "LesionDetection",
     "QCReport",
-    "SubjectProgress",
     "choose_slices",
     "best_score_state",
     "latest_checkpoint",

@@ -176,21 +176,16 @@ class QCReport:
         output_dir: run folder (the report goes to ``output_dir/report``).
         classes: class names, for the counts and colours (default: the class columns of ``counts.csv``).
         max_panels: slices per montage at most.
-        enabled: ``False`` skips the report (long cohorts, no display needed).
+
+    A config leaves it out with MONAI's ``_disabled_`` (the main job's ``--report false``).
     """
 
-    def __init__(
-        self, output_dir: str | os.PathLike, classes: Sequence[str] = (), max_panels: int = 24, enabled=True
-    ) -> None:
-        from ..utils import as_bool
-
+    def __init__(self, output_dir: str | os.PathLike, classes: Sequence[str] = (), max_panels: int = 24) -> None:
         self.run_dir, self.dir = Path(output_dir), Path(output_dir) / "report"
-        self.classes, self.max_panels, self.enabled = tuple(classes), int(max_panels), as_bool(enabled)
+        self.classes, self.max_panels = tuple(classes), int(max_panels)
         self.images: dict[str, str] = {}
 
     def attach(self, engine: Engine) -> None:
-        if not self.enabled:
-            return
         engine.add_event_handler(Events.STARTED, self._reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
         engine.add_event_handler(Events.COMPLETED, self._report)
