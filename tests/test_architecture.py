@@ -49,6 +49,22 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
     return {m for m in found if m in known and m != name}
 
 
+def missing(root: Path = PACKAGE) -> list[str]:
+    """Imports of package modules that do not exist (e.g. a relative import left behind by a move)."""
+    mods = modules(root)
+    known = set(mods)
+    out = []
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")
+                src = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+                if src not in known:
+                    out.append(f"{name} (line {node.lineno}): {src}")
+    return out
+
+
 def graph(root: Path = PACKAGE) -> dict[str, set[str]]:
     mods = modules(root)
     return {m: imports_of(p, set(mods)) for m, p in mods.items()}
@@ -118,6 +134,10 @@ def long_code(root: Path = PACKAGE) -> list[str]:
 
 def test_the_layers_hold():
     assert violations(graph()) == []
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    assert missing() == []
 
 
 def test_there_is_no_import_cycle():

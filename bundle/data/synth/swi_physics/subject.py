@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +14,7 @@ from scipy import ndimage as ndi
 
 from ...io import write_json, write_nifti
 from ..anatomy import build_anatomy, region_masks
+from ..cohort import progress_bar
 from ..contrast import bias_field
 from .physics import (
     MAX_VISIBLE_MM,
@@ -270,10 +272,6 @@ def generate_swi_cohort(out_dir: str | Path, splits: dict[str, tuple[str, int]],
     A folder holding a cohort made with the same settings (seed, splits, the presets' definitions, the labelling
     rule) is reused as it is; other settings raise.
     """
-    import json
-
-    from .cohort import progress_bar
-
     out_dir = Path(out_dir)
     settings = {"task": "swi", "seed": int(seed), "splits": {k: [v[0], int(v[1])] for k, v in splits.items()},
                 "min_visible_mm": MIN_VISIBLE_MM, "max_visible_mm": MAX_VISIBLE_MM,
