@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from monai.data.utils import no_collation
 from monai.engines import SupervisedTrainer
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
@@ -21,11 +22,7 @@ __all__ = ["attach_progress", "preprocessed", "save_state", "window_trainer"]
 def preprocessed(dataset, num_workers: int = 0) -> list:
     """Every item of ``dataset``, in order (its transforms run by ``num_workers`` processes; 0: this one): the
     volumes a window stream draws from, held in memory."""
-    return list(DataLoader(dataset, batch_size=None, num_workers=int(num_workers), collate_fn=_as_is))
-
-
-def _as_is(item):
-    return item
+    return list(DataLoader(dataset, batch_size=None, num_workers=int(num_workers), collate_fn=no_collation))
 
 
 def window_trainer(stream: IterableDataset, batch_size: int, iterations: int, **trainer_kwargs) -> SupervisedTrainer:

@@ -120,6 +120,7 @@ class WindowTraining:
         self.amp = as_bool(amp, "amp") and self.device.type == "cuda"
         self.seed, self.log_every = int(seed), int(log_every)
         self.resume, self.progress = as_bool(resume, "resume"), as_bool(progress, "progress")
+        self.finished = FinishedNetworks(self.output_dir / "checkpoints", self.resume)  # reused on resume
         self.inferer = inferer
         self.distributed = as_bool(distributed, "distributed")
         if self.distributed and not (dist.is_available() and dist.is_initialized()):
@@ -128,11 +129,6 @@ class WindowTraining:
                 "configs/multi_gpu_train.yaml (docs/README.md)"
             )
         self.last_loss: float | None = None
-
-    @property
-    def finished(self) -> FinishedNetworks:
-        """This run's finished networks (``output_dir/checkpoints/<tag>.pt``), reused on resume."""
-        return FinishedNetworks(self.output_dir / "checkpoints", self.resume)
 
     def checkpoint(self, tag: str) -> Path:
         return self.finished.path(tag)

@@ -99,6 +99,15 @@ def _check_instances(m: np.ndarray, path: Path, subject: str, connectivity: int)
         )
 
 
+def _pooled(results: list[dict], all_results: list[dict]) -> dict:
+    """Pooled figures of the scans; with ``all_results`` (every table row kept), CPM and FROC come from those."""
+    figures = summarise_scans(results)
+    if all_results:
+        curve = summarise_scans(all_results)
+        figures.update(cpm=curve["cpm"], froc=curve["froc"])
+    return figures
+
+
 def _scan_row(subject: str, how: str, res: dict) -> dict:
     """One subject's row of ``per_scan``: counts and the figures of that scan alone."""
     scan = summarise_scans([res])
@@ -190,8 +199,7 @@ def evaluate(
             pred = objects_from_table(rows, ref.spacing)
         results.append(evaluate_scan(ref, pred, rule, **match_kwargs))
         per_scan.append(_scan_row(entry["subject"], how, results[-1]))
-    figures = summarise_scans(results)
-    figures.update({k: summarise_scans(all_results)[k] for k in ("cpm", "froc")} if all_results else {})
+    figures = _pooled(results, all_results)
     settings = {"datalist": str(datalist), "split": split, "rule": rule, "label_format": label_format,
                 "connectivity": connectivity, **match_kwargs}
     settings.update({"subjects": [e["subject"] for e in entries]} if subjects is not None else {})

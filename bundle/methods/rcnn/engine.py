@@ -106,12 +106,9 @@ class StagedTraining(TrainingPlan):
         self.device = torch.device(device)
         self.amp = as_bool(amp, "amp") and self.device.type == "cuda"
         self.resume, self.progress = as_bool(resume, "resume"), as_bool(progress, "progress")
+        self.finished = FinishedNetworks(self.output_dir / "checkpoints", self.resume)
         self.seed, self.log_every = int(seed), int(log_every)
         self.trained: list[str] = []  # steps trained (not loaded) by the last run()
-
-    @property
-    def finished(self) -> FinishedNetworks:
-        return FinishedNetworks(self.output_dir / "checkpoints", self.resume)
 
     def _tag(self, n: int) -> str:
         return f"{self.name}_{n}_{self.steps[n]['name']}"
