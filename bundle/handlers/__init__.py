@@ -4,13 +4,27 @@
 from __future__ import annotations
 
 from .checkpoints import best_score_state, latest_checkpoint
-from .detections_writer import DetectionsWriter
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
 from .qc_report import QCReport, choose_slices, subject_montage, write_index
+from .writers import (
+    CountsWriter,
+    DetectionsTableWriter,
+    InstanceMapWriter,
+    MapWriter,
+    SubjectWriter,
+    Writers,
+    write_counts,
+)
 
 __all__ = [
     "SCALAR_FIGURES",
-    "DetectionsWriter",
+    "CountsWriter",
+    "DetectionsTableWriter",
+    "InstanceMapWriter",
+    "MapWriter",
+    "SubjectWriter",
+    "Writers",
+    "write_counts",
     "LesionDetection",
     "QCReport",
     "choose_slices",

@@ -170,7 +170,7 @@ class QCReport:
     It reads what the run wrote, not a writer's state: during the run it notes each subject's input image (the file
     in ``image.meta["filename_or_obj"]``); when the run completes it reads ``output_dir/detections.csv`` and
     ``counts.csv`` and draws each subject's detections on its image, then writes the index with the counts. Attach
-    it after the run's detections writer, so that the tables exist when it reads them.
+    it after the table and counts writers (the configs list it in ``reporters``), so that the tables exist.
 
     Args:
         output_dir: run folder (the report goes to ``output_dir/report``).

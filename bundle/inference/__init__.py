@@ -17,8 +17,15 @@ from .detections import (
     write_detections,
 )
 from .monai_label import SlicerBoxDetector
+from .outputs import ComponentInstances, MapDetections, OutputMap, SubjectReader, TableDetections, instance_map_of_rows
 
 __all__ = [
+    "ComponentInstances",
+    "MapDetections",
+    "OutputMap",
+    "SubjectReader",
+    "TableDetections",
+    "instance_map_of_rows",
     "input_grid",
     "input_grid_rows",
     "to_grid",

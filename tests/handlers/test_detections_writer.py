@@ -1,6 +1,7 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""The writer's ``instances`` format (GP-Unet): rows from an instance map scored by a map, counts, maps on the
-map's own grid."""
+"""The writers of ``bundle.handlers.writers`` with the readers of each kind of output: GP-Unet's instance map scored
+by a map (rows, counts, maps on the map's own grid), the two-stage detector's table (rows, the probability and
+instance maps, counts of every subject), counts per class."""
 
 from __future__ import annotations
 
@@ -13,8 +14,14 @@ import torch
 from ignite.engine import Engine
 from monai.data import MetaTensor
 
-from bundle.handlers import DetectionsWriter
-from bundle.methods.gpunet import InstanceDetectionsWriter
+from bundle.handlers import CountsWriter, DetectionsTableWriter, InstanceMapWriter, MapWriter, Writers
+from bundle.inference import ComponentInstances, OutputMap, TableDetections
+from bundle.methods.gpunet import CountPredictionsWriter, InstanceDetections
+
+
+def _attach(writers, engine):
+    for w in writers:
+        w.attach(engine)
 
 
 def test_instances_format_writes_rows_counts_and_maps(tmp_path):
@@ -27,14 +34,22 @@ def test_instances_format_writes_rows_counts_and_maps(tmp_path):
     out = {"pred": MetaTensor(inst, affine=torch.as_tensor(affine)), "net_heatmap": MetaTensor(heat, affine=affine),
            "net_count": torch.tensor([2.3]), "pred_n_objects": 2, "pred_threshold": 0.7}  # fmt: skip
     batch = {"image": MetaTensor(torch.zeros(1, 4, 4, 4)), "subject": "s1"}  # the cropped grid: not used
-    writer = InstanceDetectionsWriter(tmp_path, label="epvs", threshold=0.99)
+    detections = InstanceDetections(label="epvs")
+    table = DetectionsTableWriter(tmp_path, detections)
+    writer = [
+        table,
+        CountsWriter(table),
+        InstanceMapWriter(tmp_path, OutputMap("pred", grid="own")),
+        MapWriter(tmp_path, OutputMap("net_heatmap", grid="own"), name="heatmap"),
+        CountPredictionsWriter(tmp_path, detections),
+    ]
 
     def step(engine, _):
         engine.state.batch = [batch]  # decollated, as after MONAI's evaluator
         return [out]
 
     engine = Engine(step)
-    writer.attach(engine)
+    _attach(writer, engine)
     engine.run([0], max_epochs=1)
     rows = list(csv.DictReader((tmp_path / "detections.csv").open()))
     assert [r["lesion_id"] for r in rows] == ["1", "2"] and {r["label"] for r in rows} == {"epvs"}
@@ -58,7 +73,7 @@ def _run(writer, batches, outputs):
         return [outputs[n]]
 
     engine = Engine(step)
-    writer.attach(engine)
+    _attach(writer if isinstance(writer, list) else [writer], engine)
     engine.run(list(range(len(batches))), max_epochs=1)
 
 
@@ -74,7 +89,15 @@ def test_table_format_writes_prob_and_instance_maps_and_counts_for_every_subject
     image = MetaTensor(torch.zeros(1, 12, 12, 8), affine=torch.as_tensor(affine))
     batches = [{"image": image, "subject": "a"}, {"image": image, "subject": "b"}]
     outputs = [{"pred": table, "net_prob": prob}, {"pred": torch.zeros(0, 6), "net_prob": torch.zeros(1, 12, 12, 8)}]
-    writer = DetectionsWriter(tmp_path, pred_format="table", label="cmb", threshold=0.5, score_key="net_prob")
+    detections = TableDetections(label="cmb", threshold=0.5)
+    table = DetectionsTableWriter(tmp_path, detections)
+    prob_map = OutputMap("net_prob", grid="input")
+    writer = [
+        table,
+        CountsWriter(table),
+        MapWriter(tmp_path, prob_map),
+        InstanceMapWriter(tmp_path, ComponentInstances(detections, prob_map, threshold=0.2)),
+    ]
     _run(writer, batches, outputs)
     rows = list(csv.DictReader((tmp_path / "detections.csv").open()))
     assert [(r["subject"], r["lesion_id"]) for r in rows] == [("a", "1"), ("a", "2")]
@@ -93,7 +116,7 @@ def test_table_format_writes_prob_and_instance_maps_and_counts_for_every_subject
 
 
 def test_counts_per_class_and_unknown_class(tmp_path):
-    from bundle.handlers.detections_writer import write_counts
+    from bundle.handlers import write_counts
 
     rows = [{"subject": "s", "label": "epvs"}, {"subject": "s", "label": "lacune"}, {"subject": "t", "label": "epvs"}]
     write_counts(rows, ["s", "t", "u"], tmp_path / "c.csv", ["lacune", "epvs"])
@@ -110,7 +133,7 @@ def test_counts_per_class_and_unknown_class(tmp_path):
 
 
 def test_counts_of_class_agnostic_detections(tmp_path):
-    from bundle.handlers.detections_writer import write_counts
+    from bundle.handlers import write_counts
 
     write_counts([{"subject": "s", "label": ""}], ["s", "t"], tmp_path / "c.csv", [""])
     assert list(csv.reader((tmp_path / "c.csv").open())) == [
@@ -118,6 +141,36 @@ def test_counts_of_class_agnostic_detections(tmp_path):
         ["s", "1", "1"],
         ["t", "0", "0"],
     ]
-    writer = DetectionsWriter(tmp_path)  # no label: its counts column is "objects"
-    writer.rows = [{"subject": "s", "label": ""}, {"subject": "s", "label": "epvs"}]
-    assert writer._classes() == ("objects", "epvs")
+    table = DetectionsTableWriter(tmp_path, TableDetections())  # no label: its counts column is "objects"
+    table.rows = [{"subject": "s", "label": ""}, {"subject": "s", "label": "epvs"}]
+    assert CountsWriter(table).columns() == ("objects", "epvs")
+
+
+def test_a_reader_shared_by_writers_computes_once_per_subject_and_names_missing_outputs(tmp_path):
+    class Counting(TableDetections):
+        calls: list = []
+
+        def compute(self, subject, image, output):
+            self.calls.append(subject)
+            return super().compute(subject, image, output)
+
+    image = MetaTensor(torch.zeros(1, 6, 6, 6), affine=torch.eye(4))
+    table_t = torch.tensor([[2, 2, 2, 0.9, 0.8, 1]], dtype=torch.float32)
+    prob = torch.zeros(1, 6, 6, 6)
+    prob[0, 2, 2, 2] = 0.8
+    detections = Counting(threshold=0.5, label="cmb")
+    table = DetectionsTableWriter(tmp_path, detections)
+    instances = ComponentInstances(detections, OutputMap("net_prob"), threshold=0.2)
+    writers = Writers([table, CountsWriter(table), InstanceMapWriter(tmp_path, instances)])
+    batches = [{"image": image, "subject": s} for s in ("a", "b")]
+    _run(writers, batches, [{"pred": table_t, "net_prob": prob}, {"pred": table_t, "net_prob": prob}])
+    assert detections.calls == ["a", "b"]  # the table and the instance map shared one computation per subject
+    for s in ("a", "b"):
+        inst = np.asarray(nib.load(tmp_path / "maps" / f"{s}_objects.nii.gz").dataobj)
+        assert list(zip(*np.nonzero(inst))) == [(2, 2, 2)] and inst[2, 2, 2] == 1
+    missing = MapWriter(tmp_path / "other", OutputMap("net_prob"))
+    with pytest.raises(KeyError, match="subject 'c': the network output has no 'net_prob'"):
+        _run(missing, [{"image": image, "subject": "c"}], [{"pred": table_t}])
+    too_many = np.full((6, 6, 6), 40000)
+    with pytest.raises(ValueError, match="subject 'd': instance ids 40000..40000 do not fit int16"):
+        InstanceMapWriter(tmp_path, lambda *a: (too_many, np.eye(4))).write_subject("d", image, {})

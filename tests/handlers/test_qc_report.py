@@ -13,7 +13,8 @@ from ignite.engine import Engine
 from monai.data import MetaTensor
 from PIL import Image
 
-from bundle.handlers import DetectionsWriter, QCReport, choose_slices, subject_montage
+from bundle.handlers import CountsWriter, DetectionsTableWriter, QCReport, choose_slices, subject_montage
+from bundle.inference import TableDetections
 
 
 def _row(n, i, j, k, score, label="cmb", subject="s"):
@@ -60,7 +61,7 @@ def test_report_handler_links_every_subject_and_detection(tmp_path):
         image = MetaTensor(torch.zeros(1, 24, 24, 16), affine=affine, meta={"filename_or_obj": str(path)})
         batches.append({"image": image, "subject": s})
     tables = [torch.tensor([[4, 4, 4, 0.9, 0.5, 1], [20, 20, 12, 0.7, 0.4, 1]]), torch.zeros(0, 6)]
-    writer = DetectionsWriter(tmp_path / "run", pred_format="table", label="cmb", threshold=0.5)
+    table = DetectionsTableWriter(tmp_path / "run", TableDetections(label="cmb", threshold=0.5))
     report = QCReport(tmp_path / "run")
 
     def step(engine, n):
@@ -68,7 +69,8 @@ def test_report_handler_links_every_subject_and_detection(tmp_path):
         return [{"pred": tables[n]}]
 
     engine = Engine(step)
-    writer.attach(engine)
+    table.attach(engine)
+    CountsWriter(table).attach(engine)
     report.attach(engine)
     engine.run([0, 1], max_epochs=1)
     rows = list(csv.DictReader((tmp_path / "run" / "detections.csv").open()))

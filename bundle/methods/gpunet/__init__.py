@@ -8,14 +8,15 @@ from .count_threshold import BLOBS, count_matched_objects
 from .networks import GPUNet
 from .saliency import SaliencyInferer
 from .transforms import BlendWithImaged, CountMatchedObjectsd, predicted_count
-from .writer import InstanceDetectionsWriter
+from .writer import CountPredictionsWriter, InstanceDetections
 
 __all__ = [
     "BLOBS",
     "BlendWithImaged",
     "CountMatchedObjectsd",
     "GPUNet",
-    "InstanceDetectionsWriter",
+    "CountPredictionsWriter",
+    "InstanceDetections",
     "SaliencyInferer",
     "count_matched_objects",
     "predicted_count",

@@ -4,7 +4,7 @@ losses, staged training, detections and maps, and the multirater evaluation."""
 
 from __future__ import annotations
 
-from .detections import RCNNDetectionsWriter, box_map, rcnn_rows
+from .detections import BoxInstances, RCNNDetections, box_map, rcnn_rows
 from .engine import RCNNPrepareBatch, StagedTraining
 from .evaluation import SIZE_BINS_VOXELS, box_iou, multirater_figures
 from .losses import TERMS, MultiraterRCNNLoss, match_proposals, sample_balanced
@@ -31,7 +31,8 @@ __all__ = [
     "MultiraterRCNN",
     "MultiraterRCNNLoss",
     "ObjectTabled",
-    "RCNNDetectionsWriter",
+    "BoxInstances",
+    "RCNNDetections",
     "RCNNPrepareBatch",
     "RPNHead",
     "RPNTargetsd",

@@ -1,6 +1,6 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""What the multirater RCNN writes: detections-table rows from its box table, box instance maps, and the writer
-handler doing both."""
+"""What the multirater RCNN produces: detections-table rows from its box table and box instance maps (readers for
+the writers of :mod:`bundle.handlers.writers`)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from typing import Sequence
 import numpy as np
 from monai.data.utils import affine_to_spacing
 
-from ...data.io import write_nifti
-from ...handlers.detections_writer import DetectionsWriter
-from ...inference.detections import detection_rows, write_detections
+from ...inference.detections import detection_rows
+from ...inference.outputs import SubjectReader
 from ...metrics.objects import Objects
 from .transforms import RCNN_CHOICES
 
-__all__ = ["RCNNDetectionsWriter", "box_map", "rcnn_rows"]
+__all__ = ["BoxInstances", "RCNNDetections", "box_map", "rcnn_rows"]
 
 
 def rcnn_rows(
@@ -60,30 +59,33 @@ def box_map(rows: list[dict], shape: Sequence[int], spacing) -> np.ndarray:
     return out
 
 
+class RCNNDetections(SubjectReader):
+    """Reader of the multirater RCNN's output for :mod:`bundle.handlers.writers`: ``output["pred"]`` is its box table
+    (columns ``columns``, see :func:`bundle.methods.rcnn.rcnn_columns`); rows of score >= ``threshold`` get the class
+    probabilities and the rater heads' answers (:func:`rcnn_rows`), on the image's grid."""
 
-class RCNNDetectionsWriter(DetectionsWriter):
-    """:class:`bundle.handlers.DetectionsWriter` for the multirater RCNN: ``pred`` is its box table (columns
-    ``columns``, see :func:`bundle.methods.rcnn.rcnn_columns`); rows get the class probabilities and the rater heads'
-    answers (:func:`rcnn_rows`), and with ``save_maps`` each subject's written boxes are saved as an instance map
-    ``output_dir/maps/<subject>_boxes.nii.gz`` (box of row ``lesion_id`` filled with that id, better scores drawn
-    last) on the input grid. The other arguments are the base writer's."""
+    choices = RCNN_CHOICES
 
-    formats = ("rcnn",)
-
-    def __init__(self, output_dir, columns: Sequence[str] = (), pred_format: str = "rcnn", **kwargs) -> None:
-        super().__init__(output_dir, pred_format=pred_format, **kwargs)
-        self.columns = tuple(columns)
+    def __init__(self, columns: Sequence[str], threshold: float = 0.5, key: str = "pred") -> None:
+        self.columns, self.threshold, self.key = tuple(columns), float(threshold), key
         if not {"i", "j", "k", "score", "scale", "p_nothing"} <= set(self.columns):
-            raise ValueError(f"the RCNN writer needs the detector's columns, got {self.columns}")
+            raise ValueError(f"the RCNN reader needs the detector's columns, got {self.columns}")
+        self.raters = tuple(c for c in self.columns if c.startswith("rater"))
 
-    def subject_rows(self, subject: str, image, output: dict) -> list[dict]:
+    def compute(self, subject: str, image, output: dict) -> list[dict]:
+        table = self.item(subject, output, self.key)
+        return rcnn_rows(subject, table, self.columns, np.asarray(image.affine, float), min_score=self.threshold)
+
+
+class BoxInstances(SubjectReader):
+    """``(int16 instance map, affine)`` of the subject's written boxes on the image's grid (:func:`box_map`; the
+    box of row ``lesion_id`` filled with that id, better scores drawn last), for
+    :class:`bundle.handlers.InstanceMapWriter`."""
+
+    def __init__(self, detections: RCNNDetections) -> None:
+        self.detections = detections
+
+    def compute(self, subject: str, image, output: dict) -> tuple[np.ndarray, np.ndarray]:
         affine = np.asarray(image.affine, float)
-        rows = rcnn_rows(subject, output["pred"], self.columns, affine, min_score=self.threshold)
-        if self.save_maps:
-            boxes = box_map(rows, tuple(image.shape[-3:]), affine_to_spacing(affine))
-            write_nifti(boxes, affine, self.maps_dir / f"{subject}_boxes.nii.gz")
-        return rows
-
-    def write_table(self) -> None:
-        raters = [c for c in self.columns if c.startswith("rater")]
-        write_detections(self.rows, self.path, RCNN_CHOICES, raters)
+        rows = self.detections(subject, image, output)
+        return box_map(rows, tuple(image.shape[-3:]), affine_to_spacing(affine)), affine
