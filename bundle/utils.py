@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["as_bool", "pad_rows"]
+__all__ = ["as_bool", "or_exit", "pad_rows"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -23,6 +23,16 @@ def as_bool(value, name: str = "value") -> bool:
             return v in _TRUE
         raise ValueError(f"{name} must be true or false, got {value!r}")
     return bool(value)
+
+
+def or_exit(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or the end of the command with one line ``error: <message>`` (exit status 1) when
+    it raises ``ValueError`` or ``OSError``: for the configs' input steps, whose messages already name the subject
+    and the file (a raised error would print MONAI's chained traceback ending in "Failed to evaluate")."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {' '.join(str(err).split())}") from None
 
 
 def pad_rows(tables, fill: float = float("nan"), width: int | None = None, like: torch.Tensor | None = None):

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+from .cache import PlainPersistentDataset
 from .datalist import (
     PATH_KEYS,
     SPLITS,
     DatalistError,
+    check_subject_id,
+    check_unique_subjects,
     expected_channels,
     folder_entries,
     inference_entries,
-    load_datalist,
     inference_split,
+    load_datalist,
     load_inference_list,
     prepare_entry,
     read_datalist,
@@ -28,6 +31,9 @@ __all__ = [
     "SPLITS",
     "DatalistError",
     "LoadSubjectd",
+    "PlainPersistentDataset",
+    "check_subject_id",
+    "check_unique_subjects",
     "expected_channels",
     "folder_entries",
     "inference_entries",

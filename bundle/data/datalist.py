@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
 __all__ = [
     "DatalistError",
     "PATH_KEYS",
+    "check_subject_id",
+    "check_unique_subjects",
     "SPLITS",
     "expected_channels",
     "load_datalist",
@@ -45,6 +48,35 @@ class DatalistError(ValueError):
     """A datalist, or a file it names, is not valid input; the message names the subject and the file."""
 
 
+#: a subject id names output files (``maps/<subject>_prob.nii.gz``), so it must be a plain file-name part
+SUBJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+
+
+def check_subject_id(subject, where: str = "") -> str:
+    """``subject`` if it is a safe id: 1-200 characters of letters, digits, ``.``, ``_``, ``+``, ``-``, starting
+    with a letter or digit (no path separator, no ``..`` prefix, no space).
+
+    Raises:
+        DatalistError: naming the id and ``where`` it came from.
+    """
+    if not isinstance(subject, str) or not SUBJECT_ID.fullmatch(subject):
+        place = f" ({where})" if where else ""
+        raise DatalistError(
+            f"subject id {subject!r}{place} is not a safe name: use 1-200 letters, digits, '.', '_', '+' or '-', "
+            "starting with a letter or digit (it names the subject's output files)"
+        )
+    return subject
+
+
+def check_unique_subjects(entries: Sequence[dict], where: str) -> None:
+    """Raise :class:`DatalistError` if two of ``entries`` have the same ``subject`` (their outputs would merge)."""
+    seen: set[str] = set()
+    for e in entries:
+        if e["subject"] in seen:
+            raise DatalistError(f"{e['subject']}: the subject id appears more than once in {where}")
+        seen.add(e["subject"])
+
+
 def _resolve(base: Path, value):
     if isinstance(value, (list, tuple)):
         return [_resolve(base, v) for v in value]
@@ -61,7 +93,7 @@ def resolve_entry(entry: dict, dataset_dir: str | os.PathLike, check_files: bool
     """
     if not isinstance(entry, dict) or "subject" not in entry:
         raise DatalistError(f"datalist entry {entry!r} has no 'subject'")
-    subject = entry["subject"]
+    subject = check_subject_id(entry["subject"], "datalist entry")
     if "image" not in entry:
         raise DatalistError(f"{subject}: datalist entry has no 'image'")
     out = dict(entry)
@@ -152,7 +184,10 @@ def load_datalist(
         raise DatalistError(f"datalist {path} has no {split!r} list (it has {[k for k in SPLITS if k in data]})")
     n_channels = expected_channels(data, path, modalities)
     base = Path(dataset_dir) if dataset_dir else Path(path).parent
+    if not isinstance(data[split], list):
+        raise DatalistError(f"datalist {path}: {split!r} must be a list of entries, got {type(data[split]).__name__}")
     entries = [prepare_entry(e, base, n_channels, check_files) for e in data[split]]
+    check_unique_subjects(entries, f"the {split} list of {path}")
     _check_required(entries, require, lambda e, m: f"the {split} entry in {path} has no {m}, which this config needs")
     return entries
 
@@ -218,14 +253,21 @@ def folder_entries(folder: str | os.PathLike) -> list[dict]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder {folder} does not exist")
-    files = {_stem(p): p for p in sorted(folder.iterdir()) if p.is_file() and _stem(p)}
+    files: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        stem = _stem(p) if p.is_file() else None
+        if stem is None:
+            continue
+        if stem in files:
+            raise DatalistError(f"input folder {folder}: {files[stem].name} and {p.name} would both be subject {stem}")
+        files[stem] = p
     masks = {s: p for s, p in files.items() if s.endswith(MASK_SUFFIXES)}
     images = {s: p for s, p in files.items() if s not in masks}
     if not images:
         raise DatalistError(f"input folder {folder} holds no NIfTI image (*.nii, *.nii.gz)")
     entries = []
     for subject, path in images.items():
-        entry = {"subject": subject, "image": [str(path.resolve())]}
+        entry = {"subject": check_subject_id(subject, f"file {path}"), "image": [str(path.resolve())]}
         for suffix in MASK_SUFFIXES:
             if subject + suffix in masks:
                 entry["mask"] = str(masks.pop(subject + suffix).resolve())

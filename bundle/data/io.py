@@ -6,16 +6,17 @@ A run that is killed half-way never leaves a truncated NIfTI, JSON or PNG where 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_json", "write_nifti"]
+__all__ = ["atomic_path", "fingerprint", "write_json", "write_nifti"]
 
 
 @contextmanager
@@ -92,3 +93,25 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+HEAD_BYTES = 1 << 16
+
+
+def _file_digest(path: str | Path) -> str:
+    """size + sha256 of the first 64 KiB: tells scans apart without reading whole cohorts."""
+    p = Path(path)
+    if not p.is_file():
+        return "missing"
+    with open(p, "rb") as f:
+        return f"{p.stat().st_size}:{hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()}"
+
+
+def fingerprint(entries: Sequence[dict], settings: dict) -> str:
+    """sha256 of datalist entries (each subject and its files: path, size, first 64 KiB) and ``settings``."""
+    files = []
+    for e in entries:
+        paths = [p for k in ("image", "label", "lesions", "mask", "roi") for p in (e.get(k) if isinstance(e.get(k), list) else [e.get(k)])]
+        files.append([e["subject"], [[str(p), _file_digest(p)] for p in paths if p]])
+    text = json.dumps({"input": files, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -155,6 +155,10 @@ class LoadSubjectd(MapTransform):
         if key in ("label", *MASK_KEYS):
             if bool((v < 0).any()) or bool((v != torch.round(v)).any()):
                 raise DatalistError(f"{subject}: {key} file {path} must hold non-negative integers")
+        if key == "image" and not bool((v != 0).any()):
+            raise DatalistError(f"{subject}: image file {path} is all zeros")
+        if key in MASK_KEYS and not bool((v > 0).any()):
+            raise DatalistError(f"{subject}: {key} file {path} is empty (no voxel > 0)")
 
     @staticmethod
     def _combine(key, vols: list[MetaTensor], paths, subject: str) -> MetaTensor:

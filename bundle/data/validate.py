@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from .datalist import SPLITS, DatalistError, expected_channels, prepare_entry, read_datalist
 from .subject import CLASSES, LoadSubjectd
@@ -46,6 +47,7 @@ def validate_datalist(
 
         entries = tqdm(entries, desc="validating", unit="subject")
     ok = 0
+    problems += _duplicates(data, splits, path)
     for raw in entries:
         try:
             loader(prepare_entry(raw, path.parent, n_channels))
@@ -53,6 +55,18 @@ def validate_datalist(
         except (FileNotFoundError, DatalistError) as err:
             problems.append(str(err))
     return ok, problems
+
+
+def _duplicates(data: dict, splits: Sequence[str], path: Path) -> list[str]:
+    """One message per subject id listed more than once in ``splits`` (within a split or across them)."""
+    where: dict[str, list[str]] = {}
+    for s in splits:
+        entries = data.get(s, [])
+        for e in entries if isinstance(entries, list) else []:
+            if isinstance(e, dict) and isinstance(e.get("subject"), str):
+                where.setdefault(e["subject"], []).append(s)
+    return [f"{subj}: the subject id appears more than once in {path} ({', '.join(sp)})"
+            for subj, sp in where.items() if len(sp) > 1]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

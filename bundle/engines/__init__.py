@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .guard import claim_training
 from .plan import FinishedNetworks, TrainingPlan
 from .runs import attach_progress, preprocessed, save_state, window_trainer
 from .windows import WindowStream, WindowTraining
@@ -11,6 +12,7 @@ __all__ = [
     "FinishedNetworks",
     "TrainingPlan",
     "attach_progress",
+    "claim_training",
     "preprocessed",
     "save_state",
     "window_trainer",

@@ -9,6 +9,7 @@ from .qc_report import QCReport, choose_slices, subject_montage, write_index
 from .writers import (
     CountsWriter,
     DetectionsTableWriter,
+    FailuresWriter,
     InstanceMapWriter,
     MapWriter,
     SubjectWriter,
@@ -20,6 +21,7 @@ __all__ = [
     "SCALAR_FIGURES",
     "CountsWriter",
     "DetectionsTableWriter",
+    "FailuresWriter",
     "InstanceMapWriter",
     "MapWriter",
     "SubjectWriter",

@@ -22,6 +22,7 @@ from monai.data.utils import affine_to_spacing
 
 from ..data.io import atomic_path
 from ..inference.detections import read_detections, subject_of
+from ..inference.isolation import FAILED
 
 __all__ = ["QCReport", "choose_slices", "subject_montage", "write_index"]
 
@@ -131,11 +132,16 @@ def subject_montage(
 
 
 def write_index(
-    out_dir: str | os.PathLike, subjects: Sequence[dict], classes: Sequence[str], title: str = "ESO detections"
+    out_dir: str | os.PathLike,
+    subjects: Sequence[dict],
+    classes: Sequence[str],
+    title: str = "ESO detections",
+    failed: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """``out_dir/index.html`` (atomically): one table row per subject with its counts per class, the total and its
-    montage (a thumbnail linking to the PNG). ``subjects``: dicts with ``subject``, ``png`` (relative to
-    ``out_dir``), ``counts`` ({class: n}) and ``not_shown`` (ids)."""
+    montage (a thumbnail linking to the PNG), then the subjects that ``failed`` with their reasons.
+    ``subjects``: dicts with ``subject``, ``png`` (relative to ``out_dir``), ``counts`` ({class: n}) and
+    ``not_shown`` (ids)."""
     esc = html.escape
     head = "".join(f"<th>{esc(c)}</th>" for c in classes)
     body = []
@@ -155,7 +161,7 @@ def write_index(
         '<a href="../detections.csv">detections.csv</a>, <a href="../counts.csv">counts.csv</a>. '
         "Circles: detections, numbered by <code>lesion_id</code>.</p>\n"
         f"<table><tr><th>subject</th>{head}<th>total</th><th>montage</th></tr>\n" + "\n".join(body) + "\n</table>"
-        "</body></html>\n"
+        + _failed_section(failed) + "</body></html>\n"
     )
     path = Path(out_dir) / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,13 +170,21 @@ def write_index(
     return path
 
 
+def _failed_section(failed: Sequence[tuple[str, str]]) -> str:
+    if not failed:
+        return ""
+    items = "".join(f"<li><b>{html.escape(s)}</b>: {html.escape(r)}</li>" for s, r in failed)
+    link = '<a href="../failed.csv">failed.csv</a>'
+    return f"\n<h2>{len(failed)} subject(s) failed</h2>\n<p>({link})</p><ul>{items}</ul>\n"
+
+
 class QCReport:
     """Ignite handler writing ``output_dir/report/<subject>.png`` per subject and ``output_dir/report/index.html``.
 
     It reads what the run wrote, not a writer's state: during the run it notes each subject's input image (the file
     in ``image.meta["filename_or_obj"]``); when the run completes it reads ``output_dir/detections.csv`` and
     ``counts.csv`` and draws each subject's detections on its image, then writes the index with the counts. Attach
-    it after the table and counts writers (the configs list it in ``reporters``), so that the tables exist.
+    it after the table and counts writers (the configs list it after ``writer``), so that the tables exist.
 
     Args:
         output_dir: run folder (the report goes to ``output_dir/report``).
@@ -195,6 +209,8 @@ class QCReport:
 
     def __call__(self, engine: Engine) -> None:
         for batch in engine.state.batch:
+            if FAILED in batch:  # listed from failed.csv instead
+                continue
             path = batch["image"].meta.get("filename_or_obj")
             self.images[subject_of(batch)] = str(path[0] if isinstance(path, (list, tuple)) else path)
 
@@ -210,4 +226,8 @@ class QCReport:
             drawn = subject_montage(image, own, png, subject, classes, self.max_panels)
             counts = {c: sum(str(r["label"]) == c for r in own) for c in classes}
             subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts})
-        write_index(self.dir, subjects, classes)
+        failed = []
+        if (self.run_dir / "failed.csv").is_file():
+            with open(self.run_dir / "failed.csv", newline="") as f:
+                failed = [(r["subject"], r["reason"]) for r in csv.DictReader(f)]
+        write_index(self.dir, subjects, classes, failed=failed)

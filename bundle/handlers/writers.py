@@ -14,12 +14,15 @@ from typing import Callable, Sequence
 import numpy as np
 from ignite.engine import Engine, Events
 
+from ..data.datalist import check_subject_id
 from ..data.io import atomic_path, write_nifti
 from ..inference.detections import subject_of, write_detections
+from ..inference.isolation import FAILED
 
 __all__ = [
     "CountsWriter",
     "DetectionsTableWriter",
+    "FailuresWriter",
     "InstanceMapWriter",
     "MapWriter",
     "SubjectWriter",
@@ -33,7 +36,8 @@ UNLABELLED = "objects"  # the counts.csv column of class-agnostic detections (em
 class SubjectWriter:
     """Base of the writers: :meth:`reset` when the run starts, :meth:`write_subject` for every subject of every
     iteration (``engine.state.batch`` / ``output`` decollated, as after MONAI's evaluator), :meth:`finish` when
-    it completes. ``subjects`` lists the subjects seen, in order."""
+    it completes. ``subjects`` lists the subjects written, in order; a subject that failed
+    (:mod:`bundle.inference.isolation`) goes to :meth:`write_failure` instead."""
 
     def __init__(self, output_dir: str | os.PathLike) -> None:
         self.output_dir = Path(output_dir)
@@ -51,6 +55,9 @@ class SubjectWriter:
     def __call__(self, engine: Engine) -> None:
         for batch, output in zip(engine.state.batch, engine.state.output):
             subject = subject_of(batch)
+            if FAILED in output:
+                self.write_failure(subject, str(output[FAILED]))
+                continue
             self.subjects.append(subject)
             self.write_subject(subject, batch["image"], output)
 
@@ -59,6 +66,9 @@ class SubjectWriter:
 
     def write_subject(self, subject: str, image, output: dict) -> None:
         """Handle one subject (``image``: its preprocessed image, ``output``: its post-processed output)."""
+
+    def write_failure(self, subject: str, reason: str) -> None:
+        """Handle a subject that failed (``reason``: one line); nothing by default."""
 
     def finish(self) -> None:
         """Write what is written once per run."""
@@ -127,6 +137,7 @@ class MapWriter(SubjectWriter):
         self.map, self.name = map, name
 
     def write_subject(self, subject: str, image, output: dict) -> None:
+        check_subject_id(subject, "output maps")  # it becomes a file name
         array, affine = self.map(subject, image, output)
         self.check(subject, np.asarray(array))
         write_nifti(array, affine, self.maps_dir / f"{subject}_{self.name}.nii.gz", self.dtype)
@@ -149,12 +160,36 @@ class InstanceMapWriter(MapWriter):
             raise ValueError(f"subject {subject!r}: instance ids {array.min()}..{array.max()} do not fit int16")
 
 
-class Writers:
-    """The writers of one run as one handler (the configs' ``writer``): attaches each of ``writers`` in order, so a
-    method lists what it produces in ``writer#writers`` and the handlers list stays the same for every method."""
+class FailuresWriter(SubjectWriter):
+    """``output_dir/failed.csv`` (atomically, when the run completes; the header only when none failed): one row
+    per subject that failed, ``subject, reason`` (one line naming the file and the problem)."""
 
-    def __init__(self, writers: Sequence) -> None:
-        self.writers = list(writers)
+    def __init__(self, output_dir: str | os.PathLike) -> None:
+        super().__init__(output_dir)
+        self.failures: list[tuple[str, str]] = []
+
+    def reset(self) -> None:
+        super().reset()
+        self.failures = []
+
+    def write_failure(self, subject: str, reason: str) -> None:
+        self.failures.append((subject, reason))
+
+    def finish(self) -> None:
+        with atomic_path(self.output_dir / "failed.csv") as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(["subject", "reason"])
+                writer.writerows(self.failures)
+
+
+class Writers:
+    """The writers of one run as one handler (the configs' ``writer``): attaches each of ``writers`` in order, then
+    ``failures`` (the subjects that failed), so a method lists what it produces in ``writer#writers`` and the
+    handlers list stays the same for every method."""
+
+    def __init__(self, writers: Sequence, failures: FailuresWriter | None = None) -> None:
+        self.writers = [*writers, *([failures] if failures is not None else [])]
 
     def attach(self, engine: Engine) -> None:
         for w in self.writers:

@@ -16,10 +16,19 @@ from .detections import (
     to_grid,
     write_detections,
 )
+from .isolation import FAILED, IsolatedDataset, IsolatingEvaluator, failure_reason, finish_run
 from .monai_label import SlicerBoxDetector
 from .outputs import ComponentInstances, MapDetections, OutputMap, SubjectReader, TableDetections, instance_map_of_rows
+from .run_folder import claim_output, close_run
 
 __all__ = [
+    "claim_output",
+    "close_run",
+    "FAILED",
+    "IsolatedDataset",
+    "IsolatingEvaluator",
+    "failure_reason",
+    "finish_run",
     "ComponentInstances",
     "MapDetections",
     "OutputMap",

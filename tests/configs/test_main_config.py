@@ -186,6 +186,37 @@ def test_bad_input_names_the_problem(tmp_path, make, message):
     assert not (tmp_path / "o" / "detections.csv").exists()
 
 
+def test_bad_subjects_are_listed_and_the_others_written(demo_run, tmp_path):
+    """A folder with a good scan, a truncated file and an all-zero image: the good one written, the two bad ones
+    in failed.csv and the report with one line each, exit status 3, the last lines of the console naming them."""
+    out, _ = demo_run
+    entries, root = _truth(out)
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    good = root / entries[1]["image"][0]
+    shutil.copy(good, folder / "a_good.nii.gz")
+    whole = good.read_bytes()
+    (folder / "b_truncated.nii.gz").write_bytes(whole[: len(whole) // 2])
+    img = nib.load(str(good))
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.float32), img.affine), str(folder / "c_zeros.nii.gz"))
+    res_dir = tmp_path / "res"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
+           str(folder), "--output_dir", str(res_dir), "--progress", "false"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert res.returncode == 3, res.stderr[-3000:]
+    assert [c["subject"] for c in csv.DictReader((res_dir / "counts.csv").open())] == ["a_good"]
+    assert set(read_detections(res_dir / "detections.csv")) <= {"a_good"}
+    assert sorted(p.name for p in (res_dir / "maps").iterdir()) == ["a_good_objects.nii.gz", "a_good_prob.nii.gz"]
+    failed = list(csv.DictReader((res_dir / "failed.csv").open()))
+    assert [f["subject"] for f in failed] == ["b_truncated", "c_zeros"]
+    truncated = r"b_truncated: image file .*b_truncated\.nii\.gz could not be read as NIfTI \(.*\)"
+    assert re.fullmatch(truncated, failed[0]["reason"])
+    assert failed[1]["reason"] == f"c_zeros: image file {folder / 'c_zeros.nii.gz'} is all zeros"
+    assert res.stderr.rstrip().splitlines()[-2:] == [f"  {f['reason']}" for f in failed]
+    page = (res_dir / "report" / "index.html").read_text()
+    assert "2 subject(s) failed" in page and "<b>c_zeros</b>: c_zeros: image file" in page
+
+
 @pytest.fixture(scope="module")
 def train_cohort(tmp_path_factory):
     from bundle.data.synth import generate_cohort

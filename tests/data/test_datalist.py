@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from conftest import write_nii
 
-from bundle.data import DatalistError, load_datalist, save_datalist
+from bundle.data import DatalistError, folder_entries, load_datalist, save_datalist
 
 
 @pytest.fixture
 def folder(tmp_path):
     (tmp_path / "s1").mkdir()
     for name in ("t1", "t2", "label", "mask"):
-        write_nii(tmp_path / "s1" / f"{name}.nii.gz", [[[0.0]]])
+        write_nii(tmp_path / "s1" / f"{name}.nii.gz", [[[0.0 if name == "label" else 1.0]]])
     (tmp_path / "s1" / "lesions.json").write_text("[]")
     entry = {
         "subject": "s1",
@@ -197,3 +197,52 @@ def _empty(tmp_path):
     d.mkdir()
     (d / "readme.txt").write_text("no images")
     return d
+
+
+@pytest.mark.parametrize("bad", ["../../ESCAPED", "/tmp/abs", "a/b", "a b", "", ".hidden", "x" * 201, 7])
+def test_unsafe_subject_ids_are_refused_by_the_loader_and_validate(folder, bad):
+    from bundle.data.validate import validate_datalist
+
+    data = json.loads((folder / "datalist.json").read_text())
+    data["testing"] = [{"subject": bad, "image": ["s1/t1.nii.gz", "s1/t2.nii.gz"]}]
+    (folder / "datalist.json").write_text(json.dumps(data))
+    with pytest.raises(DatalistError, match=r"subject id .* is not a safe name"):
+        load_datalist(folder / "datalist.json", "testing")
+    ok, problems = validate_datalist(folder / "datalist.json", ("testing",))
+    assert ok == 0 and len(problems) == 1 and "is not a safe name" in problems[0]
+
+
+def test_duplicate_subject_ids_are_refused_and_reported(folder):
+    from bundle.data.validate import validate_datalist
+
+    data = json.loads((folder / "datalist.json").read_text())
+    data["testing"] = [{"subject": "t1", "image": ["s1/t1.nii.gz", "s1/t2.nii.gz"]}] * 2
+    (folder / "datalist.json").write_text(json.dumps(data))
+    with pytest.raises(DatalistError, match=r"t1: the subject id appears more than once in the testing list"):
+        load_datalist(folder / "datalist.json", "testing")
+    assert load_datalist(folder / "datalist.json", "training")[0]["subject"] == "s1"  # other splits still load
+    data["testing"] = [{"subject": "s1", "image": ["s1/t1.nii.gz", "s1/t2.nii.gz"]}]  # in training too: a leak
+    (folder / "datalist.json").write_text(json.dumps(data))
+    _, problems = validate_datalist(folder / "datalist.json")
+    assert [p for p in problems if "more than once" in p] == [
+        f"s1: the subject id appears more than once in {folder / 'datalist.json'} (training, testing)"
+    ]
+
+
+def test_split_given_as_a_dict_is_named(folder):
+    data = json.loads((folder / "datalist.json").read_text())
+    data["testing"] = {"subject": "t1", "image": "s1/t1.nii.gz"}
+    (folder / "datalist.json").write_text(json.dumps(data))
+    with pytest.raises(DatalistError, match=r"'testing' must be a list of entries, got dict"):
+        load_datalist(folder / "datalist.json", "testing")
+
+
+def test_folder_input_refuses_two_files_of_one_subject_and_unsafe_file_names(tmp_path):
+    write_nii(tmp_path / "sub.nii.gz", [[[0.0]]])
+    write_nii(tmp_path / "sub.nii", [[[0.0]]])
+    with pytest.raises(DatalistError, match=r"sub.nii and sub.nii.gz would both be subject sub"):
+        folder_entries(tmp_path)
+    (tmp_path / "sub.nii").unlink()
+    write_nii(tmp_path / "my scan.nii.gz", [[[0.0]]])
+    with pytest.raises(DatalistError, match=r"subject id 'my scan' \(file .*my scan.nii.gz\) is not a safe name"):
+        folder_entries(tmp_path)

@@ -206,3 +206,13 @@ def test_duplicate_lesion_ids(subject):
     tmp, entry = subject
     (tmp / "lesions.json").write_text(json.dumps([{"id": 1, "class": "epvs"}, {"id": 1, "class": "lacune"}]))
     _err(entry, r"sub-x: .*lesions\.json has duplicate lesion ids")
+
+
+def test_all_zero_image_and_empty_mask_are_named(subject):
+    tmp, entry = subject
+    good = list(entry["image"])
+    entry["image"][1] = write_nii(tmp / "zeros.nii.gz", np.zeros(SHAPE), AFFINE)
+    _err(entry, r"sub-x: image file .*zeros\.nii\.gz is all zeros")
+    entry["image"] = good
+    entry["mask"] = write_nii(tmp / "nomask.nii.gz", np.zeros(SHAPE), AFFINE, np.uint8)
+    _err(entry, r"sub-x: mask file .*nomask\.nii\.gz is empty \(no voxel > 0\)")

@@ -1,0 +1,113 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""One bad subject never loses the others: a subject whose reading, preprocessing, network or post-processing
+fails is carried through the run as a failure (``{"failed": "<one line>"}``) instead of stopping it. The writers
+skip it, :class:`bundle.handlers.FailuresWriter` lists it in ``failed.csv``, and :func:`finish_run` ends the run
+with exit status 3 when any subject failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import torch
+from monai.data import Dataset
+from monai.engines import SupervisedEvaluator
+
+from .run_folder import close_run
+
+__all__ = ["FAILED", "IsolatedDataset", "IsolatingEvaluator", "failure_reason", "finish_run"]
+
+FAILED = "failed"  # the key of a failure in a batch item and in an output
+EXIT_SOME_FAILED = 3
+
+
+def failure_reason(err: BaseException, subject: str = "", files=()) -> str:
+    """One line for a user: the bundle's own message in the chain of ``err`` (it starts with the subject), else the
+    innermost error that carries a message (MONAI wraps transform errors in ``RuntimeError("applying transform
+    ...")``) prefixed by the subject and its type, with the subject's files appended when it names none of them."""
+    chain, e = [], err
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    own = [c for c in chain if subject and str(c).startswith(f"{subject}:")]  # the bundle's own messages
+    useful = [c for c in chain if str(c).strip() and not str(c).startswith("applying transform")] or chain
+    inner = own[0] if own else useful[-1]
+    text = " ".join(str(inner).split()) or type(inner).__name__
+    if not text.startswith(f"{subject}:"):  # the bundle's own messages start with the subject
+        text = f"{subject}: {type(inner).__name__}: {text}" if subject else f"{type(inner).__name__}: {text}"
+    names = [str(f) for f in files if f]
+    if names and not any(Path(n).name in text for n in names):
+        text += f" (files: {', '.join(names)})"
+    return text
+
+
+def _files(entry: dict) -> list[str]:
+    """The files of a datalist entry (paths), or of a loaded batch (its image's ``filename_or_obj``)."""
+    image = entry.get("image", [])
+    if hasattr(image, "meta"):
+        names = image.meta.get("filename_or_obj", [])
+        return [names] if isinstance(names, str) else [str(n) for n in names]
+    paths = [*(image if isinstance(image, (list, tuple)) else [image]), *(entry.get(k) for k in ("mask", "roi"))]
+    return [p for p in paths if isinstance(p, (str, Path))]
+
+
+class IsolatedDataset(Dataset):
+    """MONAI ``Dataset`` whose items never raise: a subject whose transform fails becomes
+    ``{"subject": ..., "failed": <one line>}`` (:func:`failure_reason`), which :class:`IsolatingEvaluator` passes
+    on without running the network. Use with ``batch_size`` 1 (a failed item does not collate with good ones)."""
+
+    def _transform(self, index: int):
+        entry = self.data[index]
+        try:
+            return super()._transform(index)
+        except Exception as err:  # noqa: BLE001 - every failure of one subject is recorded, not raised
+            subject = str(entry.get("subject", f"entry {index}")) if isinstance(entry, dict) else f"entry {index}"
+            files = _files(entry) if isinstance(entry, dict) else []
+            return {"subject": subject, FAILED: failure_reason(err, subject, files)}
+
+
+class IsolatingEvaluator(SupervisedEvaluator):
+    """MONAI ``SupervisedEvaluator`` that records a failure instead of stopping the run: a batch carrying a
+    failure from :class:`IsolatedDataset`, or one whose network or post-processing raises, ends its iteration
+    with ``engine.state.batch = [{"subject", "image": None, "failed"}]`` and the output ``[{"failed": ...}]``
+    per subject. Handlers see such items and skip them (``bundle.handlers.writers`` do)."""
+
+    def _iteration(self, engine, batchdata):
+        subjects = batchdata.get("subject", []) if isinstance(batchdata, dict) else []
+        subjects = [subjects] if isinstance(subjects, str) else list(subjects)
+        if isinstance(batchdata, dict) and FAILED in batchdata:
+            reasons = batchdata[FAILED]
+            return self._failed(engine, subjects, [reasons] if isinstance(reasons, str) else list(reasons))
+        try:
+            return super()._iteration(engine, batchdata)
+        except Exception as err:  # noqa: BLE001
+            if isinstance(err, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            files = _files(batchdata) if len(subjects) == 1 else []
+            return self._failed(engine, subjects, [failure_reason(err, s, files) for s in subjects or ["batch"]])
+
+    @staticmethod
+    def _failed(engine, subjects, reasons):
+        engine.state.batch = [{"subject": s, "image": None, FAILED: r} for s, r in zip(subjects, reasons)]
+        engine.state.output = [{FAILED: r} for r in reasons]
+        return engine.state.output
+
+
+def finish_run(output_dir) -> None:
+    """After a run: complete its ``run.json`` (:func:`bundle.inference.run_folder.close_run`) where there is one,
+    print the failed subjects of ``output_dir/failed.csv``, one line each, and exit with status 3 when there are
+    any (the other subjects' outputs are written)."""
+    if (Path(output_dir) / "run.json").is_file():
+        close_run(output_dir)
+    path = Path(output_dir) / "failed.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        failed = list(csv.DictReader(f))
+    if failed:
+        print(f"{len(failed)} subject(s) failed (listed in {path}); the others' outputs are written:", file=sys.stderr)
+        for row in failed:
+            print(f"  {row['reason']}", file=sys.stderr)
+        sys.exit(EXIT_SOME_FAILED)
