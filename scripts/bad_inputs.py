@@ -98,7 +98,7 @@ def main(argv=None) -> None:
     vol, affine = _demo_scan(work)
     print("| bad input | what the user sees |\n|---|---|")
     for subject, reason in subject_cases(work, vol, affine).items():
-        print(f"| subject `{subject}` (a folder with a good scan and these) | `{reason}` |")
+        print(f"| `{subject}` | `{reason}` |")
     for name, (code, line) in run_cases(work, vol, affine).items():
         print(f"| {name} | exit {code}: `{line}` |")
 

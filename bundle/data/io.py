@@ -111,7 +111,8 @@ def fingerprint(entries: Sequence[dict], settings: dict) -> str:
     """sha256 of datalist entries (each subject and its files: path, size, first 64 KiB) and ``settings``."""
     files = []
     for e in entries:
-        paths = [p for k in ("image", "label", "lesions", "mask", "roi") for p in (e.get(k) if isinstance(e.get(k), list) else [e.get(k)])]
+        values = [e.get(k) for k in ("image", "label", "lesions", "mask", "roi")]
+        paths = [p for v in values for p in (v if isinstance(v, list) else [v])]
         files.append([e["subject"], [[str(p), _file_digest(p)] for p in paths if p]])
     text = json.dumps({"input": files, "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -38,12 +38,25 @@ def load_volume(path: str, subject: str, what: str = "image") -> MetaTensor:
     try:
         img = LoadImage(reader="NibabelReader", image_only=True, dtype=np.float32)(path)
     except Exception as err:  # nibabel/zlib raise many types for truncated or non-NIfTI files
-        raise DatalistError(f"{subject}: {what} file {path} could not be read as NIfTI ({type(err).__name__}: {err})")
+        raise DatalistError(f"{subject}: {what} file {path} could not be read as NIfTI ({_read_error(path, err)})")
     while img.ndim > 3 and img.shape[-1] == 1:  # (X, Y, Z, 1) volumes are 3D
         img = img[..., 0]
     if img.ndim != 3:
         raise DatalistError(f"{subject}: {what} file {path} has shape {tuple(img.shape)}, expected a 3D volume")
     return img[None]
+
+
+def _read_error(path: str, err: Exception) -> str:
+    """The reason a file could not be read, in one short line: nibabel's own error where reading it with nibabel
+    fails too (MONAI's message lists every reader it tried, with their tracebacks), else the first sentence."""
+    import nibabel as nib
+
+    try:
+        np.asanyarray(nib.load(path).dataobj)
+    except Exception as direct:  # noqa: BLE001 - any reading error is the reason
+        err = direct
+    first = (str(err).strip().splitlines() or [""])[0].split(". ")[0]
+    return f"{type(err).__name__}: {first[:200]}"
 
 
 def _same_grid(a: MetaTensor, b: MetaTensor, atol: float) -> str | None:

@@ -19,17 +19,6 @@ from ..data.io import atomic_path, write_nifti
 from ..inference.detections import subject_of, write_detections
 from ..inference.isolation import FAILED
 
-__all__ = [
-    "CountsWriter",
-    "DetectionsTableWriter",
-    "FailuresWriter",
-    "InstanceMapWriter",
-    "MapWriter",
-    "SubjectWriter",
-    "Writers",
-    "write_counts",
-]
-
 UNLABELLED = "objects"  # the counts.csv column of class-agnostic detections (empty label)
 
 

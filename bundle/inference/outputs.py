@@ -18,15 +18,6 @@ from monai.data.utils import affine_to_spacing
 from ..metrics.objects import connected_components, objects_from_map
 from .detections import detection_rows, input_grid, input_grid_rows, to_grid
 
-__all__ = [
-    "ComponentInstances",
-    "MapDetections",
-    "OutputMap",
-    "SubjectReader",
-    "TableDetections",
-    "instance_map_of_rows",
-]
-
 
 class SubjectReader:
     """Base of the readers: ``reader(subject, image, output)`` returns :meth:`compute`'s result, computed once per

@@ -216,3 +216,14 @@ def test_all_zero_image_and_empty_mask_are_named(subject):
     entry["image"] = good
     entry["mask"] = write_nii(tmp / "nomask.nii.gz", np.zeros(SHAPE), AFFINE, np.uint8)
     _err(entry, r"sub-x: mask file .*nomask\.nii\.gz is empty \(no voxel > 0\)")
+
+
+def test_unreadable_file_reason_is_one_short_line(subject):
+    tmp, entry = subject
+    (tmp / "text.nii.gz").write_bytes(b"not a NIfTI file")
+    entry["image"] = [str(tmp / "text.nii.gz")]
+    with pytest.raises(DatalistError) as err:
+        LoadSubjectd()(entry)
+    msg = str(err.value)
+    assert msg == f"sub-x: image file {tmp / 'text.nii.gz'} could not be read as NIfTI (ImageFileError: File " \
+        f"{tmp / 'text.nii.gz'} is not a gzip file)"
