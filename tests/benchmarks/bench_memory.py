@@ -32,7 +32,7 @@ def cohort(out: Path, n: int) -> Path:
     demo = out / "demo"
     if not demo.is_dir():
         demo_input(demo)
-    scans = sorted(p for p in demo.rglob("*.nii.gz") if "mask" not in p.name and "label" not in p.name)
+    scans = sorted(demo.rglob("*_swi.nii.gz"))
     folder = out / f"cohort_{n}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
