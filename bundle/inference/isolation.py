@@ -76,7 +76,7 @@ class IsolatingEvaluator(SupervisedEvaluator):
 
     def _iteration(self, engine, batchdata):
         subjects = batchdata.get("subject", []) if isinstance(batchdata, dict) else []
-        subjects = [subjects] if isinstance(subjects, str) else list(subjects)
+        subjects = ([subjects] if isinstance(subjects, str) else list(subjects)) or ["batch"]
         if isinstance(batchdata, dict) and FAILED in batchdata:
             reasons = batchdata[FAILED]
             return self._failed(engine, subjects, [reasons] if isinstance(reasons, str) else list(reasons))
@@ -86,7 +86,7 @@ class IsolatingEvaluator(SupervisedEvaluator):
             if isinstance(err, torch.cuda.OutOfMemoryError):
                 torch.cuda.empty_cache()
             files = _files(batchdata) if len(subjects) == 1 else []
-            return self._failed(engine, subjects, [failure_reason(err, s, files) for s in subjects or ["batch"]])
+            return self._failed(engine, subjects, [failure_reason(err, s, files) for s in subjects])
 
     @staticmethod
     def _failed(engine, subjects, reasons):
