@@ -217,6 +217,37 @@ def test_bad_subjects_are_listed_and_the_others_written(demo_run, tmp_path):
     assert "2 subject(s) failed" in page and "<b>c_zeros</b>: c_zeros: image file" in page
 
 
+def test_a_run_killed_after_one_subject_reruns_to_the_same_outputs(demo_run, tmp_path):
+    """SIGKILL once the first subject's maps exist, then the same command again: the tables and maps equal the
+    uninterrupted demo run's, and no temporary file is left."""
+    import signal
+    import time
+
+    out, _ = demo_run
+    res_dir = tmp_path / "res"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
+           str(out / "demo_input" / "input.json"), "--output_dir", str(res_dir), "--progress", "false"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = res_dir / "maps" / "sub-0000_objects.nii.gz"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists() and not (res_dir / "detections.csv").exists()  # killed mid-run
+    (res_dir / "maps" / ".sub-0001_prob.k2j_8x0q.nii.gz").write_bytes(b"")  # what a kill mid-write leaves
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("detections.csv", "counts.csv"):
+        assert (res_dir / name).read_text() == (out / name).read_text()
+    for m in sorted((out / "maps").iterdir()):
+        again = nib.load(str(res_dir / "maps" / m.name))
+        assert np.array_equal(np.asarray(again.dataobj), np.asarray(nib.load(str(m)).dataobj))
+    hidden = [p for d in (res_dir, res_dir / "maps", res_dir / "report") for p in d.glob(".*")]
+    assert hidden == [] and json.loads((res_dir / "run.json").read_text())["status"] == "done"
+
+
 @pytest.fixture(scope="module")
 def train_cohort(tmp_path_factory):
     from bundle.data.synth import generate_cohort
