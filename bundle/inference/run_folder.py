@@ -59,9 +59,12 @@ def claim_output(
     """Make ``output_dir`` this run's (see the module's docstring) and write its ``run.json``; returns the record.
 
     Raises:
-        SystemExit: the folder holds another run's outputs and ``overwrite`` is not set (one line naming it).
+        SystemExit: the weights file is missing, or the folder holds another run's outputs and ``overwrite`` is not
+            set (one line naming it).
     """
     folder = Path(output_dir)
+    if not Path(checkpoint).is_file():
+        raise SystemExit(f"error: the weights file {checkpoint} does not exist (--checkpoint)")
     record = {
         "bundle_version": __version__,
         "weights": str(checkpoint),

@@ -41,6 +41,8 @@ def test_same_run_proceeds_and_clears_temporary_files(setup):
     (out / "failed.csv").write_text("subject,reason\n")
     done = close_run(out)
     assert done["status"] == "done" and done["written"] == ["a"] and done["failed"] == [] and "ended" in done
+    with pytest.raises(SystemExit, match=r"^error: the weights file .*nothing.pt does not exist \(--checkpoint\)$"):
+        claim_output(out, entries, weights.parent / "nothing.pt", {"threshold": 0.5})
 
 
 @pytest.mark.parametrize("change", ["settings", "input", "weights", "no_manifest"])
