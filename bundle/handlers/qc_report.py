@@ -23,6 +23,7 @@ from monai.data.utils import affine_to_spacing
 from ..data.io import atomic_path
 from ..inference.detections import read_detections, subject_of
 from ..inference.isolation import FAILED
+from ..inference.run_folder import read_failed
 
 __all__ = ["QCReport", "choose_slices", "subject_montage", "write_index"]
 
@@ -226,8 +227,4 @@ class QCReport:
             drawn = subject_montage(image, own, png, subject, classes, self.max_panels)
             counts = {c: sum(str(r["label"]) == c for r in own) for c in classes}
             subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts})
-        failed = []
-        if (self.run_dir / "failed.csv").is_file():
-            with open(self.run_dir / "failed.csv", newline="") as f:
-                failed = [(r["subject"], r["reason"]) for r in csv.DictReader(f)]
-        write_index(self.dir, subjects, classes, failed=failed)
+        write_index(self.dir, subjects, classes, failed=read_failed(self.run_dir))

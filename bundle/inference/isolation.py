@@ -7,7 +7,6 @@ with exit status 3 when any subject failed.
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from monai.data import Dataset
 from monai.engines import SupervisedEvaluator
 
-from .run_folder import close_run
+from .run_folder import close_run, read_failed
 
 __all__ = ["FAILED", "IsolatedDataset", "IsolatingEvaluator", "failure_reason", "finish_run"]
 
@@ -101,13 +100,10 @@ def finish_run(output_dir) -> None:
     any (the other subjects' outputs are written)."""
     if (Path(output_dir) / "run.json").is_file():
         close_run(output_dir)
-    path = Path(output_dir) / "failed.csv"
-    if not path.is_file():
-        return
-    with open(path, newline="") as f:
-        failed = list(csv.DictReader(f))
+    failed = read_failed(output_dir)
     if failed:
+        path = Path(output_dir) / "failed.csv"
         print(f"{len(failed)} subject(s) failed (listed in {path}); the others' outputs are written:", file=sys.stderr)
-        for row in failed:
-            print(f"  {row['reason']}", file=sys.stderr)
+        for _, reason in failed:
+            print(f"  {reason}", file=sys.stderr)
         sys.exit(EXIT_SOME_FAILED)

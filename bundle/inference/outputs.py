@@ -103,7 +103,7 @@ class OutputMap(SubjectReader):
         if self.grid == "image":
             return arr, affine
         in_affine, in_shape = input_grid(image)
-        return to_grid(arr.astype(np.float32), affine, in_affine, in_shape), in_affine
+        return to_grid(arr.astype(np.float32, copy=False), affine, in_affine, in_shape), in_affine
 
 
 class ComponentInstances(SubjectReader):

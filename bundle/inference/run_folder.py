@@ -23,7 +23,7 @@ from .. import __version__
 from ..data.io import fingerprint, write_json
 from ..utils import as_bool
 
-__all__ = ["OUTPUTS", "claim_output", "close_run"]
+__all__ = ["OUTPUTS", "claim_output", "close_run", "read_failed"]
 
 #: what a run writes into its folder (files and folders); nothing else is ever removed
 OUTPUTS = ("detections.csv", "counts.csv", "failed.csv", "count_predictions.csv", "maps", "report", "run.json")
@@ -95,18 +95,23 @@ def close_run(output_dir) -> dict:
     (``failed.csv``) and the status (``done``, or ``failed`` when a subject failed)."""
     folder = Path(output_dir)
     record = json.loads((folder / "run.json").read_text())
-    written = _column(folder / "counts.csv", "subject")
-    failed = _column(folder / "failed.csv", "subject")
+    written = [r["subject"] for r in _rows(folder / "counts.csv")]
+    failed = [subject for subject, _ in read_failed(folder)]
     record.update(ended=_now(), status="failed" if failed else "done", written=written, failed=failed)
     write_json(record, folder / "run.json")
     return record
 
 
-def _column(path: Path, name: str) -> list[str]:
+def read_failed(output_dir) -> list[tuple[str, str]]:
+    """``(subject, reason)`` of each row of ``output_dir/failed.csv`` (none when there is no such file)."""
+    return [(r["subject"], r["reason"]) for r in _rows(Path(output_dir) / "failed.csv")]
+
+
+def _rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [r[name] for r in csv.DictReader(f)]
+        return list(csv.DictReader(f))
 
 
 def _now() -> str:
