@@ -23,7 +23,8 @@ from monai.data.utils import affine_to_spacing
 from ..data.io import atomic_path
 from ..inference.detections import read_detections, subject_of
 from ..inference.isolation import FAILED
-from ..inference.run_folder import read_failed
+from ..inference.run_folder import SubjectRecords, read_failed
+from ..utils import is_main_process
 
 __all__ = ["QCReport", "choose_slices", "subject_montage", "write_index"]
 
@@ -210,18 +211,24 @@ class QCReport:
 
     def __call__(self, engine: Engine) -> None:
         for batch in engine.state.batch:
-            if FAILED in batch:  # listed from failed.csv instead
+            if FAILED in batch or batch.get("image") is None:  # failed (listed from failed.csv) or skipped
                 continue
             path = batch["image"].meta.get("filename_or_obj")
             self.images[subject_of(batch)] = str(path[0] if isinstance(path, (list, tuple)) else path)
 
     def _report(self, engine: Engine) -> None:
+        if not is_main_process():  # rank 0 reports the whole run (bundle.handlers.Writers merged it)
+            return
         rows = read_detections(self.run_dir / "detections.csv")
         with open(self.run_dir / "counts.csv", newline="") as f:
-            header = next(csv.reader(f))
-        classes = self.classes or tuple(c for c in header if c not in ("subject", "total"))
+            counted = list(csv.reader(f))
+        classes = self.classes or tuple(c for c in counted[0] if c not in ("subject", "total"))
+        records = SubjectRecords(self.run_dir)
         subjects = []
-        for subject, image in self.images.items():
+        for subject in (line[0] for line in counted[1:]):  # every subject written, by this process or another
+            image = self.images.get(subject) or (records.load(subject) or {}).get("image")
+            if not image:
+                continue
             own = rows.get(subject, [])
             png = self.dir / (re.sub(r"[^A-Za-z0-9._-]", "_", subject) + ".png")
             drawn = subject_montage(image, own, png, subject, classes, self.max_panels)

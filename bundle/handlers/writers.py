@@ -17,20 +17,26 @@ from ignite.engine import Engine, Events
 from ..data.datalist import check_subject_id
 from ..data.io import atomic_path, write_nifti
 from ..inference.detections import subject_of, write_detections
-from ..inference.isolation import FAILED
+from ..inference.isolation import FAILED, SKIPPED
+from ..utils import barrier, is_main_process
 
 UNLABELLED = "objects"  # the counts.csv column of class-agnostic detections (empty label)
 
 
 class SubjectWriter:
-    """Base of the writers: :meth:`reset` when the run starts, :meth:`write_subject` for every subject of every
-    iteration (``engine.state.batch`` / ``output`` decollated, as after MONAI's evaluator), :meth:`finish` when
-    it completes. ``subjects`` lists the subjects written, in order; a subject that failed
-    (:mod:`bundle.inference.isolation`) goes to :meth:`write_failure` instead."""
+    """Base of the writers: :meth:`reset` when the run starts, :meth:`record` for every subject of every iteration
+    (``engine.state.batch`` / ``output`` decollated, as after MONAI's evaluator), :meth:`finish` with the records
+    of the run's subjects when it completes. :meth:`write_subject` writes one subject's outputs and returns what
+    its record keeps under ``key`` (e.g. the table rows, merged into the table when the run completes); a subject
+    that failed (:mod:`bundle.inference.isolation`) is recorded as ``{"subject", "failed"}`` instead. Attached
+    alone a writer keeps its records in memory; :class:`Writers` combines the records of a run's writers and
+    stores them per subject (:class:`bundle.inference.run_folder.SubjectRecords`)."""
+
+    key = ""  # the record's key of what write_subject returns ("": nothing kept)
 
     def __init__(self, output_dir: str | os.PathLike) -> None:
         self.output_dir = Path(output_dir)
-        self.subjects: list[str] = []
+        self.records: list[dict] = []
 
     @property
     def maps_dir(self) -> Path:
@@ -39,28 +45,33 @@ class SubjectWriter:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, lambda _: self.reset())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, lambda _: self.finish())
+        engine.add_event_handler(Events.COMPLETED, lambda _: self.finish(self.records))
 
     def __call__(self, engine: Engine) -> None:
         for batch, output in zip(engine.state.batch, engine.state.output):
-            subject = subject_of(batch)
-            if FAILED in output:
-                self.write_failure(subject, str(output[FAILED]))
-                continue
-            self.subjects.append(subject)
-            self.write_subject(subject, batch["image"], output)
+            self.records.append(self.record(subject_of(batch), batch, output))
+
+    def record(self, subject: str, batch: dict, output: dict) -> dict:
+        """Write ``subject``'s outputs; returns its record (``{"subject", "failed"}`` for a failed subject)."""
+        if FAILED in output:
+            return {"subject": subject, FAILED: str(output[FAILED])}
+        value = self.write_subject(subject, batch["image"], output)
+        return {"subject": subject, **({self.key: value} if self.key and value is not None else {})}
 
     def reset(self) -> None:
-        self.subjects = []
+        self.records = []
 
-    def write_subject(self, subject: str, image, output: dict) -> None:
-        """Handle one subject (``image``: its preprocessed image, ``output``: its post-processed output)."""
+    def write_subject(self, subject: str, image, output: dict):
+        """Write one subject (``image``: its preprocessed image, ``output``: its post-processed output); returns the
+        value its record keeps under ``key`` (None: nothing)."""
 
-    def write_failure(self, subject: str, reason: str) -> None:
-        """Handle a subject that failed (``reason``: one line); nothing by default."""
+    def finish(self, records: list[dict]) -> None:
+        """Write what is written once per run from ``records`` (every subject of the run, in the run's order)."""
 
-    def finish(self) -> None:
-        """Write what is written once per run."""
+
+def written(records: Sequence[dict]) -> list[dict]:
+    """The records of the subjects that did not fail."""
+    return [r for r in records if FAILED not in r]
 
 
 class DetectionsTableWriter(SubjectWriter):
@@ -68,42 +79,39 @@ class DetectionsTableWriter(SubjectWriter):
     detected): the rows ``detections(subject, image, output)`` gives for every subject, with the reader's
     ``choices`` and ``raters`` columns."""
 
+    key = "detections"
+
     def __init__(self, output_dir: str | os.PathLike, detections: Callable) -> None:
         super().__init__(output_dir)
         self.detections = detections
-        self.rows: list[dict] = []
+        self.rows: list[dict] = []  # the table's rows, once finished
 
     @property
     def path(self) -> Path:
         return self.output_dir / "detections.csv"
 
-    def reset(self) -> None:
-        super().reset()
-        self.rows = []
+    def write_subject(self, subject: str, image, output: dict) -> list[dict]:
+        return list(self.detections(subject, image, output))
 
-    def write_subject(self, subject: str, image, output: dict) -> None:
-        self.rows += self.detections(subject, image, output)
-
-    def finish(self) -> None:
+    def finish(self, records: list[dict]) -> None:
+        self.rows = [row for r in written(records) for row in r.get(self.key, [])]
         d = self.detections
         write_detections(self.rows, self.path, getattr(d, "choices", ()), getattr(d, "raters", ()))
 
 
-class CountsWriter:
-    """``output_dir/counts.csv`` of the table writer ``table`` (in its folder), written when the run completes: one
-    row per subject seen, subjects without detections included, with the number of detections per class of
-    ``classes`` and their ``total`` (:func:`write_counts`; default classes: the table reader's ``label``, then
-    every other label written; ``objects`` for detections without a label)."""
+class CountsWriter(SubjectWriter):
+    """``output_dir/counts.csv`` of the table writer ``table`` (in its folder; list it after the table), written
+    when the run completes: one row per subject written, subjects without detections included, with the number of
+    detections per class of ``classes`` and their ``total`` (:func:`write_counts`; default classes: the table
+    reader's ``label``, then every other label written; ``objects`` for detections without a label)."""
 
     def __init__(self, table: DetectionsTableWriter, classes: Sequence[str] = ()) -> None:
+        super().__init__(table.output_dir)
         self.table, self.classes = table, tuple(classes)
 
     @property
     def path(self) -> Path:
         return self.table.output_dir / "counts.csv"
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.COMPLETED, lambda _: self.finish())
 
     def columns(self) -> tuple[str, ...]:
         if self.classes:
@@ -111,8 +119,8 @@ class CountsWriter:
         own = getattr(self.table.detections, "label", "") or UNLABELLED
         return (own, *sorted({str(r["label"]) or UNLABELLED for r in self.table.rows} - {own}))
 
-    def finish(self) -> None:
-        write_counts(self.table.rows, self.table.subjects, self.path, self.columns())
+    def finish(self, records: list[dict]) -> None:
+        write_counts(self.table.rows, [r["subject"] for r in written(records)], self.path, self.columns())
 
 
 class MapWriter(SubjectWriter):
@@ -124,6 +132,10 @@ class MapWriter(SubjectWriter):
     def __init__(self, output_dir: str | os.PathLike, map: Callable, name: str = "prob") -> None:
         super().__init__(output_dir)
         self.map, self.name = map, name
+
+    def record(self, subject: str, batch: dict, output: dict) -> dict:
+        record = super().record(subject, batch, output)
+        return record if FAILED in record else {"subject": subject, "files": [f"maps/{subject}_{self.name}.nii.gz"]}
 
     def write_subject(self, subject: str, image, output: dict) -> None:
         check_subject_id(subject, "output maps")  # it becomes a file name
@@ -153,36 +165,77 @@ class FailuresWriter(SubjectWriter):
     """``output_dir/failed.csv`` (atomically, when the run completes; the header only when none failed): one row
     per subject that failed, ``subject, reason`` (one line naming the file and the problem)."""
 
-    def __init__(self, output_dir: str | os.PathLike) -> None:
-        super().__init__(output_dir)
-        self.failures: list[tuple[str, str]] = []
-
-    def reset(self) -> None:
-        super().reset()
-        self.failures = []
-
-    def write_failure(self, subject: str, reason: str) -> None:
-        self.failures.append((subject, reason))
-
-    def finish(self) -> None:
-        with atomic_path(self.output_dir / "failed.csv") as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.writer(f, lineterminator="\n")
-                writer.writerow(["subject", "reason"])
-                writer.writerows(self.failures)
+    def finish(self, records: list[dict]) -> None:
+        write_csv(self.output_dir / "failed.csv", ["subject", "reason"], [[r["subject"], r[FAILED]] for r in records
+                                                                            if FAILED in r])  # fmt: skip
 
 
 class Writers:
-    """The writers of one run as one handler (the configs' ``writer``): attaches each of ``writers`` in order, then
-    ``failures`` (the subjects that failed), so a method lists what it produces in ``writer#writers`` and the
-    handlers list stays the same for every method."""
+    """The writers of one run as one handler (the configs' ``writer``), so a method lists what it produces in
+    ``writer#writers`` and the handlers list stays the same for every method.
 
-    def __init__(self, writers: Sequence, failures: FailuresWriter | None = None) -> None:
+    Per subject it calls each of ``writers`` in order, then ``failures``, and combines their records (with the
+    input ``image``); with ``records`` it saves that record as the subject's last output (the unit a rerun skips:
+    :class:`bundle.inference.run_folder.SubjectRecords`). A subject the dataset skipped (complete from an earlier
+    run) is not written again. When the run completes every process of a ``torch.distributed`` group waits for
+    the others; then rank 0 merges the records of the whole run (every subject of ``run.json``, whichever
+    process wrote it) into the tables."""
+
+    def __init__(self, writers: Sequence, failures: FailuresWriter | None = None, records=None) -> None:
         self.writers = [*writers, *([failures] if failures is not None else [])]
+        self.store = records
+        self.records: list[dict] = []
+        self.seen: list[str] = []
 
     def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda _: self.reset())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, lambda _: self.finish())
+
+    def reset(self) -> None:
+        self.records, self.seen = [], []
         for w in self.writers:
-            w.attach(engine)
+            w.reset()
+
+    def __call__(self, engine: Engine) -> None:
+        for batch, output in zip(engine.state.batch, engine.state.output):
+            subject = subject_of(batch)
+            self.seen.append(subject)
+            if SKIPPED in output:
+                continue
+            record: dict = {"subject": subject}
+            for w in self.writers:
+                part = w.record(subject, batch, output)
+                record.update({k: v for k, v in part.items() if k != "files"})
+                record["files"] = record.get("files", []) + part.get("files", [])
+            if FAILED not in record:
+                record["image"] = _image_file(batch["image"])
+            self.records.append(record)
+            if self.store is not None:
+                self.store.save(record)
+
+    def finish(self) -> None:
+        barrier()
+        if not is_main_process():
+            return
+        records = self.store.merged(self.seen) if self.store is not None else self.records
+        for w in self.writers:
+            w.finish(records)
+
+
+def _image_file(image) -> str:
+    name = getattr(image, "meta", {}).get("filename_or_obj", "")
+    return str(name[0] if isinstance(name, (list, tuple)) and name else name)
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows) -> Path:
+    """A CSV file (atomically; ``\\n`` line ends) of ``header`` and ``rows`` (sequences of values)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+    return Path(path)
 
 
 def write_counts(rows: list[dict], subjects: Sequence[str], path: str | os.PathLike, classes: Sequence[str]) -> Path:
@@ -196,10 +249,4 @@ def write_counts(rows: list[dict], subjects: Sequence[str], path: str | os.PathL
         if label not in classes:
             raise ValueError(f"detection of class {label!r} in subject {r['subject']!r}; counts.csv has {classes}")
         per.setdefault(str(r["subject"]), dict.fromkeys(classes, 0))[label] += 1
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["subject", *classes, "total"])
-            for subject, c in per.items():
-                writer.writerow([subject, *c.values(), sum(c.values())])
-    return Path(path)
+    return write_csv(path, ["subject", *classes, "total"], [[s, *c.values(), sum(c.values())] for s, c in per.items()])

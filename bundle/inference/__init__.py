@@ -16,15 +16,18 @@ from .detections import (
     to_grid,
     write_detections,
 )
-from .isolation import FAILED, IsolatedDataset, IsolatingEvaluator, failure_reason, finish_run
+from .isolation import FAILED, SKIPPED, IsolatedDataset, IsolatingEvaluator, failure_reason, finish_run
 from .monai_label import SlicerBoxDetector
 from .outputs import ComponentInstances, MapDetections, OutputMap, SubjectReader, TableDetections, instance_map_of_rows
-from .run_folder import claim_output, close_run
+from .run_folder import SubjectRecords, claim_output, close_run, shard
 
 __all__ = [
     "claim_output",
     "close_run",
+    "shard",
+    "SubjectRecords",
     "FAILED",
+    "SKIPPED",
     "IsolatedDataset",
     "IsolatingEvaluator",
     "failure_reason",

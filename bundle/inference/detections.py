@@ -20,6 +20,7 @@ from nibabel.affines import apply_affine
 
 from ..data.io import atomic_path
 from ..metrics.objects import Objects
+from ..utils import is_main_process
 
 __all__ = [
     "input_grid",
@@ -156,7 +157,10 @@ def read_detections(path: str | os.PathLike) -> dict[str, list[dict]]:
 
 def print_summary(output_dir: str | os.PathLike, max_rows: int = 50) -> str:
     """Print (and return) a run's counts per subject and its detections (up to ``max_rows``, best first), with
-    the paths of the written files: what a user reads in the console after the main job."""
+    the paths of the written files: what a user reads in the console after the main job (rank 0 only, in a
+    ``torch.distributed`` group)."""
+    if not is_main_process():
+        return ""
     out = Path(output_dir)
     lines = [f"detections: {out / 'detections.csv'}"]
     counts_path = out / "counts.csv"

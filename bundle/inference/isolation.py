@@ -14,11 +14,12 @@ import torch
 from monai.data import Dataset
 from monai.engines import SupervisedEvaluator
 
-from .run_folder import close_run, read_failed
+from ..utils import is_main_process
+from .run_folder import FAILED, close_run, read_failed
 
-__all__ = ["FAILED", "IsolatedDataset", "IsolatingEvaluator", "failure_reason", "finish_run"]
+__all__ = ["FAILED", "SKIPPED", "IsolatedDataset", "IsolatingEvaluator", "failure_reason", "finish_run"]
 
-FAILED = "failed"  # the key of a failure in a batch item and in an output
+SKIPPED = "skipped"  # the key of a subject whose outputs are complete from an earlier run
 EXIT_SOME_FAILED = 3
 
 
@@ -55,10 +56,18 @@ def _files(entry: dict) -> list[str]:
 class IsolatedDataset(Dataset):
     """MONAI ``Dataset`` whose items never raise: a subject whose transform fails becomes
     ``{"subject": ..., "failed": <one line>}`` (:func:`failure_reason`), which :class:`IsolatingEvaluator` passes
-    on without running the network. Use with ``batch_size`` 1 (a failed item does not collate with good ones)."""
+    on without running the network. Use with ``batch_size`` 1 (a failed item does not collate with good ones).
+    A subject for which ``skip(subject)`` is true (e.g. ``SubjectRecords.complete``: written by an earlier run)
+    becomes ``{"subject": ..., "skipped": True}`` without being read."""
+
+    def __init__(self, data, transform=None, skip=None) -> None:
+        super().__init__(data, transform)
+        self.skip = skip
 
     def _transform(self, index: int):
         entry = self.data[index]
+        if self.skip is not None and isinstance(entry, dict) and self.skip(str(entry.get("subject", ""))):
+            return {"subject": str(entry["subject"]), SKIPPED: True}
         try:
             return super()._transform(index)
         except Exception as err:  # noqa: BLE001 - every failure of one subject is recorded, not raised
@@ -76,6 +85,10 @@ class IsolatingEvaluator(SupervisedEvaluator):
     def _iteration(self, engine, batchdata):
         subjects = batchdata.get("subject", []) if isinstance(batchdata, dict) else []
         subjects = ([subjects] if isinstance(subjects, str) else list(subjects)) or ["batch"]
+        if isinstance(batchdata, dict) and SKIPPED in batchdata:
+            engine.state.batch = [{"subject": s, "image": None, SKIPPED: True} for s in subjects]
+            engine.state.output = [{SKIPPED: True} for _ in subjects]
+            return engine.state.output
         if isinstance(batchdata, dict) and FAILED in batchdata:
             reasons = batchdata[FAILED]
             return self._failed(engine, subjects, [reasons] if isinstance(reasons, str) else list(reasons))
@@ -97,7 +110,9 @@ class IsolatingEvaluator(SupervisedEvaluator):
 def finish_run(output_dir) -> None:
     """After a run: complete its ``run.json`` (:func:`bundle.inference.run_folder.close_run`) where there is one,
     print the failed subjects of ``output_dir/failed.csv``, one line each, and exit with status 3 when there are
-    any (the other subjects' outputs are written)."""
+    any (the other subjects' outputs are written). Only rank 0 of a ``torch.distributed`` group does this."""
+    if not is_main_process():
+        return
     if (Path(output_dir) / "run.json").is_file():
         close_run(output_dir)
     failed = read_failed(output_dir)

@@ -4,8 +4,13 @@ checksum, the input's and the settings' fingerprint, start and end, the subjects
 
 A run into a folder that holds another run's outputs (another fingerprint, or outputs without ``run.json``) stops
 with one line before writing anything, unless ``overwrite``: then the earlier run's outputs (only the files this
-bundle writes) are removed first. A rerun with the same fingerprint redoes the run in place (e.g. after a kill)
-and first removes the hidden temporary files an interrupted atomic write can leave.
+bundle writes) are removed first. A rerun with the same fingerprint resumes: it first removes the hidden temporary
+files an interrupted atomic write can leave, skips the subjects whose outputs are complete and redoes the rest.
+
+Each subject's outputs form a unit: its maps, then ``subjects/<subject>.json`` (:class:`SubjectRecords`), written
+last and atomically, with its table rows (or its failure) and the files written. The run's tables are merged from
+these records in the order of ``run.json``, so a run split across processes (:func:`shard`, ``torchrun``) or
+resumed after a kill writes the same tables, byte for byte, as one uninterrupted process.
 """
 
 from __future__ import annotations
@@ -19,14 +24,19 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from .. import __version__
-from ..data.io import fingerprint, write_json
-from ..utils import as_bool
+import torch
 
-__all__ = ["OUTPUTS", "claim_output", "close_run", "read_failed"]
+from .. import __version__
+from ..data.datalist import check_subject_id
+from ..data.io import _json_default, atomic_path, fingerprint, write_json
+from ..utils import as_bool, is_main_process, rank, world_size
+
+__all__ = ["OUTPUTS", "SubjectRecords", "claim_output", "close_run", "read_failed", "shard"]
 
 #: what a run writes into its folder (files and folders); nothing else is ever removed
-OUTPUTS = ("detections.csv", "counts.csv", "failed.csv", "count_predictions.csv", "maps", "report", "run.json")
+OUTPUTS = ("detections.csv", "counts.csv", "failed.csv", "count_predictions.csv", "maps", "report", "subjects",
+           "run.json")  # fmt: skip
+FAILED = "failed"  # the key of a failure in a record (as in a batch item, bundle.inference.isolation)
 #: the temporary files of :func:`bundle.data.io.atomic_path` (``.<stem>.<8 random characters><suffix>``)
 TEMPORARY = re.compile(r"\.[^.]+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)+")
 
@@ -45,7 +55,7 @@ def _ours(folder: Path) -> list[Path]:
 
 def _remove_temporary(folder: Path) -> list[Path]:
     gone = []
-    for sub in (folder, folder / "maps", folder / "report"):
+    for sub in (folder, folder / "maps", folder / "report", folder / "subjects"):
         for p in sub.glob(".*") if sub.is_dir() else []:
             if p.is_file() and TEMPORARY.fullmatch(p.name):
                 p.unlink()
@@ -54,14 +64,40 @@ def _remove_temporary(folder: Path) -> list[Path]:
 
 
 def claim_output(
-    output_dir, entries: Sequence[dict], checkpoint, settings: dict | None = None, overwrite: bool = False
+    output_dir,
+    entries: Sequence[dict],
+    checkpoint,
+    settings: dict | None = None,
+    overwrite: bool = False,
+    shard_spec: str | None = None,
 ) -> dict:
     """Make ``output_dir`` this run's (see the module's docstring) and write its ``run.json``; returns the record.
+    In a ``torch.distributed`` group rank 0 claims, the others wait for it and stop too when it refuses. With a
+    ``shard_spec`` (one of several processes started separately, e.g. a SLURM array) temporary files are left
+    alone (another shard may be writing them) and ``overwrite`` is refused.
 
     Raises:
         SystemExit: the weights file is missing, or the folder holds another run's outputs and ``overwrite`` is not
             set (one line naming it).
     """
+    if shard_spec and as_bool(overwrite, "overwrite"):
+        raise SystemExit("error: --overwrite true removes the outputs other shards are writing; not with --shard")
+    if world_size() == 1:
+        return _claim(output_dir, entries, checkpoint, settings, overwrite, clean=not shard_spec)
+    refusal = ""
+    if is_main_process():
+        try:
+            record = _claim(output_dir, entries, checkpoint, settings, overwrite, clean=True)
+        except SystemExit as stop:
+            refusal = str(stop.code)
+    flag = torch.tensor([int(bool(refusal))])
+    torch.distributed.broadcast(flag, 0)  # every rank learns whether rank 0 claimed the folder
+    if flag.item():
+        raise SystemExit(refusal or f"error: rank 0 refused {output_dir} (its message says why); rank {rank()} stops")
+    return record if is_main_process() else json.loads((Path(output_dir) / "run.json").read_text())
+
+
+def _claim(output_dir, entries, checkpoint, settings, overwrite, clean: bool) -> dict:
     folder = Path(output_dir)
     if not Path(checkpoint).is_file():
         raise SystemExit(f"error: the weights file {checkpoint} does not exist (--checkpoint)")
@@ -71,6 +107,7 @@ def claim_output(
         "weights_sha256": _weights_sha256(checkpoint),
         "fingerprint": fingerprint(entries, {**(settings or {}), "version": __version__}),
         "subjects": len(entries),
+        "order": [str(e["subject"]) for e in entries],  # the order of the merged tables
     }
     manifest = folder / "run.json"
     earlier = json.loads(manifest.read_text()) if manifest.is_file() else None
@@ -84,22 +121,95 @@ def claim_output(
             )
         for p in _ours(folder):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    _remove_temporary(folder)
+    if clean:
+        _remove_temporary(folder)
     record.update(started=_now(), status="running")
     write_json(record, manifest)
     return record
 
 
 def close_run(output_dir) -> dict:
-    """Complete ``output_dir/run.json`` after the run: end time, the subjects written (``counts.csv``) and failed
-    (``failed.csv``) and the status (``done``, or ``failed`` when a subject failed)."""
+    """Complete ``output_dir/run.json`` after the run: end time, each subject's status from its record (``written``,
+    ``failed``, ``pending``: not run yet, e.g. another shard's) and the run's status: ``done``, ``failed`` when a
+    subject failed, else ``incomplete`` when one is pending."""
     folder = Path(output_dir)
     record = json.loads((folder / "run.json").read_text())
-    written = [r["subject"] for r in _rows(folder / "counts.csv")]
-    failed = [subject for subject, _ in read_failed(folder)]
-    record.update(ended=_now(), status="failed" if failed else "done", written=written, failed=failed)
+    records = SubjectRecords(folder)
+    status = {}
+    for subject in record.get("order", []):
+        r = records.load(subject)
+        if r is not None and FAILED in r:
+            status[subject] = "failed"
+        else:
+            status[subject] = "written" if r is not None and records.complete(subject, r) else "pending"
+    written, failed, pending = ([s for s, v in status.items() if v == k] for k in ("written", "failed", "pending"))
+    state = "failed" if failed else "incomplete" if pending else "done"
+    record.update(ended=_now(), status=state, written=written, failed=failed, pending=pending)
     write_json(record, folder / "run.json")
     return record
+
+
+def shard(entries: Sequence[dict], spec: str | None = None) -> list[dict]:
+    """This process's share of ``entries``: every n-th from the i-th for ``spec`` ``"i/n"`` (e.g. a SLURM array's
+    ``$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``), else every ``world_size``-th from this rank's in a
+    ``torch.distributed`` group, else all of them.
+
+    Raises:
+        SystemExit: ``spec`` is not ``i/n`` with 0 <= i < n (one line).
+    """
+    if spec in (None, "", "null", "none"):
+        return list(entries)[rank() :: world_size()]
+    parts = str(spec).split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 0 <= int(parts[0]) < int(parts[1]):
+        raise SystemExit(f"error: --shard {spec!r} must be i/n with 0 <= i < n (e.g. 0/4)")
+    i, n = int(parts[0]), int(parts[1])
+    return list(entries)[i::n]
+
+
+class SubjectRecords:
+    """``output_dir/subjects/<subject>.json``: one subject's unit of outputs, written last (after its maps) and
+    atomically: ``subject``, its table rows (``detections``) and other writers' values, the ``files`` it wrote
+    (relative to ``output_dir``) and its input ``image``; or ``failed`` with the one-line reason."""
+
+    def __init__(self, output_dir) -> None:
+        self.output_dir = Path(output_dir)
+
+    def path(self, subject: str) -> Path:
+        return self.output_dir / "subjects" / f"{check_subject_id(subject, 'subject records')}.json"
+
+    def save(self, record: dict) -> Path:
+        path = self.path(str(record["subject"]))
+        with atomic_path(path) as tmp:  # NaN stays NaN: the tables print it as the rows had it
+            tmp.write_text(json.dumps(record, default=_json_default) + "\n")
+        return path
+
+    def load(self, subject: str) -> dict | None:
+        """The record of ``subject``, or None when there is none (or it cannot be read)."""
+        try:
+            record = json.loads(self.path(subject).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("subject") == subject else None
+
+    def complete(self, subject: str, record: dict | None = None) -> bool:
+        """True when ``subject`` was written (not failed) and every file its record lists exists."""
+        record = self.load(subject) if record is None else record
+        if record is None or FAILED in record:
+            return False
+        return all((self.output_dir / f).is_file() for f in record.get("files", []))
+
+    def order(self) -> list[str] | None:
+        """The subjects of the run in ``run.json``, in order (None without one)."""
+        try:
+            return list(json.loads((self.output_dir / "run.json").read_text())["order"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def merged(self, seen: Sequence[str]) -> list[dict]:
+        """The records to merge into the run's tables: of every subject of ``run.json`` that has one, in its order
+        (subjects run by other processes or earlier included), else of the subjects ``seen`` by this process."""
+        found = (self.load(s) for s in (self.order() or list(dict.fromkeys(seen))))
+        return [r for r in found if r is not None]
 
 
 def read_failed(output_dir) -> list[tuple[str, str]]:

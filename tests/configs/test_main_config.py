@@ -217,9 +217,9 @@ def test_bad_subjects_are_listed_and_the_others_written(demo_run, tmp_path):
     assert "2 subject(s) failed" in page and "<b>c_zeros</b>: c_zeros: image file" in page
 
 
-def test_a_run_killed_after_one_subject_reruns_to_the_same_outputs(demo_run, tmp_path):
-    """SIGKILL once the first subject's maps exist, then the same command again: the tables and maps equal the
-    uninterrupted demo run's, and no temporary file is left."""
+def test_a_run_killed_after_one_subject_resumes_to_the_same_outputs(demo_run, tmp_path):
+    """SIGKILL once the first subject is complete, then the same command again: it skips that subject, and the
+    tables and maps equal the uninterrupted demo run's, with no temporary file left."""
     import signal
     import time
 
@@ -229,23 +229,52 @@ def test_a_run_killed_after_one_subject_reruns_to_the_same_outputs(demo_run, tmp
            str(out / "demo_input" / "input.json"), "--output_dir", str(res_dir), "--progress", "false"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = res_dir / "maps" / "sub-0000_objects.nii.gz"
+    first = res_dir / "subjects" / "sub-0000.json"  # written after the subject's maps: the subject is complete
     deadline = time.time() + 300
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert first.exists() and not (res_dir / "detections.csv").exists()  # killed mid-run
+    done = {p: p.stat().st_mtime_ns for p in (first, res_dir / "maps" / "sub-0000_prob.nii.gz")}
     (res_dir / "maps" / ".sub-0001_prob.k2j_8x0q.nii.gz").write_bytes(b"")  # what a kill mid-write leaves
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
-    for name in ("detections.csv", "counts.csv"):
+    assert {p: p.stat().st_mtime_ns for p in done} == done  # the complete subject was skipped, not redone
+    for name in ("detections.csv", "counts.csv", "failed.csv"):
         assert (res_dir / name).read_text() == (out / name).read_text()
     for m in sorted((out / "maps").iterdir()):
         again = nib.load(str(res_dir / "maps" / m.name))
         assert np.array_equal(np.asarray(again.dataobj), np.asarray(nib.load(str(m)).dataobj))
-    hidden = [p for d in (res_dir, res_dir / "maps", res_dir / "report") for p in d.glob(".*")]
+    hidden = [p for d in (res_dir, res_dir / "maps", res_dir / "report", res_dir / "subjects") for p in d.glob(".*")]
     assert hidden == [] and json.loads((res_dir / "run.json").read_text())["status"] == "done"
+    assert sorted(p.name for p in (res_dir / "report").glob("*.png")) == ["sub-0000.png", "sub-0001.png"]
+
+
+def test_torchrun_two_processes_write_the_tables_of_one(demo_run, tmp_path):
+    """Four subjects on two gloo processes (torchrun, configs/multi_gpu_inference.yaml): each rank writes its
+    subjects, rank 0 merges; the tables equal one process's byte for byte, and the maps and report are complete."""
+    out, _ = demo_run
+    entries, root = _truth(out)
+    four = [{"subject": e["subject"] + tag, "image": e["image"], "mask": e["mask"]} for e in entries for tag in
+            ("", "-b")]  # fmt: skip
+    (root / "four.json").write_text(json.dumps({"testing": four}))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    args = ["--datalist", str(root / "four.json"), "--progress", "false"]
+    single = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", *args]
+    configs = "['configs/inference.yaml','configs/multi_gpu_inference.yaml']"
+    multi = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+             "monai.bundle", "run", "--config_file", configs, *args]  # fmt: skip
+    for cmd, res_dir in ((single, tmp_path / "one"), (multi, tmp_path / "two")):
+        res = subprocess.run([*cmd, "--output_dir", str(res_dir)], capture_output=True, text=True, cwd=REPO, env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+    one, two = tmp_path / "one", tmp_path / "two"
+    for name in ("detections.csv", "counts.csv", "failed.csv"):
+        assert (two / name).read_bytes() == (one / name).read_bytes()
+    assert [c["subject"] for c in csv.DictReader((two / "counts.csv").open())] == [e["subject"] for e in four]
+    assert sorted(p.name for p in (two / "maps").iterdir()) == sorted(p.name for p in (one / "maps").iterdir())
+    assert sorted(p.name for p in (two / "report").glob("*.png")) == sorted(f"{e['subject']}.png" for e in four)
+    assert json.loads((two / "run.json").read_text())["written"] == [e["subject"] for e in four]
 
 
 @pytest.fixture(scope="module")

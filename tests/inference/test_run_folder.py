@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from bundle.inference import claim_output, close_run
+from bundle.inference import SubjectRecords, claim_output, close_run, shard
 
 
 @pytest.fixture
@@ -37,8 +37,7 @@ def test_same_run_proceeds_and_clears_temporary_files(setup):
     assert again["fingerprint"] == first["fingerprint"]
     assert not (out / "maps" / ".a_prob.k2j_8x0q.nii.gz").exists()
     assert (out / "detections.csv").exists() and (out / ".notes.txt").exists()
-    (out / "counts.csv").write_text("subject,cmb,total\na,1,1\n")
-    (out / "failed.csv").write_text("subject,reason\n")
+    SubjectRecords(out).save({"subject": "a", "detections": [], "files": ["detections.csv"]})
     done = close_run(out)
     assert done["status"] == "done" and done["written"] == ["a"] and done["failed"] == [] and "ended" in done
     with pytest.raises(SystemExit, match=r"^error: the weights file .*nothing.pt does not exist \(--checkpoint\)$"):
@@ -68,3 +67,40 @@ def test_another_run_is_refused_unless_overwrite(setup, change):
     claim_output(out, entries, weights, settings, overwrite="true")
     assert not (out / "detections.csv").exists() and not (out / "maps").exists()
     assert (out / "mine.txt").read_text() == "not the job's" and (out / "run.json").is_file()
+
+
+def test_subject_records_give_each_subjects_status_and_the_merge_order(setup):
+    out, entries, weights, scan = setup
+    entries = [{**entries[0], "subject": s} for s in ("c", "a", "d", "b")]
+    claim_output(out, entries, weights)
+    records = SubjectRecords(out)
+    (out / "maps").mkdir()
+    (out / "maps" / "a_prob.nii.gz").write_bytes(b"map")
+    records.save({"subject": "a", "detections": [{"score": float("nan")}], "files": ["maps/a_prob.nii.gz"]})
+    records.save({"subject": "b", "failed": "b: image file b.nii.gz is all zeros"})
+    records.save({"subject": "d", "detections": [], "files": ["maps/d_prob.nii.gz"]})  # its map was lost
+    (out / "subjects" / "c.json").write_text('{"subject": "c", "detec')  # a torn file is no record
+    assert [records.complete(s) for s in "abcd"] == [True, False, False, False]
+    assert [r["subject"] for r in records.merged(seen=["b"])] == ["a", "d", "b"]  # run.json's order, not seen
+    assert str(records.load("a")["detections"][0]["score"]) == "nan"
+    done = close_run(out)
+    assert (done["status"], done["written"], done["failed"], done["pending"]) == ("failed", ["a"], ["b"], ["c", "d"])
+    records.save({"subject": "b", "detections": [], "files": []})
+    assert close_run(out)["status"] == "incomplete"
+    (out / "run.json").unlink()
+    assert [r["subject"] for r in records.merged(seen=["d", "a", "x"])] == ["d", "a"]  # no run.json: as seen
+    with pytest.raises(ValueError, match="subject records"):
+        records.path("../x")
+
+
+def test_shard_splits_subjects_and_refuses_a_bad_spec(setup):
+    out, entries, weights, _ = setup
+    entries = [{"subject": str(n)} for n in range(7)]
+    parts = [shard(entries, f"{i}/3") for i in range(3)]
+    assert [[e["subject"] for e in p] for p in parts] == [["0", "3", "6"], ["1", "4"], ["2", "5"]]
+    assert shard(entries) == entries and shard(entries, "null") == entries
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        with pytest.raises(SystemExit, match=r"^error: --shard .* must be i/n with 0 <= i < n"):
+            shard(entries, bad)
+    with pytest.raises(SystemExit, match="not with --shard"):
+        claim_output(out, entries[:0], weights, overwrite=True, shard_spec="0/2")

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import torch
 from monai.data.utils import affine_to_spacing
 
-from ...data.io import atomic_path
-from ...handlers.writers import SubjectWriter
+from ...handlers.writers import SubjectWriter, write_csv, written
 from ...inference.detections import detection_rows
 from ...inference.outputs import SubjectReader
 from ...metrics.objects import objects_from_instances
@@ -44,33 +41,26 @@ class CountPredictionsWriter(SubjectWriter):
     network's count estimate, the count the threshold matched (``pred_n_objects``), the number of detections the
     reader ``detections`` gives and the threshold used (``pred_threshold``)."""
 
+    key = "count_prediction"
+
     def __init__(self, output_dir, detections: InstanceDetections, count_key: str = "net_count") -> None:
         super().__init__(output_dir)
         self.detections, self.count_key = detections, count_key
-        self.counts: list[dict] = []
 
-    def reset(self) -> None:
-        super().reset()
-        self.counts = []
-
-    def write_subject(self, subject: str, image, output: dict) -> None:
+    def write_subject(self, subject: str, image, output: dict) -> dict | None:
         if self.count_key not in output:
-            return
+            return None
         detected = len(self.detections(subject, image, output))
         estimate = float(torch.as_tensor(output[self.count_key]).detach().float().reshape(-1)[0])
-        self.counts.append({
+        return {
             "subject": subject,
             "predicted_count": round(estimate, 3),
             "count_used": int(output.get("pred_n_objects", detected)),
             "detected": detected,
             "threshold": float(output.get("pred_threshold", float("nan"))),
-        })  # fmt: skip
+        }  # fmt: skip
 
-    def finish(self) -> None:
-        if not self.counts:
-            return
-        with atomic_path(self.output_dir / "count_predictions.csv") as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, list(self.counts[0]))
-                writer.writeheader()
-                writer.writerows(self.counts)
+    def finish(self, records: list[dict]) -> None:
+        counts = [r[self.key] for r in written(records) if self.key in r]
+        if counts:
+            write_csv(self.output_dir / "count_predictions.csv", list(counts[0]), [list(c.values()) for c in counts])
