@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 __all__ = ["as_bool", "barrier", "is_main_process", "local_device", "or_exit", "pad_rows", "rank", "world_size"]
@@ -62,8 +64,6 @@ def barrier() -> None:
 
 def local_device() -> torch.device:
     """The device of this process under ``torchrun``: ``cuda:<LOCAL_RANK>`` where CUDA is available, else the CPU."""
-    import os
-
     if not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")

@@ -18,6 +18,7 @@ from ..data.datalist import check_subject_id
 from ..data.io import atomic_path, write_nifti
 from ..inference.detections import subject_of, write_detections
 from ..inference.isolation import FAILED, SKIPPED
+from ..inference.outputs import SubjectReader
 from ..utils import barrier, is_main_process
 
 UNLABELLED = "objects"  # the counts.csv column of class-agnostic detections (empty label)
@@ -213,6 +214,7 @@ class Writers:
             self.records.append(record)
             if self.store is not None:
                 self.store.save(record)
+        SubjectReader.forget()  # the readers' results of this iteration are written
 
     def finish(self) -> None:
         barrier()

@@ -16,7 +16,7 @@ from .detections import (
     to_grid,
     write_detections,
 )
-from .isolation import FAILED, SKIPPED, IsolatedDataset, IsolatingEvaluator, failure_reason, finish_run
+from .isolation import FAILED, SKIPPED, IsolatedDataset, IsolatingEvaluator, failure_reason, finish_run, short_errors
 from .monai_label import SlicerBoxDetector
 from .outputs import ComponentInstances, MapDetections, OutputMap, SubjectReader, TableDetections, instance_map_of_rows
 from .run_folder import SubjectRecords, claim_output, close_run, shard
@@ -32,6 +32,7 @@ __all__ = [
     "IsolatingEvaluator",
     "failure_reason",
     "finish_run",
+    "short_errors",
     "ComponentInstances",
     "MapDetections",
     "OutputMap",

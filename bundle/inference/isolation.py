@@ -8,16 +8,19 @@ with exit status 3 when any subject failed.
 from __future__ import annotations
 
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import torch
+from ignite.engine import Events
 from monai.data import Dataset
 from monai.engines import SupervisedEvaluator
 
-from ..utils import is_main_process
+from ..utils import as_bool, is_main_process
 from .run_folder import FAILED, close_run, read_failed
 
-__all__ = ["FAILED", "SKIPPED", "IsolatedDataset", "IsolatingEvaluator", "failure_reason", "finish_run"]
+__all__ = ["FAILED", "SKIPPED", "IsolatedDataset", "IsolatingEvaluator", "failure_reason", "finish_run", "short_errors"]
 
 SKIPPED = "skipped"  # the key of a subject whose outputs are complete from an earlier run
 EXIT_SOME_FAILED = 3
@@ -80,7 +83,17 @@ class IsolatingEvaluator(SupervisedEvaluator):
     """MONAI ``SupervisedEvaluator`` that records a failure instead of stopping the run: a batch carrying a
     failure from :class:`IsolatedDataset`, or one whose network or post-processing raises, ends its iteration
     with ``engine.state.batch = [{"subject", "image": None, "failed"}]`` and the output ``[{"failed": ...}]``
-    per subject. Handlers see such items and skip them (``bundle.handlers.writers`` do)."""
+    per subject. Handlers see such items and skip them (``bundle.handlers.writers`` do). Once every handler has
+    seen an iteration, its batch and output are released, so that one subject's images and maps are not held
+    while the next subject is read and run (memory stays flat over a cohort)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_event_handler(Events.ITERATION_COMPLETED, self._release)  # after the handlers attached above
+
+    @staticmethod
+    def _release(engine) -> None:
+        engine.state.batch = engine.state.output = None
 
     def _iteration(self, engine, batchdata):
         subjects = batchdata.get("subject", []) if isinstance(batchdata, dict) else []
@@ -122,3 +135,21 @@ def finish_run(output_dir) -> None:
         for _, reason in failed:
             print(f"  {reason}", file=sys.stderr)
         sys.exit(EXIT_SOME_FAILED)
+
+
+def short_errors(debug=False) -> None:
+    """Make an error that ends the command print one line, ``error: <the innermost message>`` and where the full
+    traceback was saved (a file in the temporary folder), instead of MONAI's chained traceback; ``debug`` true
+    keeps Python's traceback. For a config's ``initialize`` (``--debug true`` on the command line)."""
+    if as_bool(debug, "debug"):
+        return
+
+    def hook(kind, err, tb):
+        if not isinstance(err, Exception):  # Ctrl-C and the like: as Python prints them
+            return sys.__excepthook__(kind, err, tb)
+        fd, log = tempfile.mkstemp(prefix="eso_error_", suffix=".log")
+        with open(fd, "w") as f:
+            f.write("".join(traceback.format_exception(kind, err, tb)))
+        print(f"error: {failure_reason(err)} (traceback: {log}; --debug true prints it)", file=sys.stderr)
+
+    sys.excepthook = hook

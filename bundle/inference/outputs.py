@@ -10,6 +10,7 @@ table and the instance map) do not compute it twice.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,9 @@ from .detections import detection_rows, input_grid, input_grid_rows, to_grid
 
 class SubjectReader:
     """Base of the readers: ``reader(subject, image, output)`` returns :meth:`compute`'s result, computed once per
-    output (the last subject's result is kept until the next subject)."""
+    output (the last subject's result is kept until :meth:`forget`, which the writers call after each subject)."""
+
+    _readers: weakref.WeakSet = weakref.WeakSet()
 
     #: the table's extra columns: ``p_<choice>`` per choice and one column per rater head (``write_detections``)
     choices: tuple[str, ...] = ()
@@ -33,7 +36,15 @@ class SubjectReader:
         last = getattr(self, "_last", None)
         if last is None or last[0] is not output or last[1] != subject:
             self._last = (output, subject, self.compute(subject, image, output))
+            SubjectReader._readers.add(self)
         return self._last[2]
+
+    @classmethod
+    def forget(cls) -> None:
+        """Drop every reader's kept result (and the output it came from), so that nothing of one subject stays in
+        memory while the next is processed."""
+        for reader in list(cls._readers):
+            reader._last = None
 
     def compute(self, subject: str, image, output: dict) -> Any:
         raise NotImplementedError

@@ -171,15 +171,27 @@ class HeadMaskd(MapTransform):
 
 
 class WorkingGridd(MapTransform):
-    """Resample ``keys`` to ``pixdim`` (mm) with MONAI's ``Spacing``, keeping the orientation of the affine (the
-    two-stage detector's working grid, docs/twostage.md). ``mode``: one per key (``bilinear`` for images, ``nearest``
-    for masks and labels). A thin wrapper because ``Spacingd`` also rewrites every ``<key>_*`` entry as a
-    metadata dictionary, which breaks on the string entries MONAI Label and datalists carry (``image_path``)."""
+    """Reorient ``keys`` to ``axcodes`` with MONAI's ``Orientation`` (axis flips and permutations only, no
+    interpolation: a scan stored LPS or RAS gives the same array; None or "null" keeps the stored order), then
+    resample them to ``pixdim`` (mm) with MONAI's ``Spacing`` (the two-stage detector's working grid,
+    docs/twostage.md).
+    ``mode``: one per key (``bilinear`` for images, ``nearest`` for masks and labels). A thin wrapper because
+    ``Spacingd`` also rewrites every ``<key>_*`` entry as a metadata dictionary, which breaks on the string entries
+    MONAI Label and datalists carry (``image_path``)."""
 
-    def __init__(self, keys: KeysCollection, pixdim, mode="bilinear", allow_missing_keys: bool = True) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        pixdim,
+        mode="bilinear",
+        axcodes: str | None = "RAS",
+        allow_missing_keys: bool = True,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        from monai.transforms import Spacing
+        from monai.transforms import Orientation, Spacing
 
+        keep = not axcodes or str(axcodes).lower() in ("null", "none")  # the command line passes "null" as text
+        self.orientation = None if keep else Orientation(axcodes=axcodes, labels=(("L", "R"), ("P", "A"), ("I", "S")))
         self.spacing = Spacing(pixdim=pixdim)
         modes = [mode] * len(self.keys) if isinstance(mode, str) else list(mode)
         if len(modes) != len(self.keys):
@@ -189,5 +201,6 @@ class WorkingGridd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = self.spacing(d[key], mode=self.modes[key])
+            img = self.orientation(d[key]) if self.orientation is not None else d[key]
+            d[key] = self.spacing(img, mode=self.modes[key])
         return d

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -184,6 +185,26 @@ def test_bad_input_names_the_problem(tmp_path, make, message):
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode != 0 and re.search(message, res.stderr)
     assert not (tmp_path / "o" / "detections.csv").exists()
+
+
+def test_an_error_that_stops_the_run_is_one_line_with_the_traceback_saved(demo_run, tmp_path):
+    """A run-level error (here a network setting the U-Net refuses): one line naming the problem and the file
+    holding the traceback, no traceback on the console; ``--debug true`` prints it."""
+    out, _ = demo_run
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
+           str(out / "demo_input" / "input.json"), "--unet_channels", "[16]", "--progress", "false"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run([*cmd, "--output_dir", str(tmp_path / "a")], capture_output=True, text=True, cwd=REPO, env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    last = res.stderr.rstrip().splitlines()[-1]
+    found = re.fullmatch(r"error: ValueError: the length of `channels` should be no less than 2\. \(traceback: "
+                         r"(\S+); --debug true prints it\)", last)  # fmt: skip
+    assert found, last
+    saved = Path(found.group(1)).read_text()
+    assert saved.startswith("Traceback") and "Failed to evaluate" in saved
+    debug = [*cmd, "--output_dir", str(tmp_path / "b"), "--debug", "true"]
+    res = subprocess.run(debug, capture_output=True, text=True, cwd=REPO, env=env)
+    assert res.returncode == 1 and "Traceback" in res.stderr
 
 
 def test_bad_subjects_are_listed_and_the_others_written(demo_run, tmp_path):

@@ -74,7 +74,11 @@ def test_a_run_without_failures_writes_an_empty_failed_csv_and_finishes(tmp_path
     table = DetectionsTableWriter(out, MapDetections(threshold=0.5))
     loader = DataLoader(IsolatedDataset([{"subject": "a", "image": [str(tmp_path / "a.nii.gz")]}],
                                         LoadSubjectd(keys="image", lesions_key=None)), batch_size=1)  # fmt: skip
-    IsolatingEvaluator(device=torch.device("cpu"), val_data_loader=loader, network=Fragile(),
-                       val_handlers=[Writers([table], FailuresWriter(out))]).run()  # fmt: skip
+    evaluator = IsolatingEvaluator(device=torch.device("cpu"), val_data_loader=loader, network=Fragile(),
+                                   val_handlers=[Writers([table], FailuresWriter(out))])  # fmt: skip
+    evaluator.run()
     assert (out / "failed.csv").read_text() == "subject,reason\n"
     assert finish_run(out) is None
+    # nothing of a written subject is held while the next one runs (memory flat over a cohort)
+    assert evaluator.state.batch is None and evaluator.state.output is None
+    assert getattr(table.detections, "_last", None) is None

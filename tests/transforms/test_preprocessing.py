@@ -210,3 +210,28 @@ def test_head_mask_finds_the_head_and_keeps_given_masks():
     assert HeadMaskd()({"image": torch.from_numpy(img)[None], "mask": given})["mask"] is given
     with pytest.raises(ValueError, match="s2: image is constant"):
         HeadMaskd()({"subject": "s2", "image": torch.zeros(1, 8, 8, 8)})
+
+
+def test_working_grid_gives_one_array_whatever_the_storage_order():
+    """The same volume stored RAS and LPS (first two axes and the affine flipped together) gives the same working
+    image and affine; without reorientation (axcodes None) the LPS copy's grid differs (it is anchored at the
+    other corner), which is what made detections depend on storage (issue 19)."""
+    from bundle.transforms import WorkingGridd
+
+    rng = np.random.default_rng(0)
+    vol = rng.random((1, 13, 11, 7)).astype(np.float32)
+    ras = np.array([[0.7, 0, 0, -10.0], [0, 0.7, 0, 4.0], [0, 0, 1.6, 2.0], [0, 0, 0, 1]])
+    lps = ras.copy()
+    for a in (0, 1):
+        lps[:3, 3] += ras[:3, a] * (vol.shape[a + 1] - 1)
+        lps[:3, a] *= -1
+    flipped = np.ascontiguousarray(vol[:, ::-1, ::-1])
+    out = {}
+    for axcodes in ("RAS", None):
+        grid = WorkingGridd(keys="image", pixdim=(1.0, 1.0, 1.0), axcodes=axcodes)
+        out[axcodes] = [grid({"image": MetaTensor(torch.as_tensor(v), affine=torch.as_tensor(a))})["image"]
+                        for v, a in ((vol, ras), (flipped, lps))]  # fmt: skip
+    a, b = out["RAS"]
+    assert np.allclose(a.affine, b.affine, atol=1e-6) and torch.allclose(a.as_tensor(), b.as_tensor(), atol=1e-6)
+    a, b = out[None]
+    assert not np.allclose(a.affine, b.affine, atol=1e-3)  # LPS kept: another grid
