@@ -155,15 +155,20 @@ def shard(entries: Sequence[dict], spec: str | None = None) -> list[dict]:
     ``torch.distributed`` group, else all of them.
 
     Raises:
-        SystemExit: ``spec`` is not ``i/n`` with 0 <= i < n (one line).
+        SystemExit: ``spec`` is not ``i/n`` with 0 <= i < n, or the share is empty (one line).
     """
     if spec in (None, "", "null", "none"):
-        return list(entries)[rank() :: world_size()]
-    parts = str(spec).split("/")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 0 <= int(parts[0]) < int(parts[1]):
-        raise SystemExit(f"error: --shard {spec!r} must be i/n with 0 <= i < n (e.g. 0/4)")
-    i, n = int(parts[0]), int(parts[1])
-    return list(entries)[i::n]
+        i, n, name = rank(), world_size(), "this process"
+    else:
+        parts = str(spec).split("/")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 0 <= int(parts[0]) < int(parts[1]):
+            raise SystemExit(f"error: --shard {spec!r} must be i/n with 0 <= i < n (e.g. 0/4)")
+        i, n, name = int(parts[0]), int(parts[1]), f"--shard {spec}"
+    part = list(entries)[i::n]
+    if entries and not part:
+        raise SystemExit(f"error: {name} gets no subject: the input has {len(entries)}, split {n} ways; use at most "
+                         f"{len(entries)} shards or processes")  # fmt: skip
+    return part
 
 
 class SubjectRecords:

@@ -102,5 +102,7 @@ def test_shard_splits_subjects_and_refuses_a_bad_spec(setup):
     for bad in ("3/3", "1", "a/b", "-1/2"):
         with pytest.raises(SystemExit, match=r"^error: --shard .* must be i/n with 0 <= i < n"):
             shard(entries, bad)
+    with pytest.raises(SystemExit, match=r"^error: --shard 7/8 gets no subject: the input has 7, split 8 ways"):
+        shard(entries, "7/8")
     with pytest.raises(SystemExit, match="not with --shard"):
         claim_output(out, entries[:0], weights, overwrite=True, shard_spec="0/2")
