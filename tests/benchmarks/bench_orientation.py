@@ -3,13 +3,13 @@
 
     python tests/benchmarks/bench_orientation.py --out /tmp/bench_orientation \
         [--datalist /work/data/swi_val_extra/datalist.json --split validation --n 10] \
-        [--orientations RAS,null] [--reuse]
+        [--orientations RAS,null] [--order 1] [--reuse]
 
 Each scan (and its brain mask) is written three ways, all the same head in world space:
 - ``stored``: as the simulator wrote it;
 - ``lps``: the first two array axes flipped and the affine flipped with them (exact, no interpolation);
-- ``rot20``: resampled (trilinear; the mask nearest) onto a grid rotated by 20 degrees about the left-right axis
-  through the scan's centre, large enough to hold the whole scan;
+- ``rot20``: resampled (``--order``: 1 trilinear, 3 cubic B-spline; the mask nearest) onto a grid rotated by 20
+  degrees about the left-right axis through the scan's centre, large enough to hold the whole scan;
 - ``shift``: resampled the same way onto the stored grid moved by half a voxel along each axis, not rotated (what
   resampling alone changes).
 
@@ -67,7 +67,7 @@ def rotated(img: nib.Nifti1Image, degrees: float, order: int, offset: float = 0.
     return nib.Nifti1Image(data.reshape(shape).astype(np.float32), affine)
 
 
-def write_copies(datalist: Path, split: str, n: int, out: Path) -> dict[str, Path]:
+def write_copies(datalist: Path, split: str, n: int, out: Path, order: int = 1) -> dict[str, Path]:
     data = json.loads(datalist.read_text())
     entries = data[split][:n]
     lists = {}
@@ -77,7 +77,7 @@ def write_copies(datalist: Path, split: str, n: int, out: Path) -> dict[str, Pat
         rows = []
         for e in entries:
             s = e["subject"]
-            for key, order in (("image", 1), ("mask", 0)):
+            for key, spline in (("image", order), ("mask", 0)):
                 path = folder / f"{s}_{key}.nii.gz"
                 if not path.exists():
                     src = e["image"][0] if key == "image" else e["mask"]
@@ -86,9 +86,9 @@ def write_copies(datalist: Path, split: str, n: int, out: Path) -> dict[str, Pat
                     if copy == "lps":
                         img = flipped(img)
                     elif copy == "rot20":
-                        img = rotated(img, 20.0, order)
+                        img = rotated(img, 20.0, spline)
                     elif copy == "shift":
-                        img = rotated(img, 0.0, order, offset=0.5)
+                        img = rotated(img, 0.0, spline, offset=0.5)
                     nib.save(img, str(path))
             rows.append({"subject": s, "image": [f"{s}_image.nii.gz"], "mask": f"{s}_mask.nii.gz"})
         lists[copy] = folder / "datalist.json"
@@ -147,9 +147,10 @@ def main() -> None:
     ap.add_argument("--split", default="validation")
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--orientations", default="RAS,null")
+    ap.add_argument("--order", type=int, default=1, help="spline order of the resampled copies (1: trilinear)")
     ap.add_argument("--reuse", action="store_true", help="keep the runs already in --out (same code and inputs)")
     args = ap.parse_args()
-    lists = write_copies(args.datalist, args.split, args.n, args.out)
+    lists = write_copies(args.datalist, args.split, args.n, args.out, args.order)
     subjects = [e["subject"] for e in json.loads(lists["stored"].read_text())["testing"]]
     results = {}
     for orientation in args.orientations.split(","):
