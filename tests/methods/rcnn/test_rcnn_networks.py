@@ -110,6 +110,24 @@ def test_nms_keeps_the_better_of_two_close_detections():
     assert len(kept) == 3
 
 
+def test_nms_equals_the_greedy_rule_on_crowded_tables():
+    """Thousands of rows on an integer lattice (distances exactly nms_mm occur): the same rows, in the same order,
+    as the greedy rule "keep a row unless a kept row is closer than nms_mm", best score first."""
+    net = _net()
+    gen = torch.Generator().manual_seed(0)
+    table = torch.zeros(3000, len(net.columns))
+    table[:, :3] = torch.randint(0, 30, (3000, 3), generator=gen).float()
+    table[:, 3] = torch.rand(3000, generator=gen)
+    spacing = torch.tensor([1.0, 1.0, 1.0])
+    order = table[torch.argsort(table[:, 3], descending=True)]
+    keep: list[int] = []
+    for n in range(len(order)):
+        if not keep or torch.cdist(order[n : n + 1, :3], order[keep, :3]).min() >= net.nms_mm:
+            keep.append(n)
+    kept = net._nms(table, spacing)
+    assert torch.equal(kept, order[keep]) and 100 < len(kept) < 3000
+
+
 def test_box_nms_drops_overlapping_refined_boxes_with_monai():
     # boxes of side 4 mm: 2 mm apart along k -> IoU 2/6 = 0.333; 3 mm apart -> 1/7 = 0.143; 6 mm apart -> 0
     centres = torch.tensor([[5.0, 5, 5], [5.0, 5, 7], [5.0, 5, 8], [5.0, 5, 11]])
@@ -160,3 +178,16 @@ def test_columns_and_layer_checks():
         highresnet_layers((1, 2, 3))
     with pytest.raises(ValueError, match="twice patch_margin"):
         MultiraterRCNN(3, TINY, patch_size=(16, 16, 16), patch_margin=8)
+
+
+def test_channels_last_inference_restores_the_weights_layout_and_agrees_on_the_maps():
+    net = _net(channels_last=True).eval()
+    x = torch.randn(1, 3, 20, 18, 16)
+    with torch.no_grad():
+        plain = net.dense(x)
+        net.detect(x)
+        assert all(p.is_contiguous() for p in net.parameters())  # the default layout again after the call
+        net.to(memory_format=torch.channels_last_3d)
+        fast = net.dense(x.contiguous(memory_format=torch.channels_last_3d))
+    for key in ("distance", "rpn_logits", "rpn_reg"):
+        assert torch.allclose(plain[key], fast[key], atol=1e-5)
