@@ -19,7 +19,7 @@ from monai.data.utils import affine_to_spacing
 from monai.networks.nets import HighResNet
 from torch import nn
 
-from ....utils import pad_rows
+from ....utils import as_bool, pad_rows
 from .layers import RefinementHead, RPNHead, crop_boxes, cube_nms, rcnn_columns
 
 PARTS = ("backbone", "rpn", "rcn")
@@ -101,7 +101,7 @@ class MultiraterRCNN(nn.Module):
             raise ValueError(f"patch_size {self.patch_size} must exceed twice patch_margin {self.patch_margin}")
         self.train_proposals, self.train_boxes = int(train_proposals), int(train_boxes)
         self.train_jitter = float(train_jitter)
-        self.channels_last = bool(channels_last)
+        self.channels_last = as_bool(channels_last, "channels_last")  # "false" on the command line is a string
         self.columns = rcnn_columns(self.n_raters)
         self.trainable: tuple[str, ...] = PARTS
 
