@@ -207,3 +207,27 @@ def test_epvs_task_puts_every_object_in_the_roi_so_count_is_the_roi_count(tmp_pa
     centres = [tuple(int(round(v)) for v in r["centre_voxel"]) for r in records]
     grown = ndi.binary_dilation(roi)  # centres of mass within a voxel of the ROI (tubes may poke out at their ends)
     assert all(grown[c] for c in centres)
+
+
+def test_each_rater_keeps_a_profile():
+    """Over many doubtful objects, rater 2 answers "nothing" most often, rater 3 "undecided", rater 4 the other
+    class, and the skilled rater 6 errs least: the same leanings in every scan."""
+    from bundle.data.synth.objects import SimObject
+    from bundle.data.synth.raters import rate
+    from bundle.data.synth.shapes import Ellipsoid, Tube
+
+    rng = np.random.default_rng(0)
+    answers = []
+    for n in range(3000):
+        if n % 2:
+            obj = SimObject("epvs", Tube(np.array([[0.0, 0, 0], [0, 0, 4.0]]), 1.2), "basal_ganglia")
+        else:
+            obj = SimObject("lacune", Ellipsoid(np.zeros(3), np.array([2.0, 2.0, 2.0])), "basal_ganglia")
+        answers.append((obj.kind, rate(obj, int(rng.integers(4, 30)), rng)))
+    share = np.zeros((6, 4))  # per rater: nothing, other class, undecided, wrong at all
+    for kind, said in answers:
+        for k, a in enumerate(said):
+            share[k] += [a == "nothing", a not in ("nothing", "undecided", kind), a == "undecided", a != kind]
+    share /= len(answers)
+    assert np.argmax(share[:, 0]) == 1 and np.argmax(share[:, 2]) == 2 and np.argmax(share[:, 1]) == 3
+    assert np.argmin(share[:, 3]) == 5
