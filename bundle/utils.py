@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-__all__ = ["as_bool", "barrier", "is_main_process", "local_device", "or_exit", "pad_rows", "rank", "world_size"]
+__all__ = ["as_bool", "is_null", "or_exit", "pad_rows"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -37,36 +35,10 @@ def or_exit(fn, *args, **kwargs):
         raise SystemExit(f"error: {' '.join(str(err).split())}") from None
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def rank() -> int:
-    """This process's rank in the ``torch.distributed`` group (0 without one)."""
-    return torch.distributed.get_rank() if _distributed() else 0
-
-
-def world_size() -> int:
-    """The number of processes of the ``torch.distributed`` group (1 without one)."""
-    return torch.distributed.get_world_size() if _distributed() else 1
-
-
-def is_main_process() -> bool:
-    """True on rank 0 and without a process group: the process that merges and reports."""
-    return rank() == 0
-
-
-def barrier() -> None:
-    """Wait for every process of the group (nothing without one)."""
-    if _distributed():
-        torch.distributed.barrier()
-
-
-def local_device() -> torch.device:
-    """The device of this process under ``torchrun``: ``cuda:<LOCAL_RANK>`` where CUDA is available, else the CPU."""
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+def is_null(value) -> bool:
+    """True for a config value meaning "none": None, or the text ``null`` / ``none`` / empty that
+    ``python -m monai.bundle run --key null`` passes."""
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none"))
 
 
 def pad_rows(tables, fill: float = float("nan"), width: int | None = None, like: torch.Tensor | None = None):

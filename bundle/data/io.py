@@ -49,10 +49,12 @@ def _umask() -> int:
     return mask
 
 
-def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented, strict JSON atomically (NaN and infinities become null) and return the path."""
+def write_json(obj: Any, path: str | os.PathLike, strict: bool = True) -> Path:
+    """Write ``obj`` as indented JSON atomically and return the path: strict JSON (NaN and infinities become null),
+    or with ``strict`` false Python's JSON, which keeps them (``NaN``, read back by ``json.loads``)."""
+    text = json.dumps(_finite(obj) if strict else obj, indent=2, default=_json_default, allow_nan=not strict)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n")
+        tmp.write_text(text + "\n")
     return Path(path)
 
 

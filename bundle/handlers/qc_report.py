@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+import ignite.distributed as idist
 import numpy as np
 from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
@@ -24,7 +25,7 @@ from ..data.io import atomic_path
 from ..inference.detections import read_detections, subject_of
 from ..inference.isolation import FAILED
 from ..inference.run_folder import SubjectRecords, read_failed
-from ..utils import is_main_process
+from .writers import image_file
 
 __all__ = ["QCReport", "choose_slices", "subject_montage", "write_index"]
 
@@ -213,11 +214,10 @@ class QCReport:
         for batch in engine.state.batch:
             if FAILED in batch or batch.get("image") is None:  # failed (listed from failed.csv) or skipped
                 continue
-            path = batch["image"].meta.get("filename_or_obj")
-            self.images[subject_of(batch)] = str(path[0] if isinstance(path, (list, tuple)) else path)
+            self.images[subject_of(batch)] = image_file(batch["image"])
 
     def _report(self, engine: Engine) -> None:
-        if not is_main_process():  # rank 0 reports the whole run (bundle.handlers.Writers merged it)
+        if idist.get_rank() != 0:  # rank 0 reports the whole run (bundle.handlers.Writers merged it)
             return
         rows = read_detections(self.run_dir / "detections.csv")
         with open(self.run_dir / "counts.csv", newline="") as f:

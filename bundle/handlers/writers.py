@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
+import ignite.distributed as idist
 import numpy as np
 from ignite.engine import Engine, Events
 
@@ -19,7 +20,6 @@ from ..data.io import atomic_path, write_nifti
 from ..inference.detections import subject_of, write_detections
 from ..inference.isolation import FAILED, SKIPPED
 from ..inference.outputs import SubjectReader
-from ..utils import barrier, is_main_process
 
 UNLABELLED = "objects"  # the counts.csv column of class-agnostic detections (empty label)
 
@@ -185,7 +185,7 @@ class Writers:
     def __init__(self, writers: Sequence, failures: FailuresWriter | None = None, records=None) -> None:
         self.writers = [*writers, *([failures] if failures is not None else [])]
         self.store = records
-        self.records: list[dict] = []
+        self.records: list[dict] = []  # kept in memory only without a store
         self.seen: list[str] = []
 
     def attach(self, engine: Engine) -> None:
@@ -210,22 +210,24 @@ class Writers:
                 record.update({k: v for k, v in part.items() if k != "files"})
                 record["files"] = record.get("files", []) + part.get("files", [])
             if FAILED not in record:
-                record["image"] = _image_file(batch["image"])
-            self.records.append(record)
+                record["image"] = image_file(batch["image"])
             if self.store is not None:
                 self.store.save(record)
+            else:
+                self.records.append(record)
         SubjectReader.forget()  # the readers' results of this iteration are written
 
     def finish(self) -> None:
-        barrier()
-        if not is_main_process():
+        idist.barrier()
+        if idist.get_rank() != 0:
             return
         records = self.store.merged(self.seen) if self.store is not None else self.records
         for w in self.writers:
             w.finish(records)
 
 
-def _image_file(image) -> str:
+def image_file(image) -> str:
+    """The file an image was read from (its ``filename_or_obj``; "" when unknown)."""
     name = getattr(image, "meta", {}).get("filename_or_obj", "")
     return str(name[0] if isinstance(name, (list, tuple)) and name else name)
 

@@ -14,13 +14,13 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import ignite.distributed as idist
 import numpy as np
 from monai.data.utils import affine_to_spacing
 from nibabel.affines import apply_affine
 
 from ..data.io import atomic_path
 from ..metrics.objects import Objects
-from ..utils import is_main_process
 
 __all__ = [
     "input_grid",
@@ -159,7 +159,7 @@ def print_summary(output_dir: str | os.PathLike, max_rows: int = 50) -> str:
     """Print (and return) a run's counts per subject and its detections (up to ``max_rows``, best first), with
     the paths of the written files: what a user reads in the console after the main job (rank 0 only, in a
     ``torch.distributed`` group)."""
-    if not is_main_process():
+    if idist.get_rank() != 0:
         return ""
     out = Path(output_dir)
     lines = [f"detections: {out / 'detections.csv'}"]

@@ -12,12 +12,13 @@ import tempfile
 import traceback
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Events
 from monai.data import Dataset
 from monai.engines import SupervisedEvaluator
 
-from ..utils import as_bool, is_main_process
+from ..utils import as_bool
 from .run_folder import FAILED, close_run, read_failed
 
 __all__ = ["FAILED", "SKIPPED", "IsolatedDataset", "IsolatingEvaluator", "failure_reason", "finish_run", "short_errors"]
@@ -124,7 +125,7 @@ def finish_run(output_dir) -> None:
     """After a run: complete its ``run.json`` (:func:`bundle.inference.run_folder.close_run`) where there is one,
     print the failed subjects of ``output_dir/failed.csv``, one line each, and exit with status 3 when there are
     any (the other subjects' outputs are written). Only rank 0 of a ``torch.distributed`` group does this."""
-    if not is_main_process():
+    if idist.get_rank() != 0:
         return
     if (Path(output_dir) / "run.json").is_file():
         close_run(output_dir)

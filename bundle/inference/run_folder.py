@@ -4,8 +4,9 @@ checksum, the input's and the settings' fingerprint, start and end, the subjects
 
 A run into a folder that holds another run's outputs (another fingerprint, or outputs without ``run.json``) stops
 with one line before writing anything, unless ``overwrite``: then the earlier run's outputs (only the files this
-bundle writes) are removed first. A rerun with the same fingerprint resumes: it first removes the hidden temporary
-files an interrupted atomic write can leave, skips the subjects whose outputs are complete and redoes the rest.
+bundle writes) are removed first. A rerun with the same fingerprint first removes the hidden temporary files an
+interrupted atomic write can leave; the main job then skips the subjects whose outputs are complete (its dataset's
+``skip``) and redoes the rest (the method configs redo every subject: their fingerprints hold only thresholds).
 
 Each subject's outputs form a unit: its maps, then ``subjects/<subject>.json`` (:class:`SubjectRecords`), written
 last and atomically, with its table rows (or its failure) and the files written. The run's tables are merged from
@@ -24,12 +25,13 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-import torch
+import ignite.distributed as idist
+from monai.data import partition_dataset
 
 from .. import __version__
 from ..data.datalist import check_subject_id
-from ..data.io import _json_default, atomic_path, fingerprint, write_json
-from ..utils import as_bool, is_main_process, rank, world_size
+from ..data.io import fingerprint, write_json
+from ..utils import as_bool, is_null
 
 __all__ = ["OUTPUTS", "SubjectRecords", "claim_output", "close_run", "read_failed", "shard"]
 
@@ -72,7 +74,7 @@ def claim_output(
     shard_spec: str | None = None,
 ) -> dict:
     """Make ``output_dir`` this run's (see the module's docstring) and write its ``run.json``; returns the record.
-    In a ``torch.distributed`` group rank 0 claims, the others wait for it and stop too when it refuses. With a
+    In a ``torch.distributed`` group rank 0 claims, the others wait for it and stop too when it fails. With a
     ``shard_spec`` (one of several processes started separately, e.g. a SLURM array) temporary files are left
     alone (another shard may be writing them) and ``overwrite`` is refused.
 
@@ -82,19 +84,20 @@ def claim_output(
     """
     if shard_spec and as_bool(overwrite, "overwrite"):
         raise SystemExit("error: --overwrite true removes the outputs other shards are writing; not with --shard")
-    if world_size() == 1:
+    if idist.get_world_size() == 1:
         return _claim(output_dir, entries, checkpoint, settings, overwrite, clean=not shard_spec)
     refusal = ""
-    if is_main_process():
+    if idist.get_rank() == 0:
         try:
             record = _claim(output_dir, entries, checkpoint, settings, overwrite, clean=True)
         except SystemExit as stop:
             refusal = str(stop.code)
-    flag = torch.tensor([int(bool(refusal))])
-    torch.distributed.broadcast(flag, 0)  # every rank learns whether rank 0 claimed the folder
-    if flag.item():
-        raise SystemExit(refusal or f"error: rank 0 refused {output_dir} (its message says why); rank {rank()} stops")
-    return record if is_main_process() else json.loads((Path(output_dir) / "run.json").read_text())
+        except Exception as err:  # noqa: BLE001 - the other ranks must hear of it, not wait for ever
+            refusal = f"error: rank 0 could not claim {output_dir}: {type(err).__name__}: {err}"
+    refusal = idist.broadcast(refusal, src=0)  # every rank learns whether rank 0 claimed the folder, and why not
+    if refusal:
+        raise SystemExit(refusal)
+    return record if idist.get_rank() == 0 else json.loads((Path(output_dir) / "run.json").read_text())
 
 
 def _claim(output_dir, entries, checkpoint, settings, overwrite, clean: bool) -> dict:
@@ -137,11 +140,8 @@ def close_run(output_dir) -> dict:
     records = SubjectRecords(folder)
     status = {}
     for subject in record.get("order", []):
-        r = records.load(subject)
-        if r is not None and FAILED in r:
-            status[subject] = "failed"
-        else:
-            status[subject] = "written" if r is not None and records.complete(subject, r) else "pending"
+        r = records.load(subject) or {}
+        status[subject] = "failed" if FAILED in r else "written" if r and records.complete(subject, r) else "pending"
     written, failed, pending = ([s for s, v in status.items() if v == k] for k in ("written", "failed", "pending"))
     state = "failed" if failed else "incomplete" if pending else "done"
     record.update(ended=_now(), status=state, written=written, failed=failed, pending=pending)
@@ -157,18 +157,17 @@ def shard(entries: Sequence[dict], spec: str | None = None) -> list[dict]:
     Raises:
         SystemExit: ``spec`` is not ``i/n`` with 0 <= i < n, or the share is empty (one line).
     """
-    if spec in (None, "", "null", "none"):
-        i, n, name = rank(), world_size(), "this process"
+    if is_null(spec):
+        i, n, name = idist.get_rank(), idist.get_world_size(), "this process"
     else:
         parts = str(spec).split("/")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 0 <= int(parts[0]) < int(parts[1]):
             raise SystemExit(f"error: --shard {spec!r} must be i/n with 0 <= i < n (e.g. 0/4)")
         i, n, name = int(parts[0]), int(parts[1]), f"--shard {spec}"
-    part = list(entries)[i::n]
-    if entries and not part:
+    if len(entries) < n:
         raise SystemExit(f"error: {name} gets no subject: the input has {len(entries)}, split {n} ways; use at most "
                          f"{len(entries)} shards or processes")  # fmt: skip
-    return part
+    return partition_dataset(list(entries), num_partitions=n)[i]  # every n-th from the i-th
 
 
 class SubjectRecords:
@@ -183,10 +182,7 @@ class SubjectRecords:
         return self.output_dir / "subjects" / f"{check_subject_id(subject, 'subject records')}.json"
 
     def save(self, record: dict) -> Path:
-        path = self.path(str(record["subject"]))
-        with atomic_path(path) as tmp:  # NaN stays NaN: the tables print it as the rows had it
-            tmp.write_text(json.dumps(record, default=_json_default) + "\n")
-        return path
+        return write_json(record, self.path(str(record["subject"])), strict=False)  # NaN stays: tables print it
 
     def load(self, subject: str) -> dict | None:
         """The record of ``subject``, or None when there is none (or it cannot be read)."""

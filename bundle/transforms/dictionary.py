@@ -11,6 +11,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from monai.utils import convert_to_dst_type
 
+from ..utils import is_null
 from .array import (
     HistogramPeakNormalize,
     N4BiasFieldCorrection,
@@ -190,8 +191,8 @@ class WorkingGridd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         from monai.transforms import Orientation, Spacing
 
-        keep = not axcodes or str(axcodes).lower() in ("null", "none")  # the command line passes "null" as text
-        self.orientation = None if keep else Orientation(axcodes=axcodes, labels=(("L", "R"), ("P", "A"), ("I", "S")))
+        labels = (("L", "R"), ("P", "A"), ("I", "S"))  # MONAI's default, named: its default is changing
+        self.orientation = None if is_null(axcodes) else Orientation(axcodes=axcodes, labels=labels)
         self.spacing = Spacing(pixdim=pixdim)
         modes = [mode] * len(self.keys) if isinstance(mode, str) else list(mode)
         if len(modes) != len(self.keys):

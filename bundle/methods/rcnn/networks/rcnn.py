@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data.utils import affine_to_spacing
@@ -233,17 +234,20 @@ class MultiraterRCNN(nn.Module):
             spacing = affine_to_spacing(torch.as_tensor(x.affine, dtype=torch.float64).reshape(-1, 4, 4)[0]).float()
         x = torch.as_tensor(x)
         mask = torch.as_tensor(mask) if mask is not None else None
-        self._channels_last = self.channels_last and x.device.type == "cpu"
-        if self._channels_last:  # 3D convolutions about 25 % faster on the CPU
+        fast = self.channels_last and x.device.type == "cpu"  # 3D convolutions about 25 % faster on the CPU
+        if fast:
             self.to(memory_format=torch.channels_last_3d)
         try:
-            tables = [self._detect_one(x[b], None if mask is None else mask[b, 0] > 0, spacing) for b in range(len(x))]
+            brains = [None if mask is None else mask[b, 0] > 0 for b in range(len(x))]
+            tables = [self._detect_one(x[b], brains[b], spacing, fast) for b in range(len(x))]
         finally:
-            if self._channels_last:
+            if fast:
                 self.to(memory_format=torch.contiguous_format)
         return pad_rows(tables, like=x)
 
-    def _detect_one(self, image: torch.Tensor, brain: torch.Tensor | None, spacing: torch.Tensor) -> torch.Tensor:
+    def _detect_one(
+        self, image: torch.Tensor, brain: torch.Tensor | None, spacing: torch.Tensor, channels_last: bool = False
+    ) -> torch.Tensor:
         shape = image.shape[1:]
         spacing = spacing.to(image.device)
         size, m = self.patch_size, self.patch_margin
@@ -271,15 +275,15 @@ class MultiraterRCNN(nn.Module):
                     patch[(slice(None), *(slice(0, e.stop - a) for a, e in zip(start, region)))] = image[
                         (slice(None), *region)
                     ]
-                    rows.append(self._detect_patch(patch, valid, start, spacing))
+                    rows.append(self._detect_patch(patch, valid, start, spacing, channels_last))
         table = torch.cat(rows) if rows else image.new_zeros((0, len(self.columns)))
         return self._box_nms(self._nms(table, spacing), spacing)
 
-    def _detect_patch(self, patch: torch.Tensor, valid: torch.Tensor, start, spacing: torch.Tensor) -> torch.Tensor:
+    def _detect_patch(
+        self, patch: torch.Tensor, valid: torch.Tensor, start, spacing: torch.Tensor, channels_last: bool = False
+    ) -> torch.Tensor:
         batch = patch[None]
-        if getattr(self, "_channels_last", False):
-            batch = batch.contiguous(memory_format=torch.channels_last_3d)
-        out = self.dense(batch)
+        out = self.dense(batch.contiguous(memory_format=torch.channels_last_3d) if channels_last else batch)
         score = torch.softmax(out["rpn_logits"][0], 0)[1]
         props = self.propose(score, out["distance"][0, 0], out["rpn_reg"][0], valid, self.max_proposals)
         # the paper's pruning of proposed centres closer than nms_mm (best proposal score first), before the
@@ -308,7 +312,7 @@ class MultiraterRCNN(nn.Module):
             return table
         table = table[torch.argsort(table[:, score_column], descending=True)]
         xyz = table[:, :3] * spacing
-        suppressed = torch.zeros(len(table), dtype=torch.bool).numpy()
+        suppressed = np.zeros(len(table), dtype=bool)
         keep: list[int] = []
         for n in range(len(table)):
             if suppressed[n]:
