@@ -1,6 +1,7 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Command line: ``python -m bundle.data.synth --task {cmb,epvs,epvs_lacune,swi} --n N --out DIR --seed S [--montage]``
-(``swi``: the physics SWI simulator, ``--preset`` one of its settings; docs/data.md)."""
+"""Command line: ``python -m bundle.data.synth --task {cmb,epvs,epvs_lacune,swi,structural} --n N --out DIR --seed S
+[--montage]`` (``swi``: the physics SWI simulator, ``structural``: the T1/T2/FLAIR simulator; ``--preset`` one of
+their settings; docs/data.md)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def _spacing(text: str) -> tuple[float, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bundle.data.synth", description=__doc__)
-    parser.add_argument("--task", choices=sorted(TASKS) + ["swi"], required=True)
-    parser.add_argument("--preset", default="train", help="task swi: the acquisition setting (docs/data.md)")
+    parser.add_argument("--task", choices=sorted(TASKS) + ["structural", "swi"], required=True)
+    parser.add_argument("--preset", default="train", help="tasks swi, structural: the setting (docs/data.md)")
     parser.add_argument("--n", type=int, required=True, help="number of subjects")
     parser.add_argument("--out", required=True, help="output folder (datalist.json and sub-XXXX/ folders)")
     parser.add_argument("--seed", type=int, default=0)
@@ -39,17 +40,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1:
         parser.error("--n must be at least 1")
     mods = tuple(args.modalities.split(",")) if args.modalities else None
-    if args.task == "swi":
+    if args.task in ("swi", "structural"):
         from .cohort import split_names
-        from .swi_physics import generate_swi_cohort
 
         names = split_names(args.n)
         splits = {s: (args.preset, names.count(s)) for s in ("training", "validation", "testing") if names.count(s)}
         try:
-            datalist = generate_swi_cohort(args.out, splits, args.seed, progress=not args.quiet)
+            if args.task == "swi":
+                from .swi_physics import generate_swi_cohort
+
+                datalist = generate_swi_cohort(args.out, splits, args.seed, progress=not args.quiet)
+            else:
+                from .structural import MODALITIES, generate_structural_cohort
+
+                datalist = generate_structural_cohort(args.out, splits, args.seed, mods or MODALITIES,
+                                                      progress=not args.quiet)
         except (FileExistsError, ValueError) as err:
             parser.error(str(err))
         print(format_summary(summarise(datalist)))
+        if args.montage:
+            print(f"montage: {montage(datalist, datalist.parent / 'montage.png')}")
         return 0
     try:
         datalist = generate_cohort(

@@ -109,6 +109,7 @@ def build_anatomy(
     warp_mm: float = 3.0,
     rotation_deg: float = 4.0,
     scale: float = 0.06,
+    angles_deg: tuple[float, float, float] | None = None,
 ) -> Anatomy:
     """Sample a subject's tissue maps on a grid of ``spacing`` mm, with partial-volume averaging.
 
@@ -118,6 +119,7 @@ def build_anatomy(
         warp_mm: standard deviation of the smooth displacement at its control points (30 mm apart).
         rotation_deg: maximum absolute rotation about each axis.
         scale: maximum relative change of head size (isotropic).
+        angles_deg: the rotation about each axis, instead of a draw within ``rotation_deg``.
 
     Returns:
         An :class:`Anatomy`. Voxels larger than 1 mm along an axis average ``ceil(spacing)`` sub-samples along it.
@@ -125,7 +127,8 @@ def build_anatomy(
     spacing = np.asarray(spacing, dtype=np.float64)
     tmpl = load_template()
     affine, shape = _grid(spacing, rng)
-    lin = euler_rotation(np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, 3))) * rng.uniform(1 - scale, 1 + scale)
+    angles = rng.uniform(-rotation_deg, rotation_deg, 3) if angles_deg is None else np.asarray(angles_deg, float)
+    lin = euler_rotation(np.deg2rad(angles)) * rng.uniform(1 - scale, 1 + scale)
     centre = np.array([0.0, -18.0, 10.0], np.float32)  # rotate and scale about the middle of the brain (MNI mm)
     disp = _smooth_displacement(shape, spacing, rng, warp_mm, 30.0)
     to_tmpl_vox = np.linalg.inv(tmpl["affine"])

@@ -1,0 +1,159 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""One simulated T1/T2/FLAIR subject from anatomy to files, and cohorts of them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ...io import write_json, write_nifti
+from ..anatomy import build_anatomy
+from ..cohort import _label_map, _record, progress_bar
+from ..contrast import acquire, texture_field
+from ..shapes import render
+from .anatomy import atrophy, deep_grey, regions, wmh_fraction
+from .objects import EPVS_REGIONS, LACUNE_REGIONS, StructuralSampler, place_objects
+from .physics import MODALITIES, TISSUES, Acquisition, draw_acquisition, preset, tissue_signals
+
+CLASSES = ("epvs", "lacune")
+# the tissue each object layer is made of
+_LAYER_TISSUE = {"epvs": "fluid", "lacune": "fluid", "lacune_rim": "gliosis", "flow_void": "flow_void"}
+
+
+def simulate(index: int, seed: int = 0, preset_name: str = "train", acquisition: Acquisition | None = None) -> dict:
+    """Everything of one subject in memory: ``acq``, ``anat``, ``fractions`` (tissue -> partial-volume map),
+    ``objects``, ``label``, ``kept`` (labelled objects with their voxel counts), ``signals``, ``images``
+    (modality -> float32 image after acquisition) and ``records``. Subject ``index`` of ``seed`` uses
+    ``numpy.random.default_rng([seed, index, 11])``, whatever the cohort."""
+    rng = np.random.default_rng([seed, index, 11])
+    acq = acquisition or draw_acquisition(preset_name, rng)
+    angles = rng.uniform(-1.0, 1.0, 3)
+    angles *= acq.pose_deg / max(float(np.abs(angles).max()), 1e-9)
+    anat = build_anatomy(acq.spacing, rng, warp_mm=acq.warp_mm, scale=0.1, angles_deg=tuple(angles))
+    anat = atrophy(anat, acq.atrophy)
+    wmh = wmh_fraction(anat, acq.wmh_load, rng)
+    dgm = deep_grey(anat)
+    fractions = {t: np.zeros(anat.shape, np.float32) for t in TISSUES}
+    fractions.update(gm=anat.gm * (1 - dgm), deep_gm=anat.gm * dgm, wm=anat.wm * (1 - wmh), wmh=anat.wm * wmh,
+                     csf=anat.csf.copy())
+    sampler = StructuralSampler(anat.affine, regions(anat), rng, margin_mm=1.5)
+    objects = place_objects(acq, sampler)
+    _paint(fractions, objects, anat.affine)
+    label, kept = _label_map(objects, anat.affine, anat.shape)
+    signals = tissue_signals(acq, rng)
+    texture = texture_field(anat.shape, rng)
+    sigma = acq.psf_fwhm_vox / 2.355
+    images = {}
+    for m in MODALITIES:  # every modality is simulated, so the random stream does not depend on which are written
+        img = sum(fractions[t] * np.float32(signals[m][t]) for t in TISSUES) * texture
+        img = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
+        images[m] = acquire(img, anat.brain, rng, acq.snr[m], acq.bias[m], float(rng.uniform(300, 1500)))
+    records = []
+    for i, (obj, n) in enumerate(kept):
+        rec = _record(i + 1, obj, n, anat.affine, rng)
+        rec["site"] = getattr(obj, "site", obj.region)
+        if obj.kind == "epvs":
+            rec["branches"] = int(getattr(obj.shape, "n_branches", 0))
+        records.append(rec)
+    return {"acq": acq, "anat": anat, "fractions": fractions, "objects": objects, "label": label, "kept": kept,
+            "signals": signals, "images": images, "records": records, "wmh": wmh}
+
+
+def _paint(fractions: dict[str, np.ndarray], objects: list, affine: np.ndarray) -> None:
+    """Each object replaces the tissue of the voxels it covers by its own, in proportion to the covered share."""
+    shape = fractions["gm"].shape
+    for obj in objects:
+        layers = [(obj.kind, obj.shape)]
+        if obj.kind == "lacune" and obj.rim is not None:
+            layers = [("lacune_rim", obj.rim), ("lacune", obj.shape)]
+        for name, geom in layers:
+            box, f = render(geom, affine, shape)
+            if f.size == 0 or f.max() == 0:
+                continue
+            for t in TISSUES:
+                fractions[t][box] *= 1.0 - f
+            fractions[_LAYER_TISSUE[name]][box] += f
+
+
+def counts_by_region(records: list[dict]) -> dict[str, dict[str, int]]:
+    regions_of = {"epvs": EPVS_REGIONS, "lacune": LACUNE_REGIONS}
+    return {c: {r: sum(x["class"] == c and x["region"] == r for x in records) for r in regions_of[c]}
+            for c in CLASSES}
+
+
+def generate_structural_subject(index: int, out_dir: str | Path, seed: int = 0, preset_name: str = "train",
+                                modalities: tuple[str, ...] = MODALITIES,
+                                acquisition: Acquisition | None = None) -> dict:
+    """Simulate one subject under ``preset_name`` and write ``modalities`` (any subset of t1, t2, flair, in that
+    order; the subject is the same whichever) under ``out_dir/sub-XXXX/``. Returns its datalist entry (paths
+    relative to ``out_dir``) with the acquisition under ``structural``."""
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of {list(MODALITIES)}, got {list(modalities)}")
+    start = time.perf_counter()
+    s = simulate(index, seed, preset_name, acquisition)
+    anat, records = s["anat"], s["records"]
+    sid = f"sub-{index:04d}"
+    folder = Path(out_dir) / sid
+
+    def nii(array, name, dtype):
+        return str(write_nifti(array, anat.affine, folder / f"{sid}_{name}.nii.gz", dtype).relative_to(out_dir))
+
+    mimics = [{"kind": o.kind, "region": o.region, "radius_mm": round(float(o.shape.radius), 3),
+               "points_mm": np.round(o.shape.points, 2).tolist(), "centre_mm": np.round(o.shape.centre, 2).tolist()}
+              for o in s["objects"] if not o.labelled]
+    vox_ml = float(np.prod(anat.spacing)) / 1000.0
+    entry = {
+        "subject": sid,
+        "image": [nii(np.round(s["images"][m]), m, np.int16) for m in modalities],
+        "label": nii(s["label"], "label", np.int16),
+        "lesions": str(write_json(records, folder / f"{sid}_lesions.json").relative_to(out_dir)),
+        "mask": nii(anat.brain, "brainmask", np.uint8),
+        "roi": nii(regions(anat)["basal_ganglia"] & (anat.brain > 0), "roi-basalganglia", np.uint8),
+        "mimics": str(write_json(mimics, folder / f"{sid}_mimics.json").relative_to(out_dir)),
+        "count": len(records),
+        "counts": {c: sum(r["class"] == c for r in records) for c in CLASSES},
+        "counts_by_region": counts_by_region(records),
+        "spacing": [float(x) for x in anat.spacing],
+        "snr": round(float(np.mean(list(s["acq"].snr.values()))), 2),
+        "structural": {**asdict(s["acq"]), "signals": s["signals"],
+                       "csf_ml": round(float(s["fractions"]["csf"].sum()) * vox_ml, 1),
+                       "wmh_ml": round(float(s["fractions"]["wmh"].sum()) * vox_ml, 2)},
+    }
+    entry["seconds"] = round(time.perf_counter() - start, 2)
+    return entry
+
+
+def generate_structural_cohort(out_dir: str | Path, splits: dict[str, tuple[str, int]], seed: int = 0,
+                               modalities: tuple[str, ...] = MODALITIES, progress: bool = True) -> Path:
+    """Simulate subjects into ``out_dir`` and write ``out_dir/datalist.json``.
+
+    ``splits``: datalist split -> (preset, number of subjects), e.g. ``{"training": ("train", 40), "testing":
+    ("thick_slices", 8)}``; subjects are numbered across splits in that order. A folder holding a cohort made with
+    the same settings is reused as it is; other settings raise.
+    """
+    out_dir = Path(out_dir)
+    settings = {"task": "structural", "seed": int(seed), "modalities": list(modalities),
+                "splits": {k: [v[0], int(v[1])] for k, v in splits.items()},
+                "presets": {v[0]: preset(v[0]) for v in splits.values()}}
+    settings = json.loads(json.dumps(settings))  # as read back (lists, string keys)
+    existing = out_dir / "datalist.json"
+    if existing.is_file():
+        previous = json.loads(existing.read_text()).get("simulator")
+        if previous == settings:
+            return existing
+        differ = sorted(k for k in {*settings, *(previous or {})} if (previous or {}).get(k) != settings.get(k))
+        raise FileExistsError(f"{out_dir} already holds a datalist.json made with other simulator settings "
+                              f"(differing: {', '.join(differ)}); use another folder")
+    datalist = {"name": "synthetic_structural", "description": f"structural T1/T2/FLAIR simulator, seed {seed}",
+                "modalities": list(modalities), "classes": list(CLASSES), "simulator": settings,
+                "training": [], "validation": [], "testing": []}
+    jobs = [(split, name) for split, (name, n) in splits.items() for _ in range(int(n))]
+    for index, (split, name) in enumerate(progress_bar(jobs, progress, desc="simulating structural")):
+        datalist[split].append(generate_structural_subject(index, out_dir, seed, name, tuple(modalities)))
+    return write_json(datalist, out_dir / "datalist.json")
