@@ -160,6 +160,7 @@ def load_datalist(
     modalities: Sequence[str] | None = None,
     check_files: bool = True,
     require: Sequence[str] = (),
+    optional_modalities: bool = False,
 ) -> list[dict]:
     """Entries of one split with absolute paths.
 
@@ -171,6 +172,9 @@ def load_datalist(
             against the number of images of each entry.
         check_files: raise if a referenced file is missing.
         require: keys every entry must have (e.g. ``mask`` for a method that needs the brain mask).
+        optional_modalities: the datalist (its ``modalities``) and each entry (an entry's own ``modalities`` key)
+            may hold any non-empty subset of ``modalities``, in that order; every entry gets ``modalities``, the
+            names of its images (:class:`bundle.transforms.ModalityChannelsd` puts them in place).
 
     Raises:
         FileNotFoundError: the datalist or a file it names is missing.
@@ -182,14 +186,46 @@ def load_datalist(
         raise DatalistError(f"unknown split {split!r} for datalist {path}; expected one of {SPLITS}")
     if split not in data:
         raise DatalistError(f"datalist {path} has no {split!r} list (it has {[k for k in SPLITS if k in data]})")
-    n_channels = expected_channels(data, path, modalities)
     base = Path(dataset_dir) if dataset_dir else Path(path).parent
     if not isinstance(data[split], list):
         raise DatalistError(f"datalist {path}: {split!r} must be a list of entries, got {type(data[split]).__name__}")
-    entries = [prepare_entry(e, base, n_channels, check_files) for e in data[split]]
+    if optional_modalities and modalities is not None:
+        declared = _subset(data.get("modalities") or list(modalities), modalities, f"datalist {path}")
+        entries = []
+        for e in data[split]:
+            name = f"{e.get('subject', '<no subject>')} (datalist {path})" if isinstance(e, dict) else str(path)
+            mods = _subset(e.get("modalities", declared) if isinstance(e, dict) else declared, modalities, name)
+            entries.append({**prepare_entry(e, base, len(mods), check_files), "modalities": mods})
+    else:
+        n_channels = expected_channels(data, path, modalities)
+        entries = [prepare_entry(e, base, _channels(e, n_channels, data, modalities, path), check_files)
+                   for e in data[split]]
     check_unique_subjects(entries, f"the {split} list of {path}")
     _check_required(entries, require, lambda e, m: f"the {split} entry in {path} has no {m}, which this config needs")
     return entries
+
+
+def _channels(entry, n_channels: int | None, data: dict, modalities, path) -> int | None:
+    """Images an entry must have: as many as its own ``modalities`` (a subset of the datalist's) when the caller
+    names none (e.g. the evaluation, which reads no image), else ``n_channels``."""
+    own = entry.get("modalities") if isinstance(entry, dict) else None
+    if own is None:
+        return n_channels
+    name = f"{entry.get('subject', '<no subject>')} (datalist {path})"
+    if modalities is not None:
+        if list(own) != list(modalities):
+            raise DatalistError(f"{name}: has the modalities {own}; this config needs {list(modalities)}")
+        return n_channels
+    return len(_subset(own, data.get("modalities") or own, name))
+
+
+def _subset(mods, modalities: Sequence[str], where: str) -> list[str]:
+    """``mods`` as a list, checked to be a non-empty subset of ``modalities`` in their order."""
+    mods = [mods] if isinstance(mods, str) else list(mods) if isinstance(mods, (list, tuple)) else None
+    order = list(modalities)
+    if not mods or any(m not in order for m in mods) or [m for m in order if m in mods] != mods:
+        raise DatalistError(f"{where}: modalities {mods} must be a non-empty subset of {order}, in that order")
+    return mods
 
 
 def _check_required(entries: list[dict], require: Sequence[str], message) -> None:
@@ -206,13 +242,15 @@ def load_inference_list(
     modalities: Sequence[str] | None = None,
     dataset_dir: str | os.PathLike | None = None,
     require: Sequence[str] = (),
+    optional_modalities: bool = False,
 ) -> list[dict]:
     """Entries to run inference on: the ``testing`` list, or ``validation`` if there is no (non-empty) ``testing``.
 
     Raises:
         DatalistError: neither list exists or both are empty; see :func:`load_datalist` for the rest.
     """
-    return load_datalist(path, inference_split(path), dataset_dir, modalities, require=require)
+    return load_datalist(path, inference_split(path), dataset_dir, modalities, require=require,
+                         optional_modalities=optional_modalities)
 
 
 def inference_split(path: str | os.PathLike) -> str:

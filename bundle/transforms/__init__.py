@@ -24,9 +24,14 @@ from .dictionary import (
     WhiteMatterZScored,
     WorkingGridd,
 )
+from .modalities import SUBSETS_T1_T2_FLAIR, AvailabilityChannelsd, ModalityChannelsd, RandModalityDropd
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
 __all__ = [
+    "AvailabilityChannelsd",
+    "ModalityChannelsd",
+    "RandModalityDropd",
+    "SUBSETS_T1_T2_FLAIR",
     "HistogramPeakNormalize",
     "HistogramPeakNormalized",
     "N4BiasFieldCorrection",

@@ -84,6 +84,9 @@ class N4BiasFieldCorrection(Transform):
         spacing = _spacing(img)
         out = np.empty_like(arr)
         for c, chan in enumerate(arr):
+            if not chan.any():  # an absent modality (bundle.transforms.ModalityChannelsd): nothing to correct
+                out[c] = chan
+                continue
             image = sitk.GetImageFromArray(
                 np.ascontiguousarray(chan.transpose(2, 1, 0))
             )  # sitk is (x, y, z) = (i, j, k)

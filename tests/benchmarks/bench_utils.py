@@ -20,7 +20,7 @@ def cohort_entries(folder: Path, prefix: str) -> list[dict]:
     out = []
     for e in d["training"] + d["validation"] + d["testing"]:
         e = dict(e)
-        for k in ("image", "label", "lesions", "mask", "roi", "mimics"):
+        for k in ("image", "label", "lesions", "mask", "roi", "mimics", "regions"):
             if k in e:
                 e[k] = [str(folder / p) for p in e[k]] if isinstance(e[k], list) else str(folder / e[k])
         e["subject"] = f"{prefix}-{e['subject']}"

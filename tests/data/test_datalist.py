@@ -246,3 +246,26 @@ def test_folder_input_refuses_two_files_of_one_subject_and_unsafe_file_names(tmp
     write_nii(tmp_path / "my scan.nii.gz", [[[0.0]]])
     with pytest.raises(DatalistError, match=r"subject id 'my scan' \(file .*my scan.nii.gz\) is not a safe name"):
         folder_entries(tmp_path)
+
+
+def test_optional_modalities_take_any_subset_in_order_and_name_the_subject(folder):
+    data = json.loads((folder / "datalist.json").read_text())
+    data["modalities"] = ["t1", "t2", "flair"]
+    only_t2 = {**data["training"][0], "subject": "s2", "modalities": ["t2"], "image": ["s1/t2.nii.gz"]}
+    data["training"] = [{**data["training"][0], "modalities": ["t1", "t2"]}, only_t2]
+    (folder / "datalist.json").write_text(json.dumps(data))
+    mods = ["t1", "t2", "flair"]
+    entries = load_datalist(folder / "datalist.json", modalities=mods, optional_modalities=True)
+    assert [e["modalities"] for e in entries] == [["t1", "t2"], ["t2"]]
+    with pytest.raises(DatalistError, match=r"s1 \(datalist .*\): has the modalities \['t1', 't2'\]; this config"):
+        load_datalist(folder / "datalist.json", modalities=mods)  # a config that needs all three
+    assert len(load_datalist(folder / "datalist.json")) == 2  # no config modalities (evaluation): each its own
+    for bad, match in ((["t2", "t1"], "in that order"), (["dwi"], "subset"), ([], "non-empty")):
+        data["training"][1]["modalities"] = bad
+        (folder / "datalist.json").write_text(json.dumps(data))
+        with pytest.raises(DatalistError, match=rf"^s2 \(datalist .*\): modalities .* {match}"):
+            load_datalist(folder / "datalist.json", modalities=mods, optional_modalities=True)
+    data["training"][1]["modalities"] = ["t2", "flair"]  # two names, one image
+    (folder / "datalist.json").write_text(json.dumps(data))
+    with pytest.raises(DatalistError, match="s2: 1 images given, 2 modalities expected"):
+        load_datalist(folder / "datalist.json", modalities=mods, optional_modalities=True)

@@ -39,6 +39,7 @@ class Anatomy:
         affine: 4x4 voxel-to-world (RAS mm) matrix of the output grid.
         gm, wm, csf, t1, brain: float32 maps of shape ``shape`` (probabilities; ``t1`` is the template's T1w in [0, 1]).
         mni: float32 array (3, *shape), the MNI coordinate (mm) each voxel centre was sampled from.
+        to_mni: the linear part (rotation times scale) of the map from world to MNI millimetres.
     """
 
     affine: np.ndarray
@@ -48,6 +49,7 @@ class Anatomy:
     t1: np.ndarray
     brain: np.ndarray
     mni: np.ndarray
+    to_mni: np.ndarray | None = None  # 3x3 linear part of the world -> MNI map (head rotation and scale)
     _nuclei: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -154,7 +156,8 @@ def build_anatomy(
                 acc += _sample(stack, t33 @ mni + t3) / float(np.prod(n_sub))
     vol = {k: acc[n].numpy().reshape(shape) for n, k in enumerate(MAPS)}
     vol["brain"] = (vol["brain"] >= 0.5).astype(np.float32)
-    return Anatomy(affine=affine, mni=mni_centre.reshape(3, *shape).astype(np.float32), **vol)
+    return Anatomy(affine=affine, mni=mni_centre.reshape(3, *shape).astype(np.float32), to_mni=lin.astype(np.float64),
+                   **vol)
 
 
 @lru_cache(maxsize=1)

@@ -86,13 +86,17 @@ class ObjectSampler:
     def _free(self, points: np.ndarray, extent: float) -> bool:
         return all(o.clearance(p) > extent + self.margin for o in self.placed for p in points)
 
+    def _probe(self, obj: SimObject) -> np.ndarray:
+        """Points of a new object whose clearance from the placed objects is tested."""
+        return obj.shape.points if isinstance(obj.shape, Tube) else obj.shape.centre[None]
+
     def _try(self, region: str, build, tries: int = 60) -> SimObject | None:
         for _ in range(tries):
             centre = self._point(region)
             if centre is None:
                 return None
             obj = build(centre)
-            probe = obj.shape.points if isinstance(obj.shape, Tube) else obj.shape.centre[None]
+            probe = self._probe(obj)
             reach = obj.shape.radius if isinstance(obj.shape, Tube) else float((obj.rim or obj.shape).radii.max())
             if self._free(probe, reach):
                 self.placed.append(obj)

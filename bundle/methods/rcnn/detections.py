@@ -8,8 +8,9 @@ from typing import Sequence
 
 import numpy as np
 from monai.data.utils import affine_to_spacing
+from nibabel.affines import apply_affine
 
-from ...inference.detections import detection_rows
+from ...inference.detections import detection_rows, input_grid
 from ...inference.outputs import SubjectReader
 from ...metrics.objects import Objects
 from .transforms import RCNN_CHOICES
@@ -18,9 +19,15 @@ __all__ = ["BoxInstances", "RCNNDetections", "box_map", "rcnn_rows"]
 
 
 def rcnn_rows(
-    subject: str, table, columns: Sequence[str], affine: np.ndarray, min_score: float | None = None
+    subject: str,
+    table,
+    columns: Sequence[str],
+    affine: np.ndarray,
+    min_score: float | None = None,
+    out_affine: np.ndarray | None = None,
 ) -> list[dict]:
-    """Rows of one subject from a multirater RCNN table (:func:`bundle.methods.rcnn.rcnn_columns`; NaN rows dropped).
+    """Rows of one subject from a multirater RCNN table (:func:`bundle.methods.rcnn.rcnn_columns`; NaN rows dropped)
+    computed on the grid ``affine``, reported on the grid ``out_affine`` (the input file's; default ``affine``).
 
     ``label`` is the likelier of lacune and EPVS, ``score`` is 1 - p_nothing, the four ``p_<answer>`` columns and
     one ``rater<k>`` column per rater head (that head's answer) follow; ``diameter_mm`` is the box side (voxels
@@ -32,13 +39,16 @@ def rcnn_rows(
     t = t.reshape(-1, len(columns))
     keep = np.isfinite(t[:, col["score"]]) & (t[:, col["score"]] >= (min_score if min_score is not None else -np.inf))
     t = t[keep]
-    spacing = np.asarray(affine_to_spacing(np.asarray(affine, float)), float)
-    side = t[:, col["scale"]] * float(np.cbrt(np.prod(spacing)))
+    affine = np.asarray(affine, float)
+    out_affine = affine if out_affine is None else np.asarray(out_affine, float)
+    side = t[:, col["scale"]] * float(np.cbrt(np.prod(affine_to_spacing(affine))))
     probs = t[:, [col[f"p_{c}"] for c in RCNN_CHOICES]]
     labels = np.where(probs[:, 1] > probs[:, 2], "lacune", "epvs").astype(object)
+    spacing = np.asarray(affine_to_spacing(out_affine), float)
     sizes = np.pi / 6.0 * (side**3) / float(np.prod(spacing))
-    objs = Objects(t[:, :3], sizes, t[:, col["score"]], labels, None, spacing)
-    rows = detection_rows(subject, objs, affine, probs, RCNN_CHOICES)
+    centres = apply_affine(np.linalg.inv(out_affine) @ affine, t[:, :3].reshape(-1, 3))
+    objs = Objects(centres, sizes, t[:, col["score"]], labels, None, spacing)
+    rows = detection_rows(subject, objs, out_affine, probs, RCNN_CHOICES)
     raters = [c for c in columns if c.startswith("rater")]
     for row, vals in zip(rows, t[:, [col[c] for c in raters]] if raters else [[]] * len(rows)):
         row.update({c: RCNN_CHOICES[int(v)] for c, v in zip(raters, vals)})
@@ -74,7 +84,8 @@ class RCNNDetections(SubjectReader):
 
     def compute(self, subject: str, image, output: dict) -> list[dict]:
         table = self.item(subject, output, self.key)
-        return rcnn_rows(subject, table, self.columns, np.asarray(image.affine, float), min_score=self.threshold)
+        affine, out_affine = np.asarray(image.affine, float), input_grid(image)[0]
+        return rcnn_rows(subject, table, self.columns, affine, min_score=self.threshold, out_affine=out_affine)
 
 
 class BoxInstances(SubjectReader):
@@ -86,6 +97,6 @@ class BoxInstances(SubjectReader):
         self.detections = detections
 
     def compute(self, subject: str, image, output: dict) -> tuple[np.ndarray, np.ndarray]:
-        affine = np.asarray(image.affine, float)
+        affine, shape = input_grid(image)
         rows = self.detections(subject, image, output)
-        return box_map(rows, tuple(image.shape[-3:]), affine_to_spacing(affine)), affine
+        return box_map(rows, shape, affine_to_spacing(affine)), affine

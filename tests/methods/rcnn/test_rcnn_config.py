@@ -22,13 +22,16 @@ TRAIN = ["configs/common.yaml", "configs/rcnn/train.yaml", "configs/rcnn/quick.y
 INFER = TRAIN + ["configs/rcnn/inference.yaml"]
 EVAL = INFER + ["configs/rcnn/evaluate.yaml"]
 STEPS = ("backbone", "rpn_cls", "rpn_joint", "rcn_cls", "rcn_joint")
-SMALL = ["--patch_size", "[24, 24, 24]", "--patch_margin", "2", "--max_proposals", "20", "--progress", "false"]
+# a 3 mm working grid: cheaper than 1 mm, and unlike the 2 mm input grid, so rows and maps are mapped back to it
+SMALL = ["--patch_size", "[24, 24, 24]", "--patch_margin", "2", "--max_proposals", "20", "--progress", "false",
+         "--working_spacing", "[3.0, 3.0, 3.0]"]
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """Three 2 mm EPVS/lacune subjects (seed 6): training sub-0000 and sub-0001, testing sub-0002 and a blank scan
-    (the brain of sub-0002 at one intensity per modality, no object)."""
+    """Three 2 mm EPVS/lacune subjects (seed 6): training sub-0000 and sub-0001 (T1 and FLAIR only), testing
+    sub-0002, a blank scan (the brain of sub-0002 at one intensity per modality, no object) and sub-0002's T2
+    alone."""
     root = generate_cohort(
         "epvs_lacune", 3, tmp_path_factory.mktemp("rcnn2"), seed=6, spacing=(2.0,) * 3, progress=False
     )
@@ -36,7 +39,9 @@ def cohort(tmp_path_factory):
     d = json.loads(root.read_text())
     entries = {e["subject"]: e for split in ("training", "validation", "testing") for e in d[split]}
     blank = blank_subject(folder, entries["sub-0002"], ("epvs", "lacune"))
-    d.update(training=[entries["sub-0000"], entries["sub-0001"]], validation=[], testing=[entries["sub-0002"], blank])
+    t1_flair = {**entries["sub-0001"], "modalities": ["t1", "flair"], "image": entries["sub-0001"]["image"][::2]}
+    t2 = {**entries["sub-0002"], "subject": "t2only", "modalities": ["t2"], "image": entries["sub-0002"]["image"][1:2]}
+    d.update(training=[entries["sub-0000"], t1_flair], validation=[], testing=[entries["sub-0002"], blank, t2])
     path = folder / "datalist_rcnn.json"
     path.write_text(json.dumps(d))
     return path
@@ -100,7 +105,7 @@ def test_inference_and_evaluation_write_table_maps_and_figures(trained, cohort, 
         rows = list(reader)
     raters = [f"rater{k}" for k in range(1, 7)]
     assert reader.fieldnames[-10:] == ["p_nothing", "p_lacune", "p_epvs", "p_undecided", *raters]
-    assert {r["subject"] for r in rows} <= {"sub-0002", "blank"}
+    assert {r["subject"] for r in rows} <= {"sub-0002", "blank", "t2only"} and "t2only" in {r["subject"] for r in rows}
     for r in rows:
         p = [float(r[c]) for c in ("p_nothing", "p_lacune", "p_epvs", "p_undecided")]
         assert sum(p) == pytest.approx(1.0, abs=1e-4) and float(r["score"]) == pytest.approx(1 - p[0], abs=1e-5)
@@ -119,14 +124,17 @@ def test_inference_and_evaluation_write_table_maps_and_figures(trained, cohort, 
             i, j, k = (int(round(float(r[c]))) for c in "ijk")
             assert all(0 <= v < s for v, s in zip((i, j, k), boxes.shape))
             assert np.asarray(boxes.dataobj)[i, j, k] > 0
+            world = image.affine[:3, :3] @ [float(r[c]) for c in "ijk"] + image.affine[:3, 3]
+            np.testing.assert_allclose(world, [float(r[c]) for c in "xyz"], atol=0.01)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     scans = {s["subject"]: s for s in metrics["per_scan"]}
     assert scans["blank"]["n_ref"] == 0 and scans["blank"]["tp"] == 0  # a scan without objects: only FPs
-    assert scans["sub-0002"]["n_ref"] == 15
+    assert scans["sub-0002"]["n_ref"] == scans["t2only"]["n_ref"] == 15
     figures = json.loads((tmp_path / "multirater.json").read_text())
     lesions = json.loads((cohort.parent / d["testing"][0]["lesions"]).read_text())
-    assert figures["references"] == sum(r["n_voxels"] >= 5 for r in lesions)  # the paper's inclusion rule
-    assert figures["scans"] == 2 and figures["fp_per_scan"] <= figures["settings"]["max_fp"] == 10.0
+    # the paper's inclusion rule; sub-0002 and its T2 alone hold the same objects
+    assert figures["references"] == 2 * sum(r["n_voxels"] >= 5 for r in lesions)
+    assert figures["scans"] == 3 and figures["fp_per_scan"] <= figures["settings"]["max_fp"] == 10.0
     # the operating point follows max_fp: at 0.5 FP per scan the threshold rises and nothing is found more often
     from bundle.methods.rcnn import multirater_figures
 
@@ -134,7 +142,7 @@ def test_inference_and_evaluation_write_table_maps_and_figures(trained, cohort, 
     assert strict["fp_per_scan"] <= 0.5 and strict["threshold"] >= figures["threshold"]
     assert strict["sensitivity"] <= figures["sensitivity"]
     rows_at = [r for r in rows if float(r["score"]) >= figures["threshold"]]
-    assert round(figures["fp_per_scan"] * 2) <= len(rows_at)  # FPs are rows at or above the operating score
+    assert round(figures["fp_per_scan"] * 3) <= len(rows_at)  # FPs are rows at or above the operating score
     assert sum(b["n"] for b in figures["sensitivity_by_size"]) == figures["references"]
     assert set(figures["overlap_vs_agreement"]) == {"all_agree", "some_nothing", "mannwhitney_p"}
 

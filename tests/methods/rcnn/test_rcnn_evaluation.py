@@ -69,3 +69,28 @@ def test_box_iou():
     assert box_iou([0, 0, 0], [2, 2, 2], [0, 0, 0], [2, 2, 2]) == 1.0
     assert box_iou([0, 0, 0], [2, 2, 2], [1, 0, 0], [3, 2, 2]) == pytest.approx(4 / 12)
     assert box_iou([0, 0, 0], [1, 1, 1], [5, 5, 5], [6, 6, 6]) == 0.0
+
+
+def test_rows_found_on_the_working_grid_are_reported_on_the_input_grid():
+    """A detection at world (10, 20, 30) mm with a 6 mm box, found on a 1 mm grid, read on a 2 mm input grid with
+    another origin: the same world position and size; i, j, k are the input grid's voxels; the box map is drawn
+    there."""
+    from bundle.methods.rcnn import rcnn_columns
+    from bundle.methods.rcnn.detections import box_map, rcnn_rows
+
+    columns = rcnn_columns(6)
+    work = np.diag([1.0, 1.0, 1.0, 1.0])
+    work[:3, 3] = [-5.0, 0.0, 4.0]
+    inp = np.diag([2.0, 2.0, 2.0, 1.0])
+    inp[:3, 3] = [-9.0, -2.0, 0.0]
+    row = dict.fromkeys(columns, 0.0)
+    row.update(i=15.0, j=20.0, k=26.0, score=0.9, scale=6.0, p_nothing=0.1, p_lacune=0.7, p_epvs=0.2)
+    table = np.array([[row[c] for c in columns]])
+    (out,) = rcnn_rows("s", table, columns, work, out_affine=inp)
+    assert (out["x"], out["y"], out["z"]) == (10.0, 20.0, 30.0)
+    assert (out["i"], out["j"], out["k"]) == (9.5, 11.0, 15.0)
+    assert out["diameter_mm"] == pytest.approx(6.0) and out["label"] == "lacune"
+    (same,) = rcnn_rows("s", table, columns, work)  # no input grid given: the working grid's voxels
+    assert (same["i"], same["x"]) == (15.0, 10.0) and same["diameter_mm"] == pytest.approx(6.0)
+    boxes = box_map([out], (20, 20, 20), (2.0, 2.0, 2.0))
+    assert boxes[10, 11, 15] == 1 and boxes.sum() == 27  # side 6 mm = 3 voxels of 2 mm

@@ -33,13 +33,21 @@ from .physics import (
     signal,
     tissue_signals,
 )
-from .subject import CLASSES, counts_by_region, generate_structural_cohort, generate_structural_subject, simulate
+from .subject import (
+    CLASSES,
+    REGION_CODES,
+    counts_by_region,
+    generate_structural_cohort,
+    generate_structural_subject,
+    simulate,
+)
 
 __all__ = [
     "CLASSES",
     "HELD_OUT",
     "MODALITIES",
     "PRESETS",
+    "REGION_CODES",
     "RELAXATION",
     "TISSUES",
     "Acquisition",

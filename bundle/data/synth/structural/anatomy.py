@@ -81,7 +81,7 @@ def deep_grey(anat: Anatomy) -> np.ndarray:
     """Share of grey matter that belongs to the basal ganglia and thalamus (smooth 0-1 map)."""
     nuclei = nucleus(anat, "putamen") | nucleus(anat, "pallidum") | nucleus(anat, "caudate")
     nuclei |= nucleus(anat, "thalamus")
-    return ndi.gaussian_filter(nuclei.astype(np.float32), 1.0 / float(anat.spacing.min()))
+    return ndi.gaussian_filter(nuclei.astype(np.float32), 1.0 / np.asarray(anat.spacing, float))  # 1 mm
 
 
 def regions(anat: Anatomy) -> dict[str, np.ndarray]:

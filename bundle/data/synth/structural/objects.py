@@ -51,10 +51,26 @@ class StructuralSampler(ObjectSampler):
     """:class:`ObjectSampler` with the structural simulator's EPVS, lacune mimics and flow voids. The clearance
     test checks only the placed objects whose bounding boxes come near the new one (hundreds of objects)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, to_mni: np.ndarray | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._lo = np.zeros((0, 3))
         self._hi = np.zeros((0, 3))
+        self.to_mni = np.eye(3) if to_mni is None else np.asarray(to_mni, float)
+
+    def _probe(self, obj: SimObject) -> np.ndarray:
+        """A tube's points every ``margin`` mm along each segment (not only its corners, which may lie far apart),
+        so its axis keeps more than its radius plus half the margin from every placed object."""
+        if not isinstance(obj.shape, Tube):
+            return super()._probe(obj)
+        pts = [obj.shape.points[:1]]
+        for a, b in zip(obj.shape.points[:-1], obj.shape.points[1:]):
+            n = max(int(np.ceil(np.linalg.norm(b - a) / self.margin)), 1)
+            pts.append(a + np.outer(np.arange(1, n + 1) / n, b - a))
+        return np.concatenate(pts)
+
+    def _world(self, direction_mni: np.ndarray) -> np.ndarray:
+        """A direction given in MNI space as a direction on the subject's grid (the head is rotated)."""
+        return _unit(np.linalg.solve(self.to_mni, direction_mni))
 
     def _free(self, points: np.ndarray, extent: float) -> bool:
         n = len(self._lo)
@@ -75,11 +91,13 @@ class StructuralSampler(ObjectSampler):
         return pts[1:]
 
     def _axis(self, region: str, c: np.ndarray) -> np.ndarray:
-        if region == "centrum_semiovale":  # radial, towards the cortex
-            return _unit(c - np.array([0.0, -15.0, 10.0]) + self.rng.normal(0, 8.0, 3))
+        """The tube's direction on the grid: defined in the head (MNI) frame, so it turns with the head."""
+        if region == "centrum_semiovale":  # radial, towards the cortex, from the middle of the brain
+            middle = np.array([0.0, -15.0, 10.0])
+            return self._world(self.to_mni @ (c - middle) + self.rng.normal(0, 8.0, 3))
         if region == "hippocampus":  # along the hippocampus
-            return _unit(np.array([0.0, 1.0, 0.35]) + self.rng.normal(0, 0.4, 3))
-        return _unit(np.array([0.0, 0.0, 1.0]) + self.rng.normal(0, 0.3, 3))  # perforating arteries: vertical
+            return self._world(np.array([0.0, 1.0, 0.35]) + self.rng.normal(0, 0.4, 3))
+        return self._world(np.array([0.0, 0.0, 1.0]) + self.rng.normal(0, 0.3, 3))  # perforating arteries
 
     def epvs_tree(self, region: str, width=(1.0, 3.0), length=(3.0, 20.0), p_branch=0.25, site=None):
         """EPVS: a tube of ``width`` mm along a smoothly bending polyline of ``length`` mm centred in ``region``;

@@ -54,8 +54,8 @@ PRESETS = {
     "thick_slices": {"inplane": (0.8, 1.0), "slice": (3.5, 4.5), "p_isotropic": 0.0},
     "other_contrast": {"t1_kinds": ("spgr",), "t2_te_ms": (130.0, 160.0), "flair_null_error": (0.12, 0.2),
                        "p_wide": 0.0},
-    "high_load": {"epvs": {"basal_ganglia": (40, 80), "centrum_semiovale": (250, 400), "hippocampus": (15, 25),
-                           "midbrain": (6, 10)}, "p_no_epvs": 0.0, "lacunes": (6, 10)},
+    "high_load": {"epvs": {"basal_ganglia": (41, 80), "centrum_semiovale": (250, 400), "hippocampus": (16, 25),
+                           "midbrain": (7, 10)}, "p_no_epvs": 0.0, "lacunes": (6, 10)},
     "no_lesions": {"epvs": {"basal_ganglia": (0, 0), "centrum_semiovale": (0, 0), "hippocampus": (0, 0),
                             "midbrain": (0, 0)}, "p_no_epvs": 1.0, "lacunes": (0, 0), "bg_base_pvs": (0, 0)},
     "severe_atrophy": {"atrophy": (0.7, 1.0), "wmh_load": (0.7, 1.0)},
@@ -178,8 +178,9 @@ def tissue_signals(acq: Acquisition, rng: np.random.Generator) -> dict[str, dict
     Physics scans: each tissue's T1 and T2 are jittered (log-normal, ``relax_jitter``; half that for the T1 of CSF
     and fluid) and PD by +-3 %, then put
     through the modality's sequence. Wide scans (``acq.wide``): every tissue's signal is uniform in [0.05, 1.6]
-    per modality (SynthSeg's spirit), except that fluid keeps close to CSF, gliosis to WMH, and fluid differs from
-    both white and grey matter by at least 0.2, so that a labelled object stays visible. Flow voids (fast blood)
+    per modality (SynthSeg's spirit), except that fluid keeps close to CSF, gliosis to WMH, white matter is at least
+    0.3, and fluid differs from white, grey and deep grey matter and WMH by at least 0.2, so that a labelled object
+    stays visible wherever it lies. Flow voids (fast blood)
     give 2-15 % of white matter on the spin-echo sequences and 10-130 % on the gradient-echo T1 (inflow).
     """
     out = {}
@@ -189,7 +190,8 @@ def tissue_signals(acq: Acquisition, rng: np.random.Generator) -> dict[str, dict
                 s = {t: float(rng.uniform(0.05, 1.6)) for t in ("gm", "wm", "csf", "deep_gm", "wmh")}
                 s["fluid"] = s["csf"] * float(rng.uniform(0.85, 1.05))
                 s["gliosis"] = s["wmh"] * float(rng.uniform(0.9, 1.1))
-                if min(abs(s["fluid"] - s["wm"]), abs(s["fluid"] - s["gm"])) >= 0.2:
+                tissue = [s[t] for t in ("wm", "gm", "deep_gm", "wmh")]  # around EPVS and lacunes
+                if s["wm"] >= 0.3 and min(abs(s["fluid"] - v) for v in tissue) >= 0.2:
                     break
         else:
             s = {}

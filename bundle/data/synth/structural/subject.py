@@ -21,6 +21,8 @@ from .objects import EPVS_REGIONS, LACUNE_REGIONS, StructuralSampler, place_obje
 from .physics import MODALITIES, TISSUES, Acquisition, draw_acquisition, preset, tissue_signals
 
 CLASSES = ("epvs", "lacune")
+#: values of the ``regions`` map the simulator writes (the regions raters count EPVS and lacunes in)
+REGION_CODES = {"basal_ganglia": 1, "centrum_semiovale": 2, "hippocampus": 3, "midbrain": 4, "thalamus": 5}
 # the tissue each object layer is made of
 _LAYER_TISSUE = {"epvs": "fluid", "lacune": "fluid", "lacune_rim": "gliosis", "flow_void": "flow_void"}
 
@@ -41,7 +43,7 @@ def simulate(index: int, seed: int = 0, preset_name: str = "train", acquisition:
     fractions = {t: np.zeros(anat.shape, np.float32) for t in TISSUES}
     fractions.update(gm=anat.gm * (1 - dgm), deep_gm=anat.gm * dgm, wm=anat.wm * (1 - wmh), wmh=anat.wm * wmh,
                      csf=anat.csf.copy())
-    sampler = StructuralSampler(anat.affine, regions(anat), rng, margin_mm=1.5)
+    sampler = StructuralSampler(anat.affine, regions(anat), rng, margin_mm=1.5, to_mni=anat.to_mni)
     objects = place_objects(acq, sampler)
     _paint(fractions, objects, anat.affine)
     label, kept = _label_map(objects, anat.affine, anat.shape)
@@ -108,13 +110,18 @@ def generate_structural_subject(index: int, out_dir: str | Path, seed: int = 0, 
                "points_mm": np.round(o.shape.points, 2).tolist(), "centre_mm": np.round(o.shape.centre, 2).tolist()}
               for o in s["objects"] if not o.labelled]
     vox_ml = float(np.prod(anat.spacing)) / 1000.0
+    masks = regions(anat)
+    region_map = np.zeros(anat.shape, np.uint8)
+    for name, code in sorted(REGION_CODES.items(), key=lambda kv: -kv[1]):  # lower codes win where masks overlap
+        region_map[masks[name] & (anat.brain > 0)] = code
     entry = {
         "subject": sid,
-        "image": [nii(np.round(s["images"][m]), m, np.int16) for m in modalities],
+        "image": [nii(np.clip(np.round(s["images"][m]), 0, 32767), m, np.int16) for m in modalities],
         "label": nii(s["label"], "label", np.int16),
         "lesions": str(write_json(records, folder / f"{sid}_lesions.json").relative_to(out_dir)),
         "mask": nii(anat.brain, "brainmask", np.uint8),
-        "roi": nii(regions(anat)["basal_ganglia"] & (anat.brain > 0), "roi-basalganglia", np.uint8),
+        "roi": nii(masks["basal_ganglia"] & (anat.brain > 0), "roi-basalganglia", np.uint8),
+        "regions": nii(region_map, "regions", np.uint8),
         "mimics": str(write_json(mimics, folder / f"{sid}_mimics.json").relative_to(out_dir)),
         "count": len(records),
         "counts": {c: sum(r["class"] == c for r in records) for c in CLASSES},
