@@ -249,6 +249,25 @@ def generate_cohort(
     return write_json(datalist, out_dir / "datalist.json")
 
 
+def reuse_cohort(out_dir: Path, settings: dict) -> Path | None:
+    """``out_dir/datalist.json`` when it was made with ``settings`` (compared as read back from JSON), None when
+    there is none.
+
+    Raises:
+        FileExistsError: the folder holds a cohort made with other settings (the message names the differing keys).
+    """
+    existing = Path(out_dir) / "datalist.json"
+    if not existing.is_file():
+        return None
+    settings = json.loads(json.dumps(settings))
+    previous = json.loads(existing.read_text()).get("simulator")
+    if previous == settings:
+        return existing
+    differ = sorted(k for k in {*settings, *(previous or {})} if (previous or {}).get(k) != settings.get(k))
+    raise FileExistsError(f"{out_dir} already holds a datalist.json made with other simulator settings "
+                          f"(differing: {', '.join(differ)}); use another folder")
+
+
 def progress_bar(it, enabled: bool, desc: str):
     if not enabled:
         return it

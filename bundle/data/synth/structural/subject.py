@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 
 from ...io import write_json, write_nifti
 from ..anatomy import build_anatomy
-from ..cohort import _label_map, _record, progress_bar
+from ..cohort import _label_map, _record, progress_bar, reuse_cohort
 from ..contrast import acquire, texture_field
 from ..shapes import render
 from .anatomy import atrophy, deep_grey, regions, wmh_fraction
@@ -149,14 +149,9 @@ def generate_structural_cohort(out_dir: str | Path, splits: dict[str, tuple[str,
                 "splits": {k: [v[0], int(v[1])] for k, v in splits.items()},
                 "presets": {v[0]: preset(v[0]) for v in splits.values()}}
     settings = json.loads(json.dumps(settings))  # as read back (lists, string keys)
-    existing = out_dir / "datalist.json"
-    if existing.is_file():
-        previous = json.loads(existing.read_text()).get("simulator")
-        if previous == settings:
-            return existing
-        differ = sorted(k for k in {*settings, *(previous or {})} if (previous or {}).get(k) != settings.get(k))
-        raise FileExistsError(f"{out_dir} already holds a datalist.json made with other simulator settings "
-                              f"(differing: {', '.join(differ)}); use another folder")
+    existing = reuse_cohort(out_dir, settings)
+    if existing is not None:
+        return existing
     datalist = {"name": "synthetic_structural", "description": f"structural T1/T2/FLAIR simulator, seed {seed}",
                 "modalities": list(modalities), "classes": list(CLASSES), "simulator": settings,
                 "training": [], "validation": [], "testing": []}

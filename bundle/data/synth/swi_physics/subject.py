@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 
 from ...io import write_json, write_nifti
 from ..anatomy import build_anatomy, region_masks
-from ..cohort import progress_bar
+from ..cohort import progress_bar, reuse_cohort
 from ..contrast import bias_field
 from .physics import (
     MAX_VISIBLE_MM,
@@ -277,14 +277,9 @@ def generate_swi_cohort(out_dir: str | Path, splits: dict[str, tuple[str, int]],
                 "min_visible_mm": MIN_VISIBLE_MM, "max_visible_mm": MAX_VISIBLE_MM,
                 "presets": {v[0]: preset(v[0]) for v in splits.values()}}
     settings = json.loads(json.dumps(settings))  # as read back (string keys): a cohort made otherwise is not reused
-    existing = out_dir / "datalist.json"
-    if existing.is_file():
-        previous = json.loads(existing.read_text()).get("simulator")
-        if previous == settings:
-            return existing
-        differ = sorted(k for k in {*settings, *(previous or {})} if (previous or {}).get(k) != settings.get(k))
-        raise FileExistsError(f"{out_dir} already holds a datalist.json made with other simulator settings "
-                              f"(differing: {', '.join(differ)}); use another folder")
+    existing = reuse_cohort(out_dir, settings)
+    if existing is not None:
+        return existing
     datalist = {"name": "synthetic_swi_physics", "description": f"physics SWI simulator, seed {seed}",
                 "modalities": ["swi"], "classes": ["cmb"], "simulator": settings,
                 "training": [], "validation": [], "testing": []}
