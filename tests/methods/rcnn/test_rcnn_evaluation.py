@@ -94,3 +94,21 @@ def test_rows_found_on_the_working_grid_are_reported_on_the_input_grid():
     assert (same["i"], same["x"]) == (15.0, 10.0) and same["diameter_mm"] == pytest.approx(6.0)
     boxes = box_map([out], (20, 20, 20), (2.0, 2.0, 2.0))
     assert boxes[10, 11, 15] == 1 and boxes.sum() == 27  # side 6 mm = 3 voxels of 2 mm
+
+
+def test_rows_are_reported_on_a_flipped_and_permuted_input_grid():
+    """An input stored LPS with axes permuted (as a sagittal scan): the row keeps its world position and size;
+    its i, j, k are that grid's voxels."""
+    from bundle.methods.rcnn import rcnn_columns
+    from bundle.methods.rcnn.detections import rcnn_rows
+
+    columns = rcnn_columns(6)
+    work = np.eye(4)
+    work[:3, 3] = [-5.0, 0.0, 4.0]
+    inp = np.array([[0.0, 0.0, -2.0, 40.0], [-1.0, 0.0, 0.0, 30.0], [0.0, 1.5, 0.0, -10.0], [0, 0, 0, 1]])
+    row = dict.fromkeys(columns, 0.0)
+    row.update(i=15.0, j=20.0, k=26.0, score=0.9, scale=4.0, p_nothing=0.1, p_lacune=0.2, p_epvs=0.7)
+    (out,) = rcnn_rows("s", np.array([[row[c] for c in columns]]), columns, work, out_affine=inp)
+    assert (out["x"], out["y"], out["z"]) == (10.0, 20.0, 30.0)
+    np.testing.assert_allclose(inp[:3, :3] @ [out["i"], out["j"], out["k"]] + inp[:3, 3], [10.0, 20.0, 30.0], atol=0.01)
+    assert out["diameter_mm"] == pytest.approx(4.0) and out["label"] == "epvs"
