@@ -54,14 +54,18 @@ def _soft(mask: np.ndarray) -> np.ndarray:
     return ndi.gaussian_filter(mask.astype(np.float32), 1.0)
 
 
+def layers(obj: SimObject) -> list[tuple[str, object]]:
+    """``(name, geometry)`` drawn for an object, in order: a lacune's gliotic rim first, then its fluid core."""
+    if obj.kind == "lacune" and obj.rim is not None:
+        return [("lacune_rim", obj.rim), ("lacune", obj.shape)]
+    return [(obj.kind, obj.shape)]
+
+
 def paint_objects(images: dict[str, np.ndarray], objects: list[SimObject], affine: np.ndarray) -> None:
     """Blend each object into each image in place, weighted by its partial-volume fraction."""
     shape = next(iter(images.values())).shape
     for obj in objects:
-        layers = [(obj.kind, obj.shape)]
-        if obj.kind == "lacune" and obj.rim is not None:
-            layers = [("lacune_rim", obj.rim), ("lacune", obj.shape)]
-        for name, geom in layers:
+        for name, geom in layers(obj):
             box, frac = render(geom, affine, shape)
             if frac.size == 0 or frac.max() == 0:
                 continue

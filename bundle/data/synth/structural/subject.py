@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from ...io import write_json, write_nifti
 from ..anatomy import build_anatomy
 from ..cohort import _label_map, _record, progress_bar, reuse_cohort
-from ..contrast import acquire, texture_field
+from ..contrast import acquire, layers, texture_field
 from ..shapes import render
 from .anatomy import atrophy, deep_grey, regions, wmh_fraction
 from .objects import EPVS_REGIONS, LACUNE_REGIONS, StructuralSampler, place_objects
@@ -28,10 +28,10 @@ _LAYER_TISSUE = {"epvs": "fluid", "lacune": "fluid", "lacune_rim": "gliosis", "f
 
 
 def simulate(index: int, seed: int = 0, preset_name: str = "train", acquisition: Acquisition | None = None) -> dict:
-    """Everything of one subject in memory: ``acq``, ``anat``, ``fractions`` (tissue -> partial-volume map),
-    ``objects``, ``label``, ``kept`` (labelled objects with their voxel counts), ``signals``, ``images``
-    (modality -> float32 image after acquisition) and ``records``. Subject ``index`` of ``seed`` uses
-    ``numpy.random.default_rng([seed, index, 11])``, whatever the cohort."""
+    """Everything of one subject in memory: ``acq``, ``anat``, ``regions`` (the region masks), ``fractions``
+    (tissue -> partial-volume map), ``objects``, ``label``, ``kept`` (labelled objects with their voxel counts),
+    ``signals``, ``images`` (modality -> float32 image after acquisition) and ``records``. Subject ``index`` of
+    ``seed`` uses ``numpy.random.default_rng([seed, index, 11])``, whatever the cohort."""
     rng = np.random.default_rng([seed, index, 11])
     acq = acquisition or draw_acquisition(preset_name, rng)
     angles = rng.uniform(-1.0, 1.0, 3)
@@ -43,7 +43,8 @@ def simulate(index: int, seed: int = 0, preset_name: str = "train", acquisition:
     fractions = {t: np.zeros(anat.shape, np.float32) for t in TISSUES}
     fractions.update(gm=anat.gm * (1 - dgm), deep_gm=anat.gm * dgm, wm=anat.wm * (1 - wmh), wmh=anat.wm * wmh,
                      csf=anat.csf.copy())
-    sampler = StructuralSampler(anat.affine, regions(anat), rng, margin_mm=1.5, to_mni=anat.to_mni)
+    masks = regions(anat)  # whole-volume erosions: once per subject
+    sampler = StructuralSampler(anat.affine, masks, rng, margin_mm=1.5, to_mni=anat.to_mni)
     objects = place_objects(acq, sampler)
     _paint(fractions, objects, anat.affine)
     label, kept = _label_map(objects, anat.affine, anat.shape)
@@ -62,18 +63,15 @@ def simulate(index: int, seed: int = 0, preset_name: str = "train", acquisition:
         if obj.kind == "epvs":
             rec["branches"] = int(getattr(obj.shape, "n_branches", 0))
         records.append(rec)
-    return {"acq": acq, "anat": anat, "fractions": fractions, "objects": objects, "label": label, "kept": kept,
-            "signals": signals, "images": images, "records": records, "wmh": wmh}
+    return {"acq": acq, "anat": anat, "regions": masks, "fractions": fractions, "objects": objects, "label": label,
+            "kept": kept, "signals": signals, "images": images, "records": records, "wmh": wmh}
 
 
 def _paint(fractions: dict[str, np.ndarray], objects: list, affine: np.ndarray) -> None:
     """Each object replaces the tissue of the voxels it covers by its own, in proportion to the covered share."""
     shape = fractions["gm"].shape
     for obj in objects:
-        layers = [(obj.kind, obj.shape)]
-        if obj.kind == "lacune" and obj.rim is not None:
-            layers = [("lacune_rim", obj.rim), ("lacune", obj.shape)]
-        for name, geom in layers:
+        for name, geom in layers(obj):
             box, f = render(geom, affine, shape)
             if f.size == 0 or f.max() == 0:
                 continue
@@ -110,7 +108,7 @@ def generate_structural_subject(index: int, out_dir: str | Path, seed: int = 0, 
                "points_mm": np.round(o.shape.points, 2).tolist(), "centre_mm": np.round(o.shape.centre, 2).tolist()}
               for o in s["objects"] if not o.labelled]
     vox_ml = float(np.prod(anat.spacing)) / 1000.0
-    masks = regions(anat)
+    masks = s["regions"]
     region_map = np.zeros(anat.shape, np.uint8)
     for name, code in sorted(REGION_CODES.items(), key=lambda kv: -kv[1]):  # lower codes win where masks overlap
         region_map[masks[name] & (anat.brain > 0)] = code
