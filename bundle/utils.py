@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["as_bool", "is_null", "or_exit", "pad_rows"]
+__all__ = ["as_bool", "is_null", "one_of", "or_exit", "pad_rows"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -23,6 +23,14 @@ def as_bool(value, name: str = "value") -> bool:
             return v in _TRUE
         raise ValueError(f"{name} must be true or false, got {value!r}")
     return bool(value)
+
+
+def one_of(value, options, name: str = "value"):
+    """``value`` if it is one of ``options``, else ``ValueError`` naming the setting and the choices (a typo in a
+    config switch fails at once instead of as a missing key later)."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+    return value
 
 
 def or_exit(fn, *args, **kwargs):

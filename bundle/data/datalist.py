@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 SPLITS = ("training", "validation", "testing")
-PATH_KEYS = ("image", "label", "lesions", "mask", "roi", "mimics")
+PATH_KEYS = ("image", "label", "lesions", "mask", "roi", "mimics", "regions")
 
 
 class DatalistError(ValueError):
@@ -232,7 +232,8 @@ def _check_required(entries: list[dict], require: Sequence[str], message) -> Non
     """Raise :class:`DatalistError` ``"<subject>: " + message(entry, missing keys)`` for the first entry lacking a
     ``require``-d key."""
     for e in entries:
-        missing = [k for k in require if not e.get(k)]
+        # a count of 0 is data (a scan without lesions); an empty path or list is missing
+        missing = [k for k in require if e.get(k) is None or (isinstance(e[k], (str, list)) and not e[k])]
         if missing:
             raise DatalistError(f"{e['subject']}: {message(e, missing)}")
 

@@ -25,9 +25,14 @@ from .dictionary import (
     WorkingGridd,
 )
 from .modalities import SUBSETS_T1_T2_FLAIR, AvailabilityChannelsd, ModalityChannelsd, RandModalityDropd
+from .regions import BrainRegionsd, RandChannelPickd, RegionsInputd, regions_input
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
 __all__ = [
+    "BrainRegionsd",
+    "RandChannelPickd",
+    "RegionsInputd",
+    "regions_input",
     "AvailabilityChannelsd",
     "ModalityChannelsd",
     "RandModalityDropd",

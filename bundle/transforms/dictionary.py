@@ -8,7 +8,7 @@ from typing import Hashable, Mapping
 
 import numpy as np
 from monai.config import KeysCollection
-from monai.transforms import MapTransform
+from monai.transforms import InvertibleTransform, MapTransform
 from monai.utils import convert_to_dst_type
 
 from ..utils import is_null
@@ -171,7 +171,7 @@ class HeadMaskd(MapTransform):
         return d
 
 
-class WorkingGridd(MapTransform):
+class WorkingGridd(MapTransform, InvertibleTransform):
     """Reorient ``keys`` to ``axcodes`` with MONAI's ``Orientation`` (axis flips and permutations only, no
     interpolation: a scan stored LPS or RAS gives the same array; None or "null" keeps the stored order), then
     resample them to ``pixdim`` (mm) with MONAI's ``Spacing`` (the two-stage detector's working grid,
@@ -204,4 +204,12 @@ class WorkingGridd(MapTransform):
         for key in self.key_iterator(d):
             img = self.orientation(d[key]) if self.orientation is not None else d[key]
             d[key] = self.spacing(img, mode=self.modes[key])
+        return d
+
+    def inverse(self, data: Mapping[Hashable, object]) -> dict:
+        """Back to the stored grid (MONAI ``Invertd``: maps computed on the working grid go to the input's)."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = self.spacing.inverse(d[key])
+            d[key] = self.orientation.inverse(img) if self.orientation is not None else img
         return d

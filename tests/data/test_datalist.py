@@ -168,6 +168,19 @@ def test_required_keys_are_reported_with_the_subject(folder):
         load_inference_list(folder / "datalist.json", modalities=["t1"], require=["mask"])
 
 
+def test_a_count_of_zero_is_data_not_a_missing_key(folder):
+    """GP-Unet requires "count"; a scan without lesions has count 0 and must be accepted (a null mask is not)."""
+    data = json.loads((folder / "datalist.json").read_text())
+    data["training"][0]["count"] = 0
+    (folder / "datalist.json").write_text(json.dumps(data))
+    (entry,) = load_datalist(folder / "datalist.json", "training", require=["count"])
+    assert entry["count"] == 0
+    data["training"][0]["mask"] = None
+    (folder / "datalist.json").write_text(json.dumps(data))
+    with pytest.raises(DatalistError, match=r"s1: .* has no \['mask'\]"):
+        load_datalist(folder / "datalist.json", "training", require=["mask"])
+
+
 def test_folder_input_pairs_masks_and_rejects_bad_folders(tmp_path):
     from bundle.data import folder_entries, inference_entries
 

@@ -170,7 +170,7 @@ def test_gpunet_preprocessing_scale_does_not_depend_on_the_lesions_in_the_roi():
 
     parser = ConfigParser()
     parser.read_config("configs/common.yaml")
-    steps = parser.get_parsed_content("preprocessing_gpunet")[1:]  # everything after loading the files
+    steps = [parser.get_parsed_content("working_grid_gpunet"), *parser.get_parsed_content("roi_crop_gpunet")]
     shape = (48, 48, 48)
     head = sphere(shape, (24, 24, 24), 22)
     base = np.where(head, 100.0, 0.0).astype(np.float32)
@@ -183,7 +183,8 @@ def test_gpunet_preprocessing_scale_does_not_depend_on_the_lesions_in_the_roi():
     with_lesions[tuple(idx.T)] = 180.0
 
     def run(img):
-        d = {"image": MetaTensor(torch.from_numpy(img)[None], affine=torch.eye(4)), "roi": torch.from_numpy(roi)[None]}
+        d = {"image": MetaTensor(torch.from_numpy(img)[None], affine=torch.eye(4)),
+             "roi": MetaTensor(torch.from_numpy(roi)[None], affine=torch.eye(4))}
         for t in steps:
             d = t(d)
         return d["image"].numpy()[0], d["roi"].numpy()[0] > 0

@@ -24,7 +24,8 @@ from bundle.data.synth import generate_cohort
 TRAIN = ["configs/common.yaml", "configs/gpunet/train.yaml", "configs/gpunet/quick.yaml"]
 INFER = TRAIN + ["configs/gpunet/inference.yaml"]
 EVAL = INFER + ["configs/gpunet/evaluate.yaml"]
-SMALL = ["--roi_size_gpunet", "[36, 28, 24]", "--features", "[4, 8, 8]", "--batch_size", "2"]
+SMALL = ["--roi_size_gpunet", "[36, 28, 24]", "--features", "[4, 8, 8]", "--batch_size", "2",
+         "--working_spacing_gpunet", "[2.0, 2.0, 2.0]"]  # the cohort's own 2 mm grid: small crops
 
 
 @pytest.fixture(scope="module")

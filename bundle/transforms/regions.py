@@ -1,0 +1,181 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Counting regions of a brain scan from a small network, so that a method needing a region (GP-Unet's
+basal-ganglia ROI) gets it from the bundle instead of the user (docs/regions.md).
+
+The network (MONAI ``UNet``) sees one structural contrast (T1, T2 or FLAIR: it is trained on a random one of them)
+on a 2 mm RAS grid scaled by percentiles, and labels the structural simulator's counting regions
+(``bundle.data.synth.structural.REGION_CODES``). :func:`regions_input` makes that input for training and inference
+alike; :class:`BrainRegionsd` runs the network and brings the chosen regions back onto the image's own grid."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import (
+    DivisiblePad,
+    MapTransform,
+    Orientation,
+    Randomizable,
+    ResampleToMatch,
+    ScaleIntensityRangePercentiles,
+    Spacing,
+)
+
+from ..utils import is_null
+
+REGIONS_SPACING_MM = 2.0
+_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+def regions_input(image: MetaTensor, spacing_mm: float = REGIONS_SPACING_MM, mode: str = "bilinear") -> MetaTensor:
+    """``image`` (C, H, W, D) reoriented to RAS and resampled to ``spacing_mm``; with ``mode`` bilinear also scaled
+    so that its 0.5th and 99.5th percentiles are 0 and 1 (clipped), per channel. ``mode`` nearest is for label maps
+    (no scaling)."""
+    out = Spacing(pixdim=(spacing_mm,) * 3)(Orientation(axcodes="RAS", labels=_LABELS)(image), mode=mode)
+    if mode == "nearest":
+        return out
+    scale = ScaleIntensityRangePercentiles(lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True, channel_wise=True)
+    return scale(out)
+
+
+class RegionsInputd(MapTransform):
+    """Training input of the regions network: ``image`` through :func:`regions_input`, ``label_key`` (the regions
+    map) onto the same grid with nearest-neighbour interpolation, written to ``output_key`` (default: in place)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label_key: str = "regions",
+        output_key: str | None = None,
+        spacing_mm: float = REGIONS_SPACING_MM,
+    ) -> None:
+        super().__init__(keys)
+        self.label_key, self.output_key, self.spacing_mm = label_key, output_key or label_key, spacing_mm
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = regions_input(d[key], self.spacing_mm)
+        if self.label_key in d:
+            d[self.output_key] = regions_input(d[self.label_key], self.spacing_mm, mode="nearest")
+        return d
+
+
+class RandChannelPickd(Randomizable, MapTransform):
+    """Keep one channel of ``keys``, drawn at random among the channels that are not all zero (a regions network
+    trained this way labels any one contrast)."""
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            present = [c for c in range(img.shape[0]) if bool((img[c] != 0).any())] or [0]
+            c = present[int(self.R.randint(len(present)))]
+            d[key] = img[c : c + 1]
+        return d
+
+
+class BrainRegionsd(MapTransform):
+    """Write to ``output_key`` a binary mask (1, H, W, D) on the grid of ``keys`` (the image) of the regions
+    ``labels`` predicted by ``network`` from the image's channel ``channel``.
+
+    The network's class probabilities (softmax) of ``labels`` are summed on the 2 mm grid, resampled (trilinear)
+    to the image's grid and thresholded at 0.5; islands smaller than ``min_island`` of the largest are dropped
+    (the basal ganglia are two: each side keeps its own). ``checkpoint``: a plain state dict, loaded once with
+    ``weights_only=True``; Python None keeps the network's weights as they are (tests). Runs on ``device``
+    (default CPU: it runs in the data loader's processes).
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` is a null text or names no file (at construction).
+        ValueError: the network finds none of ``labels`` in a subject (the message names it and the file)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        network: torch.nn.Module,
+        checkpoint: str | None,
+        labels: Sequence[int] = (1,),
+        output_key: str = "roi",
+        channel: int = 0,
+        spacing_mm: float = REGIONS_SPACING_MM,
+        device: str | torch.device = "cpu",
+        min_island: float = 0.1,
+    ) -> None:
+        super().__init__(keys)
+        if checkpoint is not None and (is_null(checkpoint) or not Path(str(checkpoint)).is_file()):
+            raise FileNotFoundError(f"regions network weights {checkpoint} do not exist (regions_checkpoint)")
+        self.network, self.checkpoint, self.min_island = network, checkpoint, float(min_island)
+        self.labels, self.output_key, self.channel = [int(v) for v in labels], output_key, int(channel)
+        self.spacing_mm, self.device = spacing_mm, torch.device(device)
+        self._loaded = False
+
+    def _net(self) -> torch.nn.Module:
+        if not self._loaded:
+            if self.checkpoint is not None:
+                state = torch.load(str(self.checkpoint), map_location="cpu", weights_only=True)
+                self.network.load_state_dict(state)
+            self.network.to(self.device).eval()
+            self._loaded = True
+        return self.network
+
+    def probabilities(self, image: MetaTensor) -> MetaTensor:
+        """Class probabilities (K, h, w, d) of ``image``'s channel ``channel`` on the 2 mm RAS grid."""
+        fresh = MetaTensor(image.as_tensor()[self.channel : self.channel + 1].clone(), affine=image.affine.clone())
+        x = regions_input(fresh, self.spacing_mm)  # a fresh tensor: nothing is traced on the image's own history
+        pad = DivisiblePad(k=8)
+        xp = pad(x)
+        with torch.inference_mode():
+            logits = self._net()(xp.as_tensor()[None].float().to(self.device))[0].cpu()
+        probs = MetaTensor(torch.softmax(logits, 0), affine=xp.affine)
+        return _crop_like(probs, x)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            probs = self.probabilities(image)
+            region = MetaTensor(probs.as_tensor()[self.labels].sum(0, keepdim=True), affine=probs.affine)
+            back = ResampleToMatch(mode="bilinear", padding_mode="zeros")(region, img_dst=image[:1])
+            mask = _drop_islands(back.as_tensor()[0].numpy() > 0.5, self.min_island)
+            if not mask.any():
+                where = image.meta.get("filename_or_obj", "the image")
+                raise ValueError(f"{d.get('subject', '<no subject>')}: no region {self.labels} found in {where}")
+            out = MetaTensor(torch.from_numpy(mask[None].astype(np.float32)), affine=image.affine.clone())
+            out.meta["filename_or_obj"] = image.meta.get("filename_or_obj", "")
+            d[self.output_key] = out
+        return d
+
+
+def _drop_islands(mask: np.ndarray, min_fraction: float) -> np.ndarray:
+    """``mask`` without its 26-connected islands smaller than ``min_fraction`` of the largest."""
+    from scipy import ndimage as ndi
+
+    labels, n = ndi.label(mask, structure=np.ones((3, 3, 3)))
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(sizes >= min_fraction * sizes.max()) + 1
+    return np.isin(labels, keep)
+
+
+def _crop_like(padded: MetaTensor, ref: MetaTensor) -> MetaTensor:
+    """``padded`` (padded symmetrically by ``DivisiblePad``) cropped back to ``ref``'s spatial size, with
+    ``ref``'s affine."""
+    start = [(p - r) // 2 for p, r in zip(padded.shape[1:], ref.shape[1:])]
+    sl = tuple(slice(s, s + r) for s, r in zip(start, ref.shape[1:]))
+    return MetaTensor(padded.as_tensor()[(slice(None), *sl)], affine=ref.affine)
+
+
+def dice_per_label(pred: np.ndarray, ref: np.ndarray, labels: Sequence[int]) -> dict[int, float]:
+    """Dice of each label between two label maps of one grid (1.0 where both lack it)."""
+    out = {}
+    for v in labels:
+        a, b = pred == v, ref == v
+        denom = int(a.sum() + b.sum())
+        out[int(v)] = 1.0 if denom == 0 else 2.0 * int((a & b).sum()) / denom
+    return out
