@@ -87,11 +87,11 @@ class BrainRegionsd(MapTransform):
     The network's class probabilities (softmax) of ``labels`` are summed on the 2 mm grid, resampled (trilinear)
     to the image's grid and thresholded at 0.5; islands smaller than ``min_island`` of the largest are dropped
     (the basal ganglia are two: each side keeps its own). ``checkpoint``: a plain state dict, loaded once with
-    ``weights_only=True``; Python None keeps the network's weights as they are (tests). Runs on ``device``
+    ``weights_only=True``; ``load=False`` keeps the network's weights as they are (tests). Runs on ``device``
     (default CPU: it runs in the data loader's processes).
 
     Raises:
-        FileNotFoundError: ``checkpoint`` is a null text or names no file (at construction).
+        FileNotFoundError: ``checkpoint`` is null or names no file (at construction, unless ``load=False``).
         ValueError: the network finds none of ``labels`` in a subject (the message names it and the file)."""
 
     def __init__(
@@ -105,11 +105,12 @@ class BrainRegionsd(MapTransform):
         spacing_mm: float = REGIONS_SPACING_MM,
         device: str | torch.device = "cpu",
         min_island: float = 0.1,
+        load: bool = True,
     ) -> None:
         super().__init__(keys)
-        if checkpoint is not None and (is_null(checkpoint) or not Path(str(checkpoint)).is_file()):
+        if load and (is_null(checkpoint) or not Path(str(checkpoint)).is_file()):
             raise FileNotFoundError(f"regions network weights {checkpoint} do not exist (regions_checkpoint)")
-        self.network, self.checkpoint, self.min_island = network, checkpoint, float(min_island)
+        self.network, self.checkpoint, self.min_island = network, checkpoint if load else None, float(min_island)
         self.labels, self.output_key, self.channel = [int(v) for v in labels], output_key, int(channel)
         self.spacing_mm, self.device = spacing_mm, torch.device(device)
         self._loaded = False

@@ -13,11 +13,12 @@
    ``roi`` (the bundle makes it). Training and validation: the training and validation scans.
 3. ``--train_regions``: trains ``configs/regions/train.yaml`` on the training scans (all three contrasts, regions
    maps; the best validation Dice is kept). ``--train``: trains GP-Unet (``configs/gpunet/train.yaml`` +
-   ``shipped.yaml``) from the counts; the epoch of lowest validation count error is kept. Nothing is chosen on a
+   ``shipped.yaml``) from the counts; the epoch of lowest validation count error is kept. Both start afresh
+   (``--resume false``); the regions network trains 90 epochs, as the shipped one. Nothing is chosen on a
    test scan (GP-Unet's count needs no threshold).
 4. Per setting: inference with the bundle's ROI, and with the simulator's ROI (``roi_source_gpunet=datalist``) to
-   tell ROI errors from counting errors; the regions network's Dice on T1, T2 and FLAIR against the simulator's
-   region map.
+   tell ROI errors from counting errors; the Dice of the regions network's region map (argmax of its classes) on
+   T1, T2 and FLAIR against the simulator's.
 5. ``OUT/result.json`` and a printed table: per setting and pooled over the held-out settings, count ICC(3,1) and
    ICC(2,1), mean absolute error, mean error, Pearson r; ROI Dice per region and contrast.
 """
@@ -82,7 +83,7 @@ def roi_dice(entries: list[dict], checkpoint: Path) -> dict:
         d = LoadSubjectd(keys=["image", "regions"], lesions_key=None)(dict(e))
         ref = d["regions"][0].numpy().round().astype(int)
         for c, m in enumerate(MODALITIES):
-            probs = BrainRegionsd("image", net, None, channel=c).probabilities(d["image"])
+            probs = BrainRegionsd("image", net, None, channel=c, load=False).probabilities(d["image"])
             pred = ResampleToMatch(mode="bilinear")(probs, img_dst=d["image"][:1]).argmax(0).numpy()
             for code, v in dice_per_label(pred, ref, list(REGIONS)).items():
                 out.setdefault(m, {}).setdefault(REGIONS[code], []).append(v)
@@ -122,13 +123,13 @@ def main() -> None:
             generate_structural_cohort(folder, {"testing": (preset, args.n_extra)}, seed=args.extra_seed + k)
             groups[setting] += cohort_entries(folder, f"x-{setting}")
     extra = overrides(args.override)
-    result: dict = {"settings": {k: str(v) for k, v in vars(args).items()}}
+    result: dict = {}
     if args.train_regions:
         dl = write(args.out / "regions.json", MODALITIES, training=groups["training"], validation=groups["validation"])
         run = args.out / "regions_run"
         result["regions_training_seconds"] = run_bundle(["training", "--config_file", json.dumps(
             ["configs/common.yaml", "configs/regions/train.yaml"]), "--datalist", str(dl), "--output_dir", str(run),
-            "--progress", "false", *extra])  # fmt: skip
+            "--progress", "false", "--max_epochs", "90", "--resume", "false", *extra])  # fmt: skip
         args.regions_checkpoint = run / "models" / "best_dice_brain_regions.pt"
     configs = ["configs/common.yaml", "configs/gpunet/train.yaml", "configs/gpunet/shipped.yaml"]
     common = ["--regions_checkpoint", str(args.regions_checkpoint.resolve()), "--progress", "false", *extra]
@@ -137,7 +138,8 @@ def main() -> None:
                    validation=[gpunet_entry(e) for e in groups["validation"]])  # fmt: skip
         run = args.out / "gpunet_run"
         result["gpunet_training_seconds"] = run_bundle(["training", "--config_file", json.dumps(configs), "--datalist",
-                                                        str(dl), "--output_dir", str(run), *common])  # fmt: skip
+                                                        str(dl), "--output_dir", str(run), "--resume", "false",
+                                                        *common])  # fmt: skip
         args.checkpoint = run / "models" / "best_count_mae_gpunet_counts.pt"
     infer = configs + ["configs/gpunet/inference.yaml"]
     per, pooled = {}, {"bundle_roi": ([], []), "simulator_roi": ([], [])}
@@ -160,6 +162,7 @@ def main() -> None:
         row["roi_dice"] = roi_dice(groups[setting], args.regions_checkpoint)
         per[setting] = row
         print(setting, json.dumps(row), flush=True)
+    result["settings"] = {k: str(v) for k, v in vars(args).items()}  # the checkpoints actually evaluated
     result["per_setting"] = per
     result["pooled_held_out"] = {k: count_figures(*v) for k, v in pooled.items()}
     (args.out / "result.json").write_text(json.dumps(result, indent=1))

@@ -49,7 +49,7 @@ def test_regions_come_back_on_the_image_grid():
     x = regions_input(image)
     assert np.allclose(np.linalg.norm(x.affine.numpy()[:3, :3], axis=0), 2.0)  # 2 mm voxels
     assert nib.aff2axcodes(x.affine.numpy()) == ("R", "A", "S") and x.min() >= 0 and x.max() <= 1  # RAS, scaled
-    d = BrainRegionsd("image", BrightIsRegion(), None, labels=[1])({"image": image})
+    d = BrainRegionsd("image", BrightIsRegion(), None, load=False, labels=[1])({"image": image})
     roi = d["roi"]
     assert tuple(roi.shape) == (1, *SHAPE) and np.allclose(roi.affine.numpy(), AFFINE)
     found = roi[0].numpy() > 0
@@ -61,14 +61,16 @@ def test_regions_come_back_on_the_image_grid():
 
 def test_regions_read_the_named_channel_and_labels():
     image, ball = _ball_image(channels=2, ball_channel=1)
-    found = BrainRegionsd("image", BrightIsRegion(), None, labels=[1], channel=1)({"image": image})["roi"]
+    found = BrainRegionsd("image", BrightIsRegion(), None, load=False, labels=[1], channel=1)({"image": image})["roi"]
     assert _dice(found[0].numpy() > 0, ball) > 0.85
     with pytest.raises(ValueError, match=r"sub-x: no region \[1\] found in"):  # channel 0: uniform tissue
-        BrainRegionsd("image", BrightIsRegion(), None, labels=[1], channel=0)({"image": image, "subject": "sub-x"})
+        flat = BrainRegionsd("image", BrightIsRegion(), None, load=False, labels=[1], channel=0)
+        flat({"image": image, "subject": "sub-x"})
     with pytest.raises(ValueError, match="no region"):
-        BrainRegionsd("image", BrightIsRegion(), None, labels=[2, 3], channel=1)({"image": image})
-    with pytest.raises(FileNotFoundError, match="regions network weights null"):
-        BrainRegionsd("image", BrightIsRegion(), "null")
+        BrainRegionsd("image", BrightIsRegion(), None, load=False, labels=[2, 3], channel=1)({"image": image})
+    for missing in ("null", None, "/no/such/weights.pt"):  # never random weights in a config
+        with pytest.raises(FileNotFoundError, match="regions network weights"):
+            BrainRegionsd("image", BrightIsRegion(), missing)
 
 
 def test_channel_pick_skips_absent_contrasts():

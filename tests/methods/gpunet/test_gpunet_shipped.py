@@ -62,9 +62,22 @@ def test_shipped_weights_load_strictly():
         parser.get_parsed_content(net_id).load_state_dict(state, strict=True)
 
 
+def test_a_datalist_roi_needs_no_regions_weights(tmp_path):
+    """With roi_source_gpunet datalist the regions network is never built: missing weights do not matter."""
+    parser = _parser(["configs/common.yaml", "configs/gpunet/train.yaml", "configs/gpunet/inference.yaml"])
+    parser.update({"regions_checkpoint": str(tmp_path / "absent.pt")})
+    steps = parser.get_parsed_content("input_gpunet")
+    assert len(steps) == 1 and parser.get_parsed_content("inference_require") == ["roi"]
+    parser.update({"roi_source_gpunet": "bundle"})
+    with pytest.raises(RuntimeError) as err:  # MONAI's "failed to instantiate", caused by the missing weights
+        parser.get_parsed_content("input_gpunet", lazy=False)
+    assert "absent.pt do not exist" in str(err.value.__cause__)
+
+
 def test_the_bundle_roi_is_the_basal_ganglia_on_every_contrast(scans):
     out, entries, _ = scans
     make_roi = _parser(SHIPPED).get_parsed_content("make_roi_gpunet")
+    assert make_roi is not None  # built: the ROI comes from the bundle
     for e in entries:
         full = {**e, "image": [str(out / p) for p in e["image"]], "roi": str(out / e["roi"])}
         d = LoadSubjectd(keys=["image", "roi"], lesions_key=None)(full)
