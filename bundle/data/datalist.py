@@ -144,12 +144,16 @@ def expected_channels(data: dict, path: str | os.PathLike, modalities: Sequence[
 
 
 def prepare_entry(
-    entry: dict, dataset_dir: str | os.PathLike, n_channels: int | None, check_files: bool = True
+    entry: dict, dataset_dir: str | os.PathLike, n_channels: int | None, check_files: bool = True,
+    datalist: str | os.PathLike | None = None,
 ) -> dict:
-    """:func:`resolve_entry` plus the check that the entry has ``n_channels`` images (when known)."""
+    """:func:`resolve_entry` plus the check that the entry has ``n_channels`` images (when known); ``datalist``
+    (its file) is named in that message."""
     out = resolve_entry(entry, dataset_dir, check_files)
     if n_channels is not None and len(out["image"]) != n_channels:
-        raise DatalistError(f"{out['subject']}: {len(out['image'])} images given, {n_channels} modalities expected")
+        where = f" (datalist {datalist})" if datalist else ""
+        got = len(out["image"])
+        raise DatalistError(f"{out['subject']}: {got} images given, {n_channels} modalities expected{where}")
     return out
 
 
@@ -195,10 +199,10 @@ def load_datalist(
         for e in data[split]:
             name = f"{e.get('subject', '<no subject>')} (datalist {path})" if isinstance(e, dict) else str(path)
             mods = _subset(e.get("modalities", declared) if isinstance(e, dict) else declared, modalities, name)
-            entries.append({**prepare_entry(e, base, len(mods), check_files), "modalities": mods})
+            entries.append({**prepare_entry(e, base, len(mods), check_files, path), "modalities": mods})
     else:
         n_channels = expected_channels(data, path, modalities)
-        entries = [prepare_entry(e, base, _channels(e, n_channels, data, modalities, path), check_files)
+        entries = [prepare_entry(e, base, _channels(e, n_channels, data, modalities, path), check_files, path)
                    for e in data[split]]
     check_unique_subjects(entries, f"the {split} list of {path}")
     _check_required(entries, require, lambda e, m: f"the {split} entry in {path} has no {m}, which this config needs")

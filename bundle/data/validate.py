@@ -50,7 +50,7 @@ def validate_datalist(
     problems += _duplicates(data, splits, path)
     for raw in entries:
         try:
-            loader(prepare_entry(raw, path.parent, n_channels))
+            loader(prepare_entry(raw, path.parent, n_channels, datalist=path))
             ok += 1
         except (FileNotFoundError, DatalistError) as err:
             problems.append(str(err))
