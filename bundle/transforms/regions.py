@@ -171,12 +171,3 @@ def _crop_like(padded: MetaTensor, ref: MetaTensor) -> MetaTensor:
     sl = tuple(slice(s, s + r) for s, r in zip(start, ref.shape[1:]))
     return MetaTensor(padded.as_tensor()[(slice(None), *sl)], affine=ref.affine)
 
-
-def dice_per_label(pred: np.ndarray, ref: np.ndarray, labels: Sequence[int]) -> dict[int, float]:
-    """Dice of each label between two label maps of one grid (1.0 where both lack it)."""
-    out = {}
-    for v in labels:
-        a, b = pred == v, ref == v
-        denom = int(a.sum() + b.sum())
-        out[int(v)] = 1.0 if denom == 0 else 2.0 * int((a & b).sum()) / denom
-    return out

@@ -117,16 +117,16 @@ def threshold_at(scans: list[dict], max_fp: float) -> float:
     return float(np.sort(scores)[::-1][allowed]) + 1e-9
 
 
-def greedy_hits(ref_mm: np.ndarray, pred_mm: np.ndarray, scores: np.ndarray, max_mm: float = 5.0) -> int:
-    """Predictions matched one-to-one to references within ``max_mm``, best score first, nearest free reference."""
-    free, hits = np.ones(len(ref_mm), bool), 0
-    for p in np.argsort(-scores):
-        d = np.linalg.norm(ref_mm - pred_mm[p], axis=1) if len(ref_mm) else np.zeros(0)
-        d[~free] = np.inf
-        if len(d) and d.min() <= max_mm:
-            free[int(d.argmin())] = False
-            hits += 1
-    return hits
+def lacune_hits(ref_mm: np.ndarray, pred_mm: np.ndarray, scores: np.ndarray) -> int:
+    """Predictions matched one-to-one to references within 5 mm (the evaluation's rule, on mm coordinates)."""
+    from bundle.metrics.lesion_matching import match_by_distance
+    from bundle.metrics.objects import Objects
+
+    def objs(c, sc):
+        c = np.asarray(c, float).reshape(-1, 3)
+        return Objects(c, np.zeros(len(c)), np.asarray(sc, float), np.array([""] * len(c), object), None, np.ones(3))
+
+    return int((match_by_distance(objs(ref_mm, np.ones(len(ref_mm))), objs(pred_mm, scores), 5.0) >= 0).sum())
 
 
 def figures(scans: list[dict], threshold: float) -> dict:
@@ -174,7 +174,7 @@ def figures(scans: list[dict], threshold: float) -> dict:
         n_lac += cls.count("lacune")
         dets = [p for p in np.flatnonzero(s["scores"] >= threshold) if s["labels"][p] == "lacune"]
         n_det += len(dets)
-        tp += greedy_hits(s["ref_mm"][[c == "lacune" for c in cls]], s["pred_mm"][dets], s["scores"][dets])
+        tp += lacune_hits(s["ref_mm"][[c == "lacune" for c in cls]], s["pred_mm"][dets], s["scores"][dets])
         for p in np.flatnonzero(s["scores"] >= threshold):
             lab = s["labels"][p]
             if s["match"][p] < 0:

@@ -69,10 +69,12 @@ def roi_dice(entries: list[dict], checkpoint: Path) -> dict:
     """Mean Dice per region and contrast of the regions network against the simulator's region map."""
     import torch
     from monai.bundle import ConfigParser
+    from monai.metrics import compute_dice
+    from monai.networks.utils import one_hot
     from monai.transforms import ResampleToMatch
 
     from bundle.data import LoadSubjectd
-    from bundle.transforms.regions import BrainRegionsd, dice_per_label
+    from bundle.transforms.regions import BrainRegionsd
 
     parser = ConfigParser()
     parser.read_config("configs/common.yaml")
@@ -85,7 +87,9 @@ def roi_dice(entries: list[dict], checkpoint: Path) -> dict:
         for c, m in enumerate(MODALITIES):
             probs = BrainRegionsd("image", net, None, channel=c, load=False).probabilities(d["image"])
             pred = ResampleToMatch(mode="bilinear")(probs, img_dst=d["image"][:1]).argmax(0).numpy()
-            for code, v in dice_per_label(pred, ref, list(REGIONS)).items():
+            maps = [one_hot(torch.as_tensor(x)[None, None], len(REGIONS) + 1) for x in (pred, ref)]
+            dice = compute_dice(*maps, include_background=False, ignore_empty=False)[0]  # 1 where both lack a region
+            for code, v in zip(REGIONS, dice.tolist()):
                 out.setdefault(m, {}).setdefault(REGIONS[code], []).append(v)
     return {m: {r: round(float(np.mean(v)), 3) for r, v in per.items()} for m, per in out.items()}
 

@@ -259,7 +259,7 @@ def reuse_cohort(out_dir: Path, settings: dict) -> Path | None:
     existing = Path(out_dir) / "datalist.json"
     if not existing.is_file():
         return None
-    settings = json.loads(json.dumps(settings))
+    settings = json.loads(json.dumps(settings))  # as read back (lists, string keys)
     previous = json.loads(existing.read_text()).get("simulator")
     if previous == settings:
         return existing

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -118,7 +117,7 @@ def generate_structural_subject(index: int, out_dir: str | Path, seed: int = 0, 
         "label": nii(s["label"], "label", np.int16),
         "lesions": str(write_json(records, folder / f"{sid}_lesions.json").relative_to(out_dir)),
         "mask": nii(anat.brain, "brainmask", np.uint8),
-        "roi": nii(masks["basal_ganglia"] & (anat.brain > 0), "roi-basalganglia", np.uint8),
+        "roi": nii(region_map == REGION_CODES["basal_ganglia"], "roi-basalganglia", np.uint8),  # code 1 wins overlaps
         "regions": nii(region_map, "regions", np.uint8),
         "mimics": str(write_json(mimics, folder / f"{sid}_mimics.json").relative_to(out_dir)),
         "count": len(records),
@@ -146,7 +145,6 @@ def generate_structural_cohort(out_dir: str | Path, splits: dict[str, tuple[str,
     settings = {"task": "structural", "seed": int(seed), "modalities": list(modalities),
                 "splits": {k: [v[0], int(v[1])] for k, v in splits.items()},
                 "presets": {v[0]: preset(v[0]) for v in splits.values()}}
-    settings = json.loads(json.dumps(settings))  # as read back (lists, string keys)
     existing = reuse_cohort(out_dir, settings)
     if existing is not None:
         return existing

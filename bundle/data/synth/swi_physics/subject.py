@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -276,7 +275,6 @@ def generate_swi_cohort(out_dir: str | Path, splits: dict[str, tuple[str, int]],
     settings = {"task": "swi", "seed": int(seed), "splits": {k: [v[0], int(v[1])] for k, v in splits.items()},
                 "min_visible_mm": MIN_VISIBLE_MM, "max_visible_mm": MAX_VISIBLE_MM,
                 "presets": {v[0]: preset(v[0]) for v in splits.values()}}
-    settings = json.loads(json.dumps(settings))  # as read back (string keys): a cohort made otherwise is not reused
     existing = reuse_cohort(out_dir, settings)
     if existing is not None:
         return existing
