@@ -26,6 +26,7 @@ __all__ = [
     "input_grid",
     "input_grid_rows",
     "to_grid",
+    "to_input_grid",
     "print_summary",
     "COLUMNS",
     "TABLE_COLUMNS",
@@ -227,6 +228,15 @@ def input_grid_rows(
     Returns ``(rows, input affine, input shape)``."""
     affine = np.asarray(image.affine, float)
     objs = objects_from_detector_table(table, affine_to_spacing(affine), score_column, label, min_score=min_score)
-    in_affine, in_shape = input_grid(image)
-    objs.centres = apply_affine(np.linalg.inv(in_affine) @ affine, np.asarray(objs.centres, float).reshape(-1, 3))
+    in_affine, in_shape = to_input_grid(objs, image)
     return detection_rows(subject, objs, in_affine), in_affine, in_shape
+
+
+def to_input_grid(objects: Objects, image) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Move ``objects``' centres (voxels of ``image``'s grid, e.g. the working grid) to voxels of the grid of the
+    file ``image`` was read from (:func:`input_grid`), in place; sizes and spacing stay ``image``'s, so volumes in
+    mm^3 are unchanged. Returns that grid's ``(affine, shape)``."""
+    in_affine, in_shape = input_grid(image)
+    move = np.linalg.inv(in_affine) @ np.asarray(image.affine, float)
+    objects.centres = apply_affine(move, np.asarray(objects.centres, float).reshape(-1, 3))
+    return in_affine, in_shape

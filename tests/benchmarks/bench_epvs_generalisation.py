@@ -1,8 +1,10 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Generalisation benchmark of the EPVS and lacune detector (the multirater RCNN; issue 20; not a test).
+"""Generalisation benchmark of the EPVS and lacune detectors (the multirater RCNN, the structural U-Net; issue 20;
+not a test).
 
-    python tests/benchmarks/bench_epvs_generalisation.py --out /work/bench_epvs [--train | --checkpoint FILE]
-        [--overlay configs/rcnn/shipped.yaml] [--n_train 40] [--n_val 8] [--n_test 3] [--test_seed 900]
+    python tests/benchmarks/bench_epvs_generalisation.py --out /work/bench_epvs [--method rcnn | unet]
+        [--train | --checkpoint FILE] [--overlay configs/rcnn/shipped.yaml] [--n_train 40] [--n_val 8] [--n_test 3]
+        [--test_seed 900]
         [--cohorts_only]
         [--subset_settings in_distribution,thick_slices,other_contrast]
 
@@ -11,8 +13,10 @@
    (``in_distribution``, reported apart) and every setting held out from training (``HELD_OUT``: 3.5-4.5 mm
    slices, spoiled-gradient-echo T1 with long-TE T2 and off-null FLAIR, 250-400 EPVS, no lesions, severe atrophy
    and WMH, low SNR, heads rotated 20-30 degrees). Each setting has its own seed from ``--test_seed``.
-2. ``--train``: trains the RCNN config (``configs/rcnn/train.yaml`` plus ``--overlay``) on the training scans.
-3. Runs the RCNN evaluation config (every detection kept) on the validation scans, then on the test scans, also with
+2. ``--train``: trains the method's config (``METHODS``: the RCNN's ``configs/rcnn/train.yaml``, or the U-Net's
+   ``configs/unet/train.yaml`` + ``structural.yaml``; plus ``--overlay``) on the training scans (and, for the
+   U-Net, its whole-volume validation on the validation scans, which chooses the kept network).
+3. Runs the method's inference config (every detection kept) on the validation scans, then on the test scans, also with
    modalities removed for the settings of ``--subset_settings`` (T1 + FLAIR, T2 + FLAIR, T2, T1).
 4. Chooses the operating threshold on the **validation scans only** (all modalities): the lowest score at which
    they have at most ``--max_val_fp`` false positives per scan.
@@ -44,6 +48,17 @@ from bench_utils import cohort_entries, run_bundle  # noqa: E402
 SUBSETS = {"all": ("t1", "t2", "flair"), "t1_flair": ("t1", "flair"), "t2_flair": ("t2", "flair"), "t2": ("t2",),
            "t1": ("t1",)}  # fmt: skip
 REGIONS = ("basal_ganglia", "centrum_semiovale")
+# per method: training configs, the configs added for inference, run ids (training, inference), the trained
+# checkpoint inside the training's output folder, and arguments of every run (no progress bars; keep every detection)
+METHODS = {
+    "rcnn": {"train": ["configs/common.yaml", "configs/rcnn/train.yaml"],
+             "infer": ["configs/rcnn/inference.yaml", "configs/rcnn/evaluate.yaml"], "ids": ("training", "evaluation"),
+             "checkpoint": "models/rcnn_detector.pt", "args": ["--progress", "false"]},
+    "unet": {"train": ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml"],
+             "infer": ["configs/unet/inference.yaml", "configs/unet/structural_inference.yaml"], "ids": ("run", "run"),
+             "checkpoint": "checkpoints/best_network.pt",
+             "args": ["--sliding_window#progress", "false", "--detection_threshold", "0"]},
+}  # fmt: skip
 
 
 def make_cohorts(out: Path, n_train: int, n_val: int, n_test: int, test_seed: int) -> dict[str, list[dict]]:
@@ -71,9 +86,9 @@ def with_subset(entries: list[dict], subset: str) -> list[dict]:
              "image": [p for m, p in zip(SUBSETS["all"], e["image"]) if m in keep]} for e in entries]  # fmt: skip
 
 
-def write_datalist(path: Path, training: list[dict], testing: list[dict]) -> Path:
+def write_datalist(path: Path, training: list[dict], testing: list[dict], validation: list[dict] = ()) -> Path:
     path.write_text(json.dumps({"modalities": list(SUBSETS["all"]), "classes": ["epvs", "lacune"],
-                                "training": training, "testing": testing}))  # fmt: skip
+                                "training": training, "validation": list(validation), "testing": testing}))  # fmt: skip
     return path
 
 
@@ -204,7 +219,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--train", action="store_true")
     ap.add_argument("--checkpoint", type=Path, default=None)
-    ap.add_argument("--overlay", default="configs/rcnn/shipped.yaml")
+    ap.add_argument("--method", choices=sorted(METHODS), default="rcnn")
+    ap.add_argument("--overlay", default=None, help="config added after the method's training configs (default: "
+                    "configs/rcnn/shipped.yaml for the RCNN, none for the U-Net)")
     ap.add_argument("--cohorts_only", action="store_true", help="make the cohorts and OUT/train.json, then stop")
     ap.add_argument("--n_train", type=int, default=40)
     ap.add_argument("--n_val", type=int, default=8)
@@ -216,20 +233,23 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     groups = make_cohorts(args.out, args.n_train, args.n_val, args.n_test, args.test_seed)
-    write_datalist(args.out / "train.json", groups["training"], [])
+    write_datalist(args.out / "train.json", groups["training"], [], groups["validation"])
     if args.cohorts_only:
         return
-    configs = ["configs/common.yaml", "configs/rcnn/train.yaml", *([args.overlay] if args.overlay else [])]
+    method = METHODS[args.method]
+    default_overlay = "configs/rcnn/shipped.yaml" if args.method == "rcnn" else ""
+    overlay = args.overlay if args.overlay is not None else default_overlay
+    configs = [*method["train"], *([overlay] if overlay else [])]
     extra = [x for kv in args.override for x in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
     result: dict = {"settings": vars(args) | {"out": str(args.out), "checkpoint": str(args.checkpoint)}}
     ckpt = args.checkpoint
     if args.train:
         run = args.out / "train_run"
-        result["training_seconds"] = run_bundle(["training", "--config_file", json.dumps(configs), "--datalist",
-                                                 str(args.out / "train.json"), "--output_dir", str(run), "--progress",
-                                                 "false", *extra])  # fmt: skip
-        ckpt = run / "models" / "rcnn_detector.pt"
-    evaluate = configs + ["configs/rcnn/inference.yaml", "configs/rcnn/evaluate.yaml"]
+        result["training_seconds"] = run_bundle([method["ids"][0], "--config_file", json.dumps(configs), "--datalist",
+                                                 str(args.out / "train.json"), "--output_dir", str(run),
+                                                 *method["args"], *extra])  # fmt: skip
+        ckpt = run / method["checkpoint"]
+    evaluate = configs + method["infer"]
 
     def detect(name: str, entries: list[dict]) -> list[dict]:
         dl = write_datalist(args.out / f"{name}.json", [], entries)
@@ -239,8 +259,8 @@ def main() -> None:
         done = folder / "bench_key.json"
         if not (folder / "detections.csv").is_file() or not done.is_file() or json.loads(done.read_text()) != key:
             start = time.time()
-            run_bundle(["evaluation", "--config_file", json.dumps(evaluate), "--datalist", str(dl), "--output_dir",
-                        str(folder), "--checkpoint", str(ckpt), "--progress", "false", "--overwrite", "true", *extra])
+            run_bundle([method["ids"][1], "--config_file", json.dumps(evaluate), "--datalist", str(dl), "--output_dir",
+                        str(folder), "--checkpoint", str(ckpt), *method["args"], "--overwrite", "true", *extra])
             done.write_text(json.dumps(key))
             result.setdefault("inference_seconds", {})[name] = round(time.time() - start, 1)
         from bundle.inference import read_detections

@@ -3,9 +3,12 @@
 
 The method is configuration only (``configs/unet/``): MONAI's ``UNet`` and losses, the core's
 ``bundle.losses.WeightedSumLoss``, ``bundle.transforms.RandCropAroundObjectd`` and the lesion-wise validation
-handler ``bundle.handlers.LesionDetection``. Code it alone needs goes here.
+handler ``bundle.handlers.LesionDetection``. Code it alone needs goes here: the class targets and the
+class-labelled detections of the structural detector (EPVS and lacunes, :mod:`.structural`).
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .structural import BackgroundOutsided, ClassMapd, ClassMapDetections, class_map, class_objects
+
+__all__ = ["BackgroundOutsided", "ClassMapDetections", "ClassMapd", "class_map", "class_objects"]

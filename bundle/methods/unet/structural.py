@@ -1,0 +1,133 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The U-Net as a detector of several classes (EPVS and lacunes on T1/T2/FLAIR; ``docs/unet.md``).
+
+Training target: :class:`ClassMapd` turns an entry's instance map into class codes (0 background, ``k + 1`` for
+``classes[k]``) from its lesion records. Detections: :class:`ClassMapDetections` takes the connected components of
+the foreground probability ``1 - p_background`` of the network's softmax and gives each the class of highest mean
+probability over its voxels.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data.utils import affine_to_spacing
+from monai.transforms import MapTransform
+
+from ...inference.detections import detection_rows, to_input_grid
+from ...inference.outputs import SubjectReader
+from ...metrics.objects import Objects, objects_from_map
+
+__all__ = ["BackgroundOutsided", "ClassMapDetections", "ClassMapd", "class_map", "class_objects"]
+
+
+def class_map(
+    instances: np.ndarray, records: Sequence[Mapping], classes: Sequence[str], subject: str = ""
+) -> np.ndarray:
+    """Class codes of an instance map: 0 background, ``k + 1`` where the instance's record names ``classes[k]``.
+
+    Raises ``ValueError`` naming the subject for an instance without a record or of a class not in ``classes``."""
+    instances = np.asarray(instances)
+    known = {int(r["id"]): str(r["class"]) for r in records}
+    ids = np.unique(instances[instances > 0]).astype(np.int64)
+    lut = np.zeros(int(ids.max()) + 1 if len(ids) else 1, np.uint8)
+    for i in ids:
+        cls = known.get(int(i))
+        if cls not in classes:
+            problem = "has no lesion record" if cls is None else f"is a {cls!r}, not one of {list(classes)}"
+            raise ValueError(f"subject {subject!r}: lesion {int(i)} of the label map {problem}")
+        lut[i] = list(classes).index(cls) + 1
+    return lut[np.clip(instances, 0, len(lut) - 1).astype(np.int64)]
+
+
+class ClassMapd(MapTransform):
+    """Replace the instance map ``keys`` by its :func:`class_map` (classes from the entry's ``lesions_key``
+    records); ``instances_key`` (when given) keeps the instance map."""
+
+    def __init__(self, keys: KeysCollection = "label", classes: Sequence[str] = ("epvs", "lacune"),
+                 lesions_key: str = "lesions", instances_key: str | None = None) -> None:  # fmt: skip
+        super().__init__(keys)
+        self.classes, self.lesions_key, self.instances_key = list(classes), lesions_key, instances_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            if self.instances_key:
+                d[self.instances_key] = label
+            records = d.get(self.lesions_key) or []
+            codes = class_map(np.asarray(label)[0], records, self.classes, str(d.get("subject", "")))
+            out = torch.as_tensor(codes[None])
+            d[key] = label.clone().set_array(out) if hasattr(label, "set_array") else out
+        return d
+
+
+class BackgroundOutsided(MapTransform):
+    """Make ``keys`` (a softmax, background first) certain background outside ``mask_key``'s mask: 1 in channel 0,
+    0 elsewhere (a postprocessing step: MONAI's evaluators give it the batch's keys with the output's)."""
+
+    def __init__(self, keys: KeysCollection = "pred", mask_key: str = "mask") -> None:
+        super().__init__(keys)
+        self.mask_key = mask_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pred = d[key]
+            inside = torch.as_tensor(d[self.mask_key], device=pred.device).reshape(pred.shape[1:]) > 0
+            out = pred * inside
+            out[0] = torch.where(inside, pred[0], torch.ones_like(pred[0]))
+            d[key] = out
+        return d
+
+
+def class_objects(prob: np.ndarray, classes: Sequence[str], threshold: float = 0.5, spacing=(1.0, 1.0, 1.0),
+                  connectivity: int = 26, min_voxels: int = 1, score: str = "max"):  # fmt: skip
+    """Objects of a softmax ``prob`` (1 + len(classes), H, W, D): components of ``1 - prob[0] >= threshold``,
+    scored by their maximum (``score="max"``) or mean (``"mean"``) foreground probability, labelled with the class of
+    highest mean probability over their voxels.
+
+    Returns ``(objects, class_probs)``; ``class_probs`` (N, len(classes)): the mean class probabilities of each
+    component, normalised over ``classes``."""
+    prob = np.asarray(prob, np.float32)
+    if prob.shape[0] != len(classes) + 1:
+        want = f"{len(classes) + 1} channels (background, {', '.join(classes)})"
+        raise ValueError(f"expected {want}, got {prob.shape[0]}")
+    if score not in ("max", "mean"):
+        raise ValueError(f"score must be 'max' or 'mean', got {score!r}")
+    fg = 1.0 - prob[0]
+    objs = objects_from_map(fg, threshold, connectivity, spacing, min_voxels)
+    n = len(objs)
+    inst = objs.instance.ravel() if objs.instance is not None else np.zeros(0, np.int64)
+    if score == "mean" and n:
+        objs.scores = np.bincount(inst, weights=fg.ravel(), minlength=n + 1)[1:] / np.maximum(objs.sizes, 1)
+    sums = np.stack([np.bincount(inst, weights=prob[c + 1].ravel(), minlength=n + 1)[1:] for c in range(len(classes))],
+                    axis=1) if n else np.zeros((0, len(classes)))  # fmt: skip
+    probs = sums / np.maximum(sums.sum(axis=1, keepdims=True), 1e-12)
+    objs.labels = np.array([classes[c] for c in probs.argmax(axis=1)], dtype=object) if n else objs.labels
+    return objs, probs
+
+
+class ClassMapDetections(SubjectReader):
+    """Reader of a multi-class softmax ``output[key]`` computed on the image's grid (e.g. the 1 mm working grid):
+    :func:`class_objects`, reported on the input file's grid (``i, j, k`` input voxels, ``x, y, z`` world mm),
+    with ``p_<class>`` columns; objects scored below ``min_score`` are dropped (the operating threshold)."""
+
+    def __init__(self, classes: Sequence[str] = ("epvs", "lacune"), threshold: float = 0.5, connectivity: int = 26,
+                 min_voxels: int = 1, score: str = "max", min_score: float = 0.0,
+                 key: str = "pred") -> None:  # fmt: skip
+        self.classes, self.choices = list(classes), tuple(classes)
+        self.threshold, self.connectivity, self.min_voxels = float(threshold), int(connectivity), int(min_voxels)
+        self.score, self.min_score, self.key = score, float(min_score), key
+
+    def compute(self, subject: str, image, output: dict) -> list[dict]:
+        prob = np.asarray(self.item(subject, output, self.key).detach().float().cpu())
+        affine = np.asarray(image.affine, float)
+        objs, probs = class_objects(prob, self.classes, self.threshold, affine_to_spacing(affine), self.connectivity,
+                                    self.min_voxels, self.score)  # fmt: skip
+        keep = objs.scores >= self.min_score
+        objs = Objects(objs.centres[keep], objs.sizes[keep], objs.scores[keep], objs.labels[keep], None, objs.spacing)
+        return detection_rows(subject, objs, to_input_grid(objs, image)[0], probs[keep], self.classes)

@@ -1,0 +1,172 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The U-Net as the EPVS and lacune detector: class targets from the lesion records, class-labelled detections
+reported on the input grid, and the real configs training with a missing modality and running inference on a
+scan without any EPVS or lacune and on T2 alone."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import blank_subject, config_files, run_bundle
+from monai.data import MetaTensor
+
+from bundle.data.synth import generate_cohort
+from bundle.methods.unet import BackgroundOutsided, ClassMapd, ClassMapDetections, class_map, class_objects
+
+TRAIN = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml"]
+INFER = TRAIN + ["configs/unet/inference.yaml", "configs/unet/structural_inference.yaml"]
+SMALL = ["--patch_size", "[16, 16, 16]", "--features", "[4, 8, 16, 32]", "--working_spacing", "[3.0, 3.0, 3.0]"]
+
+
+def test_class_map_codes_each_instance_by_its_record():
+    inst = np.zeros((6, 6, 6), np.int64)
+    inst[1, 1, 1], inst[3:5, 3, 3], inst[5, 5, 5] = 1, 7, 2
+    records = [{"id": 1, "class": "lacune"}, {"id": 7, "class": "epvs"}, {"id": 2, "class": "epvs"}]
+    codes = class_map(inst, records, ["epvs", "lacune"])
+    assert codes[1, 1, 1] == 2 and codes[3, 3, 3] == codes[4, 3, 3] == codes[5, 5, 5] == 1
+    assert (codes > 0).sum() == 4 and codes.max() == 2
+    with pytest.raises(ValueError, match="subject 's9': lesion 7 of the label map has no lesion record"):
+        class_map(inst, records[:1] + records[2:], ["epvs", "lacune"], "s9")
+    with pytest.raises(ValueError, match="lesion 1 .* is a 'cmb'"):
+        class_map(inst, [{"id": 1, "class": "cmb"}, *records[1:]], ["epvs", "lacune"], "s9")
+    assert class_map(np.zeros((3, 3, 3)), [], ["epvs", "lacune"]).sum() == 0  # no lesion is data
+
+
+def test_class_mapd_keeps_the_instances_and_the_grid():
+    inst = torch.zeros(1, 5, 5, 5)
+    inst[0, 2, 2, 2] = 3
+    label = MetaTensor(inst, affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    out = ClassMapd("label", ["epvs", "lacune"], instances_key="instances")(
+        {"label": label, "lesions": [{"id": 3, "class": "lacune"}]}
+    )
+    assert out["label"][0, 2, 2, 2] == 2 and out["label"].sum() == 2
+    assert torch.equal(out["instances"], inst) and np.allclose(out["label"].affine, label.affine)
+
+
+def test_class_objects_label_each_component_by_its_mean_probability():
+    prob = np.zeros((3, 12, 12, 12), np.float32)
+    prob[0] = 1.0
+    prob[:, 2:4, 2, 2] = np.array([0.1, 0.6, 0.3])[:, None]  # an EPVS component
+    prob[:, 8, 8, 7:10] = np.array([0.2, 0.3, 0.5])[:, None]  # a lacune component
+    objs, probs = class_objects(prob, ["epvs", "lacune"], 0.5, (1.0, 1.0, 1.0))
+    assert len(objs) == 2
+    order = np.argsort(objs.centres[:, 0])
+    assert list(objs.labels[order]) == ["epvs", "lacune"]
+    np.testing.assert_allclose(objs.centres[order], [[2.5, 2, 2], [8, 8, 8]])
+    np.testing.assert_allclose(objs.scores[order], [0.9, 0.8], atol=1e-6)
+    np.testing.assert_allclose(probs[order], [[2 / 3, 1 / 3], [0.375, 0.625]], atol=1e-6)
+    prob[:, 3, 2, 2] = [0.5, 0.4, 0.1]  # the EPVS component's second voxel less certain: max 0.9, mean 0.7
+    for score, want in (("max", [0.9, 0.8]), ("mean", [0.7, 0.8])):
+        objs = class_objects(prob, ["epvs", "lacune"], 0.5, score=score)[0]
+        np.testing.assert_allclose(objs.scores[np.argsort(objs.centres[:, 0])], want, atol=1e-6)
+    with pytest.raises(ValueError, match="score must be"):
+        class_objects(prob, ["epvs", "lacune"], score="sum")
+
+
+def test_background_outside_the_brain_mask():
+    pred = torch.full((3, 4, 4, 4), 1 / 3)
+    mask = torch.zeros(1, 4, 4, 4)
+    mask[0, :2] = 1
+    out = BackgroundOutsided("pred", "mask")({"pred": pred, "mask": mask})["pred"]
+    assert torch.all(out[:, :2] == 1 / 3)  # inside: unchanged
+    assert torch.all(out[0, 2:] == 1) and torch.all(out[1:, 2:] == 0)  # outside: certain background
+    assert len(class_objects(out.numpy(), ["epvs", "lacune"], 0.5)[0]) == 1  # the inside only
+
+
+def test_detections_are_reported_on_the_input_grid():
+    """A 2 mm working grid of a 1 mm input: rows in input voxels, x, y, z in world mm, class columns."""
+    prob = torch.zeros(3, 10, 10, 10)
+    prob[0] = 1.0
+    prob[:, 4, 5, 6] = torch.tensor([0.0, 0.2, 0.8])
+    work = np.diag([2.0, 2.0, 2.0, 1.0])
+    work[:3, 3] = [-10.0, 4.0, 0.0]
+    image = MetaTensor(torch.zeros(1, 10, 10, 10), affine=torch.as_tensor(work))
+    inp = np.eye(4)
+    inp[:3, 3] = [-10.5, 3.5, -0.5]
+    image.meta.update(original_affine=inp, spatial_shape=np.array([20, 20, 20]))
+    rows = ClassMapDetections(["epvs", "lacune"], 0.5)("s1", image, {"pred": prob})
+    assert len(rows) == 1
+    r = rows[0]
+    world = work[:3, :3] @ [4, 5, 6] + work[:3, 3]
+    np.testing.assert_allclose([r["x"], r["y"], r["z"]], world, atol=1e-3)
+    np.testing.assert_allclose([r["i"], r["j"], r["k"]], world - inp[:3, 3], atol=1e-3)
+    assert r["label"] == "lacune" and r["p_lacune"] == pytest.approx(0.8) and r["score"] == pytest.approx(1.0)
+    assert r["volume_mm3"] == pytest.approx(8.0)  # one voxel of the 2 mm grid
+    assert ClassMapDetections(["epvs", "lacune"], 0.5, min_score=0.99)("s1", image, {"pred": prob}) == rows
+    assert ClassMapDetections(["epvs", "lacune"], 0.5, min_score=1.01)("s1", image, {"pred": prob}) == []
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Three 2 mm EPVS/lacune subjects (seed 6): training sub-0000 and sub-0001 with T1 and FLAIR only, validation
+    sub-0002; testing sub-0002, a blank scan (no object) and sub-0002's T2 alone."""
+    root = generate_cohort("epvs_lacune", 3, tmp_path_factory.mktemp("unet_s"), seed=6, spacing=(2.0,) * 3,
+                           progress=False)  # fmt: skip
+    folder = root.parent
+    d = json.loads(root.read_text())
+    entries = {e["subject"]: e for split in ("training", "validation", "testing") for e in d[split]}
+    blank = blank_subject(folder, entries["sub-0002"], ("epvs", "lacune"))
+    t1_flair = {**entries["sub-0001"], "modalities": ["t1", "flair"], "image": entries["sub-0001"]["image"][::2]}
+    t2 = {**entries["sub-0002"], "subject": "t2only", "modalities": ["t2"], "image": entries["sub-0002"]["image"][1:2]}
+    d.update(training=[entries["sub-0000"], t1_flair], validation=[entries["sub-0002"]],
+             testing=[entries["sub-0002"], blank, t2])  # fmt: skip
+    path = folder / "datalist_structural.json"
+    path.write_text(json.dumps(d))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("structural_run")
+    args = ["--config_file", config_files(TRAIN), "--datalist", str(cohort), "--output_dir", str(out),
+            "--max_iterations", "4", "--val_interval", "2", *SMALL]  # fmt: skip
+    log = run_bundle(args)
+    return out, log
+
+
+def test_training_from_the_configs_with_a_missing_modality(trained):
+    out, log = trained
+    assert "Key metric: val_lesion best value" in log  # the whole-volume lesion-wise validation ran
+    state = torch.load(out / "checkpoints" / "best_network.pt", weights_only=True)
+    convs = [v for k, v in state.items() if v.dim() == 5]
+    assert convs[0].shape[1] == 6  # T1, T2, FLAIR and their availability flags
+    last = next(v for k, v in reversed(list(state.items())) if v.dim() == 5)
+    assert 3 in (last.shape[0], last.shape[1])  # background, EPVS, lacune
+    losses = [float(x) for x in __import__("re").findall(r"train_loss: ([0-9.]+)", log)]
+    assert len(losses) == 4 and all(np.isfinite(losses))
+
+
+def test_inference_writes_classes_counts_and_maps_on_the_input_grid(trained, cohort, tmp_path):
+    out, _ = trained
+    run_bundle(["--config_file", config_files(INFER), "--datalist", str(cohort), "--output_dir", str(tmp_path),
+                "--checkpoint", str(out / "checkpoints" / "best_network.pt"), "--threshold", "0.3",
+                *SMALL])  # fmt: skip
+    with open(tmp_path / "detections.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames[-2:] == ["p_epvs", "p_lacune"]
+    for r in rows:
+        p = float(r["p_epvs"]), float(r["p_lacune"])
+        assert sum(p) == pytest.approx(1.0, abs=1e-4) and r["label"] == ("lacune" if p[1] > p[0] else "epvs")
+    with open(tmp_path / "counts.csv", newline="") as f:
+        counts = {r["subject"]: r for r in csv.DictReader(f)}
+    assert set(counts) == {"sub-0002", "blank", "t2only"}  # every subject, the one without lesions included
+    for sid, c in counts.items():
+        mine = [r for r in rows if r["subject"] == sid]
+        assert int(c["epvs"]) == sum(r["label"] == "epvs" for r in mine)
+        assert int(c["lacune"]) == sum(r["label"] == "lacune" for r in mine)
+    d = json.loads(cohort.read_text())
+    for entry in d["testing"]:
+        image = nib.load(cohort.parent / entry["image"][0])
+        for name in ("epvs_prob", "lacune_prob"):
+            m = nib.load(tmp_path / "maps" / f"{entry['subject']}_{name}.nii.gz")
+            assert m.shape == image.shape and np.allclose(m.affine, image.affine, atol=1e-4)
+            assert 0.0 <= float(np.min(m.dataobj)) and float(np.max(m.dataobj)) <= 1.0 + 1e-5
+        for r in [r for r in rows if r["subject"] == entry["subject"]][:5]:
+            world = image.affine[:3, :3] @ [float(r[c]) for c in "ijk"] + image.affine[:3, 3]
+            np.testing.assert_allclose(world, [float(r[c]) for c in "xyz"], atol=0.01)
