@@ -32,6 +32,27 @@ def epvs_cohort(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def structural_small(tmp_path_factory) -> tuple[Path, dict, dict]:
+    """The EPVS and lacune detectors' configs cohort: three 2 mm EPVS/lacune subjects (seed 6), a blank scan (the
+    brain of sub-0002 at one intensity per modality, no object), sub-0001 with T1 and FLAIR only (``t1_flair``
+    entry) and sub-0002's T2 alone (``t2only``). Returns ``(folder, the datalist, entries by name)``; each test
+    module writes its own datalist from them."""
+    import json
+
+    root = generate_cohort("epvs_lacune", 3, tmp_path_factory.mktemp("structural2"), seed=6, spacing=(2.0,) * 3,
+                           progress=False)  # fmt: skip
+    folder = root.parent
+    d = json.loads(root.read_text())
+    entries = {e["subject"]: e for split in ("training", "validation", "testing") for e in d[split]}
+    entries["blank"] = blank_subject(folder, entries["sub-0002"], ("epvs", "lacune"))
+    entries["t1_flair"] = {**entries["sub-0001"], "modalities": ["t1", "flair"],
+                           "image": entries["sub-0001"]["image"][::2]}  # fmt: skip
+    entries["t2only"] = {**entries["sub-0002"], "subject": "t2only", "modalities": ["t2"],
+                         "image": entries["sub-0002"]["image"][1:2]}  # fmt: skip
+    return folder, d, entries
+
+
+@pytest.fixture(scope="session")
 def coarse_cohort(tmp_path_factory) -> Path:
     """Two fast 2 mm EPVS/lacune subjects for pipeline tests."""
     out = tmp_path_factory.mktemp("coarse")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import REPO, run_bundle  # noqa: E402
+from bench_utils import REPO, one_scan_datalist, run_bundle  # noqa: E402
 
 DETECTORS = {
     "rcnn": (["configs/common.yaml", "configs/rcnn/train.yaml", "configs/rcnn/shipped.yaml",
@@ -30,7 +30,6 @@ DETECTORS = {
 
 
 def main() -> None:
-    from bundle.data.synth import generate_cohort
     from bundle.inference import read_detections
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,18 +37,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    data = args.out / "data"
-    if not (data / "datalist.json").is_file():
-        generate_cohort("epvs_lacune", 1, data, seed=args.seed, modalities=("t1", "t2", "flair"), progress=False)
-    datalist = json.loads((data / "datalist.json").read_text())
-    datalist["testing"] = datalist["training"][:1]
-    (data / "bench.json").write_text(json.dumps(datalist))
+    datalist = one_scan_datalist(args.out / "data", args.seed)
     result: dict = {"seconds": {k: [] for k in DETECTORS}, "detections": {}}
     for n in range(args.repeats):
         for name, (configs, checkpoint, quiet) in DETECTORS.items():
             out = args.out / f"{name}_{n}"
             seconds = run_bundle(["--config_file", json.dumps([str(REPO / c) for c in configs]), "--datalist",
-                                  str(data / "bench.json"), "--output_dir", str(out), "--checkpoint",
+                                  str(datalist), "--output_dir", str(out), "--checkpoint",
                                   str(REPO / checkpoint), "--overwrite", "true", *quiet])  # fmt: skip
             result["seconds"][name].append(round(seconds, 1))
             result["detections"][name] = sum(len(v) for v in read_detections(str(out / "detections.csv")).values())

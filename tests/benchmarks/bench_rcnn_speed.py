@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_utils import REPO, one_scan_datalist  # noqa: E402
 
 
 def old_nms(self, table: torch.Tensor, spacing: torch.Tensor, score_column: int = 3) -> torch.Tensor:
@@ -41,7 +43,6 @@ def old_nms(self, table: torch.Tensor, spacing: torch.Tensor, score_column: int 
 def main() -> None:
     from monai.bundle import ConfigParser
 
-    from bundle.data.synth import generate_cohort
     from bundle.methods.rcnn import MultiraterRCNN
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,15 +50,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--checkpoint", type=Path, default=None)
     args = ap.parse_args()
-    data = args.out / "data"
-    if not (data / "datalist.json").is_file():
-        generate_cohort("epvs_lacune", 1, data, seed=args.seed, modalities=("t1", "t2", "flair"), progress=False)
-    datalist = json.loads((data / "datalist.json").read_text())
-    datalist["testing"] = datalist["training"][:1]
-    (data / "bench.json").write_text(json.dumps(datalist))
+    datalist = one_scan_datalist(args.out / "data", args.seed)
     parser = ConfigParser()
     parser.read_config([str(REPO / "configs" / f"{c}.yaml") for c in ("common", "rcnn/train", "rcnn/inference")])
-    parser.update({"datalist": str(data / "bench.json"), "output_dir": str(args.out / "run"), "preprocess_workers": 0})
+    parser.update({"datalist": str(datalist), "output_dir": str(args.out / "run"), "preprocess_workers": 0})
     dataset = parser.get_parsed_content("dataset")
     start = time.time()
     item = dataset.transform(dataset.data[0])

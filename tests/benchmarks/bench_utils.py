@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-__all__ = ["REPO", "cohort_entries", "overrides", "run_bundle"]
+__all__ = ["REPO", "cohort_entries", "one_scan_datalist", "overrides", "run_bundle"]
 
 
 def cohort_entries(folder: Path, prefix: str) -> list[dict]:
@@ -26,6 +26,19 @@ def cohort_entries(folder: Path, prefix: str) -> list[dict]:
         e["subject"] = f"{prefix}-{e['subject']}"
         out.append(e)
     return sorted(out, key=lambda e: e["subject"])
+
+
+def one_scan_datalist(out: Path, seed: int) -> Path:
+    """``out/bench.json``: one simulated 1 mm EPVS/lacune subject (T1, T2, FLAIR; made in ``out`` once) as the
+    testing list, the speed benchmarks' scan."""
+    from bundle.data.synth import generate_cohort
+
+    if not (out / "datalist.json").is_file():
+        generate_cohort("epvs_lacune", 1, out, seed=seed, modalities=("t1", "t2", "flair"), progress=False)
+    datalist = json.loads((out / "datalist.json").read_text())
+    datalist["testing"] = datalist["training"][:1]
+    (out / "bench.json").write_text(json.dumps(datalist))
+    return out / "bench.json"
 
 
 def overrides(pairs: list[str]) -> list[str]:

@@ -12,10 +12,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, blank_subject, config_files, run_bundle
+from conftest import REPO, config_files, run_bundle
 from monai.bundle import ConfigParser
 
-from bundle.data.synth import generate_cohort
 from bundle.methods.rcnn import rcnn_columns
 
 TRAIN = ["configs/common.yaml", "configs/rcnn/train.yaml", "configs/rcnn/quick.yaml"]
@@ -28,20 +27,12 @@ SMALL = ["--patch_size", "[24, 24, 24]", "--patch_margin", "2", "--max_proposals
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    """Three 2 mm EPVS/lacune subjects (seed 6): training sub-0000 and sub-0001 (T1 and FLAIR only), testing
-    sub-0002, a blank scan (the brain of sub-0002 at one intensity per modality, no object) and sub-0002's T2
-    alone."""
-    root = generate_cohort(
-        "epvs_lacune", 3, tmp_path_factory.mktemp("rcnn2"), seed=6, spacing=(2.0,) * 3, progress=False
-    )
-    folder = root.parent
-    d = json.loads(root.read_text())
-    entries = {e["subject"]: e for split in ("training", "validation", "testing") for e in d[split]}
-    blank = blank_subject(folder, entries["sub-0002"], ("epvs", "lacune"))
-    t1_flair = {**entries["sub-0001"], "modalities": ["t1", "flair"], "image": entries["sub-0001"]["image"][::2]}
-    t2 = {**entries["sub-0002"], "subject": "t2only", "modalities": ["t2"], "image": entries["sub-0002"]["image"][1:2]}
-    d.update(training=[entries["sub-0000"], t1_flair], validation=[], testing=[entries["sub-0002"], blank, t2])
+def cohort(structural_small):
+    """Training sub-0000 and sub-0001 (T1 and FLAIR only), testing sub-0002, a blank scan and sub-0002's T2 alone
+    (conftest's ``structural_small``)."""
+    folder, d, e = structural_small
+    d = {**d, "training": [e["sub-0000"], e["t1_flair"]], "validation": [],
+         "testing": [e["sub-0002"], e["blank"], e["t2only"]]}  # fmt: skip
     path = folder / "datalist_rcnn.json"
     path.write_text(json.dumps(d))
     return path

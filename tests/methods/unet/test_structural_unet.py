@@ -12,10 +12,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import blank_subject, config_files, run_bundle
+from conftest import config_files, run_bundle
 from monai.data import MetaTensor
 
-from bundle.data.synth import generate_cohort
 from bundle.methods.unet import BackgroundOutsided, ClassMapd, ClassMapDetections, class_map, class_objects
 
 TRAIN = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml"]
@@ -102,19 +101,12 @@ def test_detections_are_reported_on_the_input_grid():
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    """Three 2 mm EPVS/lacune subjects (seed 6): training sub-0000 and sub-0001 with T1 and FLAIR only, validation
-    sub-0002; testing sub-0002, a blank scan (no object) and sub-0002's T2 alone."""
-    root = generate_cohort("epvs_lacune", 3, tmp_path_factory.mktemp("unet_s"), seed=6, spacing=(2.0,) * 3,
-                           progress=False)  # fmt: skip
-    folder = root.parent
-    d = json.loads(root.read_text())
-    entries = {e["subject"]: e for split in ("training", "validation", "testing") for e in d[split]}
-    blank = blank_subject(folder, entries["sub-0002"], ("epvs", "lacune"))
-    t1_flair = {**entries["sub-0001"], "modalities": ["t1", "flair"], "image": entries["sub-0001"]["image"][::2]}
-    t2 = {**entries["sub-0002"], "subject": "t2only", "modalities": ["t2"], "image": entries["sub-0002"]["image"][1:2]}
-    d.update(training=[entries["sub-0000"], t1_flair], validation=[entries["sub-0002"]],
-             testing=[entries["sub-0002"], blank, t2])  # fmt: skip
+def cohort(structural_small):
+    """Training sub-0000 and sub-0001 with T1 and FLAIR only, validation sub-0002; testing sub-0002, a blank scan
+    (no object) and sub-0002's T2 alone (conftest's ``structural_small``)."""
+    folder, d, e = structural_small
+    d = {**d, "training": [e["sub-0000"], e["t1_flair"]], "validation": [e["sub-0002"]],
+         "testing": [e["sub-0002"], e["blank"], e["t2only"]]}  # fmt: skip
     path = folder / "datalist_structural.json"
     path.write_text(json.dumps(d))
     return path
