@@ -57,7 +57,7 @@ METHODS = {
     "unet": {"train": ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml"],
              "infer": ["configs/unet/inference.yaml", "configs/unet/structural_inference.yaml"], "ids": ("run", "run"),
              "checkpoint": "checkpoints/best_network.pt",
-             "args": ["--sliding_window#progress", "false", "--detection_threshold", "0"]},
+             "args": ["--progress", "false", "--detection_threshold", "0"]},
 }  # fmt: skip
 
 

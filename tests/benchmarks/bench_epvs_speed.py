@@ -25,7 +25,7 @@ DETECTORS = {
               "configs/rcnn/inference.yaml"], "models/rcnn_detector.pt", ["--progress", "false"]),
     "unet": (["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml",
               "configs/unet/inference.yaml", "configs/unet/structural_inference.yaml"], "models/structural_unet.pt",
-             ["--sliding_window#progress", "false"]),
+             ["--progress", "false"]),
 }  # fmt: skip
 
 

@@ -121,6 +121,8 @@ class ClassMapDetections(SubjectReader):
                  key: str = "pred") -> None:  # fmt: skip
         self.classes, self.choices = list(classes), tuple(classes)
         self.threshold, self.connectivity, self.min_voxels = float(threshold), int(connectivity), int(min_voxels)
+        if score not in ("max", "mean"):
+            raise ValueError(f"score must be 'max' or 'mean', got {score!r}")
         self.score, self.min_score, self.key = score, float(min_score), key
 
     def compute(self, subject: str, image, output: dict) -> list[dict]:

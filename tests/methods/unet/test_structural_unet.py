@@ -15,6 +15,7 @@ import torch
 from conftest import config_files, run_bundle
 from monai.data import MetaTensor
 
+from bundle.handlers import latest_checkpoint
 from bundle.methods.unet import BackgroundOutsided, ClassMapd, ClassMapDetections, class_map, class_objects
 
 TRAIN = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml"]
@@ -98,6 +99,8 @@ def test_detections_are_reported_on_the_input_grid():
     assert r["volume_mm3"] == pytest.approx(8.0)  # one voxel of the 2 mm grid
     assert ClassMapDetections(["epvs", "lacune"], 0.5, min_score=0.99)("s1", image, {"pred": prob}) == rows
     assert ClassMapDetections(["epvs", "lacune"], 0.5, min_score=1.01)("s1", image, {"pred": prob}) == []
+    with pytest.raises(ValueError, match="score"):
+        ClassMapDetections(["epvs", "lacune"], score="median")  # at config time, not for every subject
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,7 @@ def cohort(structural_small):
 def trained(cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("structural_run")
     args = ["--config_file", config_files(TRAIN), "--datalist", str(cohort), "--output_dir", str(out),
-            "--max_iterations", "4", "--val_interval", "2", *SMALL]  # fmt: skip
+            "--max_iterations", "4", "--val_interval", "2", "--lr_schedule", "cosine", *SMALL]  # fmt: skip
     log = run_bundle(args)
     return out, log
 
@@ -131,17 +134,21 @@ def test_training_from_the_configs_with_a_missing_modality(trained):
     assert 3 in (last.shape[0], last.shape[1])  # background, EPVS, lacune
     losses = [float(x) for x in __import__("re").findall(r"train_loss: ([0-9.]+)", log)]
     assert len(losses) == 4 and all(np.isfinite(losses))
+    # the cosine schedule is stepped per iteration and saved for resuming: after all 4 iterations it reaches 0
+    last = torch.load(latest_checkpoint(out / "checkpoints"), weights_only=True)
+    assert last["lr_scheduler"]["last_epoch"] == 4
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_inference_writes_classes_counts_and_maps_on_the_input_grid(trained, cohort, tmp_path):
     out, _ = trained
     run_bundle(["--config_file", config_files(INFER), "--datalist", str(cohort), "--output_dir", str(tmp_path),
                 "--checkpoint", str(out / "checkpoints" / "best_network.pt"), "--threshold", "0.3",
-                *SMALL])  # fmt: skip
+                "--detection_threshold", "0", *SMALL])  # fmt: skip
     with open(tmp_path / "detections.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames[-2:] == ["p_epvs", "p_lacune"]
+    assert reader.fieldnames[-2:] == ["p_epvs", "p_lacune"] and rows  # every object kept: the checks below see rows
     for r in rows:
         p = float(r["p_epvs"]), float(r["p_lacune"])
         assert sum(p) == pytest.approx(1.0, abs=1e-4) and r["label"] == ("lacune" if p[1] > p[0] else "epvs")
