@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["as_bool", "is_null", "one_of", "or_exit", "pad_rows"]
+__all__ = ["as_bool", "is_null", "lr_factor", "one_of", "or_exit", "pad_rows"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -32,6 +34,17 @@ def one_of(value, options, name: str = "value"):
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
 
+
+
+def lr_factor(schedule: str, total):
+    """Multiplier of the base learning rate at iteration ``it``, for torch ``LambdaLR``: ``constant`` 1, or
+    ``cosine`` annealing to 0 at ``total`` iterations and 0 after. A plain function, so a checkpoint keeps only the
+    iteration: a run resumed with a larger ``total`` follows the new schedule instead of the saved one."""
+    one_of(schedule, ("constant", "cosine"), "lr_schedule")
+    total = max(int(total), 1)
+    if schedule == "constant":
+        return lambda it: 1.0
+    return lambda it: 0.5 * (1.0 + math.cos(math.pi * min(it, total) / total))
 
 def or_exit(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, or the end of the command with one line ``error: <message>`` (exit status 1) when

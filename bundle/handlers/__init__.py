@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .checkpoints import best_score_state, in_checkpoint, latest_checkpoint, lr_factor
+from .checkpoints import best_score_state, in_checkpoint, latest_checkpoint
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
 from .qc_report import QCReport, choose_slices, subject_montage, write_index
 from .writers import (
@@ -33,7 +33,6 @@ __all__ = [
     "best_score_state",
     "in_checkpoint",
     "latest_checkpoint",
-    "lr_factor",
     "subject_montage",
     "write_index",
 ]

@@ -1,15 +1,14 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Finding the checkpoint a training run resumes from, the objects it holds, the best-score state it must carry,
-and the learning-rate schedule that resumes with it."""
+"""Finding the checkpoint a training run resumes from, the objects it holds, and the best-score state it must
+carry."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
 
-__all__ = ["best_score_state", "in_checkpoint", "latest_checkpoint", "lr_factor"]
+__all__ = ["best_score_state", "in_checkpoint", "latest_checkpoint"]
 
 
 def latest_checkpoint(folder: str | os.PathLike, prefix: str = "last") -> str | None:
@@ -54,15 +53,3 @@ def in_checkpoint(path: str | os.PathLike | None, objects: dict, optional=()) ->
     held = set(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
     return {k: v for k, v in objects.items() if k in held or k not in set(optional)}
 
-
-def lr_factor(schedule: str, total):
-    """Multiplier of the base learning rate at iteration ``it``, for torch ``LambdaLR``: ``constant`` 1, or
-    ``cosine`` annealing to 0 at ``total`` iterations and 0 after. A plain function, so a checkpoint keeps only the
-    iteration: a run resumed with a larger ``total`` follows the new schedule instead of the saved one."""
-    from bundle.utils import one_of
-
-    one_of(schedule, ("constant", "cosine"), "lr_schedule")
-    total = max(int(total), 1)
-    if schedule == "constant":
-        return lambda it: 1.0
-    return lambda it: 0.5 * (1.0 + math.cos(math.pi * min(it, total) / total))

@@ -57,7 +57,7 @@ def test_in_checkpoint_drops_only_optional_objects_the_checkpoint_lacks(tmp_path
 def test_lr_factor_cosine_anneals_to_zero_and_a_resumed_longer_run_follows_the_new_length():
     import torch
 
-    from bundle.handlers import lr_factor
+    from bundle.utils import lr_factor
 
     assert [lr_factor("constant", 4)(i) for i in (0, 3, 9)] == [1.0, 1.0, 1.0]
     f = lr_factor("cosine", "4")  # the MONAI CLI passes numbers as strings

@@ -20,8 +20,11 @@ from monai.transforms import MapTransform
 from ...inference.detections import detection_rows, to_input_grid
 from ...inference.outputs import SubjectReader
 from ...metrics.objects import Objects, objects_from_map
+from ...utils import one_of
 
 __all__ = ["BackgroundOutsided", "ClassMapDetections", "ClassMapd", "class_map", "class_objects"]
+
+SCORES = ("max", "mean")  # how a component is scored: its largest or its mean foreground probability
 
 
 def class_map(
@@ -96,8 +99,7 @@ def class_objects(prob: np.ndarray, classes: Sequence[str], threshold: float = 0
     if prob.shape[0] != len(classes) + 1:
         want = f"{len(classes) + 1} channels (background, {', '.join(classes)})"
         raise ValueError(f"expected {want}, got {prob.shape[0]}")
-    if score not in ("max", "mean"):
-        raise ValueError(f"score must be 'max' or 'mean', got {score!r}")
+    one_of(score, SCORES, "score")
     fg = 1.0 - prob[0]
     objs = objects_from_map(fg, threshold, connectivity, spacing, min_voxels)
     n = len(objs)
@@ -121,9 +123,7 @@ class ClassMapDetections(SubjectReader):
                  key: str = "pred") -> None:  # fmt: skip
         self.classes, self.choices = list(classes), tuple(classes)
         self.threshold, self.connectivity, self.min_voxels = float(threshold), int(connectivity), int(min_voxels)
-        if score not in ("max", "mean"):
-            raise ValueError(f"score must be 'max' or 'mean', got {score!r}")
-        self.score, self.min_score, self.key = score, float(min_score), key
+        self.score, self.min_score, self.key = one_of(score, SCORES, "score"), float(min_score), key
 
     def compute(self, subject: str, image, output: dict) -> list[dict]:
         prob = np.asarray(self.item(subject, output, self.key).detach().float().cpu())
