@@ -19,6 +19,9 @@ class RandCropAroundObjectd(Randomizable, MapTransform):
     An object is drawn uniformly among the instance ids of ``label_key`` (so small and large objects are equally
     likely), then one of its voxels, then that voxel's position inside the patch, uniformly in
     ``[margin, size - 1 - margin]`` per axis; the patch is shifted back inside the image where it would leave it.
+    With ``class_key`` (a class-code map, 1..K) and ``ratios`` (K weights), the class is drawn first, with weights
+    ``ratios`` over the classes the volume holds, then an object of that class uniformly: a rare class (lacunes
+    among hundreds of EPVS) is seen as often as the ratios say.
     Scans without objects give patches at uniformly random positions. Volumes smaller than the patch are padded
     first. The random draw (:meth:`randomize`) is separate from the deterministic crop (MONAI ``SpatialCrop``).
 
@@ -28,6 +31,9 @@ class RandCropAroundObjectd(Randomizable, MapTransform):
         spatial_size: patch size (voxels).
         num_samples: patches per call; returns a list of dicts.
         margin: smallest distance (voxels) between the chosen voxel and the patch border.
+        class_key: class-code map (1, H, W, D) on the grid of ``label_key`` (0 background, k for class k), or None.
+        ratios: one non-negative weight per class code 1..K (with ``class_key``); None: classes weighted by their
+            number of objects, as without ``class_key``.
     """
 
     def __init__(
@@ -37,6 +43,8 @@ class RandCropAroundObjectd(Randomizable, MapTransform):
         spatial_size: Sequence[int],
         num_samples: int = 1,
         margin: int = 0,
+        class_key: str | None = None,
+        ratios: Sequence[float] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
@@ -44,23 +52,47 @@ class RandCropAroundObjectd(Randomizable, MapTransform):
         self.size = np.asarray(spatial_size, int)
         self.num_samples = int(num_samples)
         self.margin = int(margin)
+        self.class_key = class_key
+        self.ratios = None if ratios is None else np.asarray(ratios, float).reshape(-1)
+        if self.ratios is not None and (not len(self.ratios) or np.any(self.ratios < 0) or not self.ratios.sum() > 0):
+            raise ValueError(f"ratios must be non-negative weights, one per class, not all 0; got {list(ratios)}")
+        if self.ratios is not None and class_key is None:
+            raise ValueError("ratios need class_key, the class-code map they weight")
         self.starts: list[np.ndarray] = []
 
-    def randomize(self, label: np.ndarray) -> None:
-        """Draw the patch starts for a (H, W, D) instance map."""
+    def object_weights(self, ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Draw probability of each object: ``ratios`` shared out over the classes present, uniform within one."""
+        if self.ratios is None or not ids.size:
+            return np.full(len(ids), 1.0 / max(len(ids), 1))
+        codes = np.asarray(codes, int)
+        if codes.min() < 1 or codes.max() > len(self.ratios):
+            raise ValueError(f"class codes {sorted(set(codes.tolist()))} of the objects need one ratio each "
+                             f"(1..{len(self.ratios)})")  # fmt: skip
+        present, per_class = np.unique(codes, return_counts=True)
+        weight = np.zeros(len(self.ratios) + 1)
+        weight[present] = self.ratios[present - 1] / per_class
+        w = weight[codes]
+        if not w.sum() > 0:  # only classes of ratio 0 present: uniform over objects
+            return np.full(len(ids), 1.0 / len(ids))
+        return w / w.sum()
+
+    def randomize(self, label: np.ndarray, classes: np.ndarray | None = None) -> None:
+        """Draw the patch starts for a (H, W, D) instance map (and its class-code map with ``class_key``)."""
         shape = np.asarray(label.shape)
         fg = np.flatnonzero(label)
-        ids = np.unique(label.reshape(-1)[fg]) if fg.size else np.zeros(0)
+        ids, first = np.unique(label.reshape(-1)[fg], return_index=True) if fg.size else (np.zeros(0), np.zeros(0, int))
+        codes = np.asarray(classes).reshape(-1)[fg[first]] if classes is not None and ids.size else np.zeros(0)
+        p = self.object_weights(ids, codes) if classes is not None else None
         self.starts = []
         for _ in range(self.num_samples):
             if ids.size:
-                obj = ids[self.R.randint(len(ids))]
+                obj = ids[self.R.choice(len(ids), p=p)]
                 vox = np.argwhere(label == obj)
                 v = vox[self.R.randint(len(vox))]
                 pos = self.R.randint(self.margin, np.maximum(self.size - self.margin, self.margin + 1))
                 start = v - pos
             else:
-                start = np.array([self.R.randint(0, max(s - p, 0) + 1) for s, p in zip(shape, self.size)])
+                start = np.array([self.R.randint(0, max(s - n, 0) + 1) for s, n in zip(shape, self.size)])
             self.starts.append(np.clip(start, 0, np.maximum(shape - self.size, 0)))
 
     def __call__(self, data: Mapping[Hashable, object]) -> list[dict]:
@@ -68,7 +100,13 @@ class RandCropAroundObjectd(Randomizable, MapTransform):
         pad = SpatialPad(self.size.tolist())
         for key in self.key_iterator(d):
             d[key] = pad(d[key])
-        self.randomize(np.asarray(d[self.label_key][0]))
+        # the draw reads the maps on the padded grid even where they are not among the cropped keys (defensive: a
+        # pad only adds background, so the starts are the same)
+        label = np.asarray(pad(d[self.label_key])[0])
+        classes = np.asarray(pad(d[self.class_key])[0]) if self.class_key else None
+        if classes is not None and classes.shape != label.shape:
+            raise ValueError(f"{self.class_key} {classes.shape} and {self.label_key} {label.shape} differ in shape")
+        self.randomize(label, classes)
         out = []
         for start in self.starts:
             crop = SpatialCrop(roi_start=start.tolist(), roi_end=(start + self.size).tolist())
@@ -159,9 +197,10 @@ class RandWindowsd(Randomizable, MapTransform):
     this CPU (metadata bookkeeping), more than the training step itself.
 
     With ``affine`` (a dict of :class:`monai.transforms.RandAffine` ranges, one per axis, e.g. ``{"rotate_range":
-    [3.14, 3.14, 3.14], "scale_range": [0.15, 0.15, 0.15]}``), a larger block around the centre is cropped first and one random rotation/scaling
-    about the centre voxel is applied to every key (``label_key`` by nearest neighbour), so windows show objects and
-    veins at any angle and size to the scan axes (oblique heads, other blooming). With ``intensity``, the image keys
+    [3.14, 3.14, 3.14], "scale_range": [0.15, 0.15, 0.15]}``), a larger block around the centre is cropped first
+    and one random rotation/scaling about the centre voxel is applied to every key (``label_key`` by nearest
+    neighbour), so windows show objects and veins at any angle and size to the scan axes (oblique heads, other
+    blooming). With ``intensity``, the image keys
     of each window get a random contrast (x 0.75-1.33 around the window mean), offset (+-0.2 of the window's
     standard deviation), Gaussian blur (sigma 0.3-0.8 voxels, a third of the windows) and noise (up to 0.15 of the
     standard deviation): the sites' contrast, point-spread and SNR differences. With ``slice_thickness`` (a range
