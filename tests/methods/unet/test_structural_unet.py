@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import config_files, run_bundle
+from conftest import REPO, config_files, run_bundle
 from monai.data import MetaTensor
 
 from bundle.handlers import latest_checkpoint
@@ -113,6 +113,19 @@ def cohort(structural_small):
     path = folder / "datalist_structural.json"
     path.write_text(json.dumps(d))
     return path
+
+
+def test_the_training_volumes_are_preprocessed_twice_only_when_validated(cohort):
+    from monai.bundle import ConfigParser
+
+    cached = {}
+    for flag in (False, True):
+        parser = ConfigParser()
+        parser.read_config([str(REPO / c) for c in TRAIN])
+        parser.update({"datalist": str(cohort), "validate_training_volumes": flag, "working_spacing": [3.0] * 3})
+        # the disabled handler's validator is built with the trainer, so its dataset must cost nothing
+        cached[flag] = parser.get_parsed_content("validate_training#dataloader").dataset.cache_num
+    assert cached == {False: 0, True: 2}
 
 
 @pytest.fixture(scope="module")
