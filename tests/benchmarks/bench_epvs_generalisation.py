@@ -6,7 +6,7 @@ not a test).
         [--train | --checkpoint FILE] [--overlay configs/rcnn/shipped.yaml] [--n_train 40] [--n_val 8] [--n_test 3]
         [--test_seed 900]
         [--cohorts_only]
-        [--subset_settings in_distribution,thick_slices,other_contrast]
+        [--subset_settings in_distribution,thick_slices,other_contrast] [--validation_only] [--result result.json]
 
 1. Cohorts of the structural simulator (``bundle.data.synth.structural``): training and validation scans of the
    ``train``/``validation`` presets (seed 800), and ``--n_test`` test scans per setting: the training distribution
@@ -19,9 +19,12 @@ not a test).
 3. Runs the method's inference config (every detection kept) on the validation scans, then on the test scans, also with
    modalities removed for the settings of ``--subset_settings`` (T1 + FLAIR, T2 + FLAIR, T2, T1).
 4. Chooses the operating threshold on the **validation scans only** (all modalities): the lowest score at which
-   they have at most ``--max_val_fp`` false positives per scan.
+   they have at most ``--max_val_fp`` false positives per scan. The validation scans' own figures at that threshold,
+   with all modalities and with each subset, go to the result file (``validation``; ``validation_pooled``: the five
+   inputs' scans together; ``validation_mean_epvs_sensitivity_at_5fp``: over the five inputs): the figures that may
+   compare networks. ``--validation_only`` stops there, before inference runs on any test scan.
    Evaluations are reused only when made from the same checkpoint bytes, configs, overrides and subjects.
-5. Writes ``OUT/result.json`` and prints, per setting and subset and pooled over the held-out settings:
+5. Writes ``OUT/<--result>`` (``result.json``) and prints, per setting and subset and pooled over the held-out settings:
    EPVS sensitivity at <= 5 FP per scan (a point of the FROC curve) and at the operating threshold, EPVS count
    ICC(3,1) and ICC(2,1) per region (basal ganglia, centrum semiovale; detections labelled EPVS at the operating
    threshold, each counted in its matched object's region, an unmatched one in the simulator's region map under
@@ -229,8 +232,12 @@ def main() -> None:
     ap.add_argument("--test_seed", type=int, default=900)
     ap.add_argument("--max_val_fp", type=float, default=5.0)
     ap.add_argument("--subset_settings", default="in_distribution,thick_slices,other_contrast")
+    ap.add_argument("--validation_only", action="store_true", help="stop after the validation scans' figures")
+    ap.add_argument("--result", default="result.json", help="file name of the figures inside OUT")
     ap.add_argument("--override", nargs="*", default=[], help="key=value pairs for every bundle run")
     args = ap.parse_args()
+    if Path(args.result).name != args.result:
+        ap.error(f"--result is a file name inside OUT, not a path: {args.result}")
     args.out.mkdir(parents=True, exist_ok=True)
     groups = make_cohorts(args.out, args.n_train, args.n_val, args.n_test, args.test_seed)
     write_datalist(args.out / "train.json", groups["training"], [], groups["validation"])
@@ -268,8 +275,20 @@ def main() -> None:
         table = read_detections(str(folder / "detections.csv"))
         return [scan_figures(e, table.get(e["subject"], [])) for e in entries]
 
-    threshold = threshold_at(detect("validation", groups["validation"]), args.max_val_fp)
+    validation = {"all": detect("validation", groups["validation"])}
+    threshold = threshold_at(validation["all"], args.max_val_fp)
     result["threshold"] = threshold
+    for subset in [s for s in SUBSETS if s != "all"]:
+        validation[subset] = detect(f"validation_{subset}", with_subset(groups["validation"], subset))
+    result["validation"] = {s: figures(v, threshold) for s, v in validation.items()}
+    result["validation_pooled"] = figures([scan for v in validation.values() for scan in v], threshold)
+    result["validation_mean_epvs_sensitivity_at_5fp"] = float(
+        np.mean([f["epvs"]["sensitivity_at_5fp"] for f in result["validation"].values()]))
+    for subset, f in [*result["validation"].items(), ("pooled", result["validation_pooled"])]:
+        print("validation", subset, json.dumps({k: v for k, v in f.items() if k != "rater_heads"}), flush=True)
+    if args.validation_only:
+        (args.out / args.result).write_text(json.dumps(result, indent=1, default=float))
+        return
     per, pooled = {}, {s: [] for s in SUBSETS}
     subset_settings = set(args.subset_settings.split(",")) if args.subset_settings else set()
     for setting in [g for g in groups if g not in ("training", "validation")]:
@@ -284,7 +303,7 @@ def main() -> None:
                                                if k != "rater_heads"}), flush=True)  # fmt: skip
     result["per_setting"] = per
     result["pooled_held_out"] = {s: figures(v, threshold) for s, v in pooled.items() if v}
-    (args.out / "result.json").write_text(json.dumps(result, indent=1, default=float))
+    (args.out / args.result).write_text(json.dumps(result, indent=1, default=float))
     print(json.dumps(result["pooled_held_out"], indent=1, default=float))
 
 
