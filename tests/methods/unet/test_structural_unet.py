@@ -103,6 +103,31 @@ def test_detections_are_reported_on_the_input_grid():
         ClassMapDetections(["epvs", "lacune"], score="median")  # at config time, not for every subject
 
 
+def test_training_patches_draw_lacunes_by_their_ratio_and_background_inside_the_brain():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(REPO / c) for c in TRAIN])
+    parser["patch_size"] = [8, 8, 8]
+    parser["num_samples"] = 300
+    objects, background = parser.get_parsed_content("train#augmentation")[0].transforms
+    inst = np.zeros((40, 40, 40), np.int64)
+    inst[2:14:3, 2:14:3, 2:14:3] = np.arange(1, 65).reshape(4, 4, 4)  # 64 one-voxel EPVS in one corner
+    inst[33, 30:33, 33] = 65  # and one lacune far from them
+    codes = np.where(inst == 65, 2, inst > 0)
+    brain = np.zeros_like(inst, bool)
+    brain[14:26, 14:26, 14:26] = True  # the brain mask: a cube in the middle of the air
+    image = np.concatenate([brain[None], np.ones((5, 40, 40, 40))])  # availability channels: 1 everywhere
+    d = {"image": torch.as_tensor(image, dtype=torch.float32), "label": torch.as_tensor(codes[None]),
+         "instances": torch.as_tensor(inst[None]), "mask": torch.as_tensor(brain[None] * 1.0)}  # fmt: skip
+    objects.set_random_state(0)
+    lacune_share = np.mean([float(p["label"].max()) == 2 for p in objects(d)])
+    assert 0.15 < lacune_share < 0.35  # class_ratios [3, 1]; a uniform object draw gives 1 in 65
+    background.set_random_state(0)
+    patches = background(d)
+    assert len(patches) == 300 and all(float(p["image"][0].max()) > 0 for p in patches)  # none in the air
+
+
 @pytest.fixture(scope="module")
 def cohort(structural_small):
     """Training sub-0000 and sub-0001 with T1 and FLAIR only, validation sub-0002; testing sub-0002, a blank scan
