@@ -78,7 +78,7 @@ def written(records: Sequence[dict]) -> list[dict]:
 class DetectionsTableWriter(SubjectWriter):
     """``output_dir/detections.csv``, written atomically when the run completes (the header only when nothing was
     detected): the rows ``detections(subject, image, output)`` gives for every subject, with the reader's
-    ``choices`` and ``raters`` columns."""
+    ``choices``, ``raters`` and ``extra_columns`` columns."""
 
     key = "detections"
 
@@ -97,7 +97,8 @@ class DetectionsTableWriter(SubjectWriter):
     def finish(self, records: list[dict]) -> None:
         self.rows = [row for r in written(records) for row in r.get(self.key, [])]
         d = self.detections
-        write_detections(self.rows, self.path, getattr(d, "choices", ()), getattr(d, "raters", ()))
+        extra = (*getattr(d, "raters", ()), *getattr(d, "extra_columns", ()))
+        write_detections(self.rows, self.path, getattr(d, "choices", ()), extra)
 
 
 class CountsWriter(SubjectWriter):

@@ -29,6 +29,8 @@ class SubjectReader:
     #: the table's extra columns: ``p_<choice>`` per choice and one column per rater head (``write_detections``)
     choices: tuple[str, ...] = ()
     raters: tuple[str, ...] = ()
+    #: further columns after the rater heads' (a measurement of the reader's own, e.g. ``fluid_beyond_mm3``)
+    extra_columns: tuple[str, ...] = ()
     #: the class written in the ``label`` column ("" where the detector does not classify)
     label: str = ""
 

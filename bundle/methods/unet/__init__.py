@@ -9,6 +9,22 @@ class-labelled detections of the structural detector (EPVS and lacunes, :mod:`.s
 
 from __future__ import annotations
 
-from .structural import BackgroundOutsided, ClassMapd, ClassMapDetections, class_map, class_objects
+from .structural import (
+    BackgroundOutsided,
+    ClassMapd,
+    ClassMapDetections,
+    brain_medians,
+    class_map,
+    class_objects,
+    fluid_beyond,
+)
 
-__all__ = ["BackgroundOutsided", "ClassMapDetections", "ClassMapd", "class_map", "class_objects"]
+__all__ = [
+    "BackgroundOutsided",
+    "ClassMapDetections",
+    "ClassMapd",
+    "brain_medians",
+    "class_map",
+    "class_objects",
+    "fluid_beyond",
+]

@@ -4,7 +4,8 @@
 Training target: :class:`ClassMapd` turns an entry's instance map into class codes (0 background, ``k + 1`` for
 ``classes[k]``) from its lesion records. Detections: :class:`ClassMapDetections` takes the connected components of
 the foreground probability ``1 - p_background`` of the network's softmax and gives each the class of highest mean
-probability over its voxels.
+probability over its voxels. A lacune is a closed cavity: :func:`fluid_beyond` measures how far the fluid-like
+signal around a call reaches past it, so that calls on a piece of a sulcus, cistern or ventricle can be dropped.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import torch
 from monai.config import KeysCollection
 from monai.data.utils import affine_to_spacing
 from monai.transforms import MapTransform
+from scipy import ndimage
 
 from ...inference.detections import detection_rows, to_input_grid
 from ...inference.outputs import SubjectReader
 from ...metrics.objects import Objects, objects_from_map
 from ...utils import one_of
 
-__all__ = ["BackgroundOutsided", "ClassMapDetections", "ClassMapd", "class_map", "class_objects"]
+__all__ = ["BackgroundOutsided", "ClassMapDetections", "ClassMapd", "brain_medians", "class_map", "class_objects",
+           "fluid_beyond"]  # fmt: skip
 
 SCORES = ("max", "mean")  # how a component is scored: its largest or its mean foreground probability
 
@@ -113,23 +116,101 @@ def class_objects(prob: np.ndarray, classes: Sequence[str], threshold: float = 0
     return objs, probs
 
 
+def brain_medians(images: np.ndarray) -> list[float | None]:
+    """Per intensity channel (C, H, W, D): its median over the brain (voxels where any channel is non-zero: the
+    preprocessing leaves 0 outside the brain mask), or None for an absent channel (0 everywhere)."""
+    images = np.asarray(images)
+    inside = (images != 0).any(axis=0)
+    return [float(np.median(x[inside])) if x.any() else None for x in images]
+
+
+def fluid_beyond(images: np.ndarray, obj: np.ndarray, brain: Sequence[float | None] | None = None, margin: int = 15,
+                 min_contrast: float = 0.1) -> int:  # fmt: skip
+    """Voxels of the fluid-like region connected to the object ``obj`` (a boolean map) that lie more than one voxel
+    outside it, within ``margin`` voxels of its bounding box; -1 when no channel has contrast.
+
+    ``images`` (C, H, W, D): the intensity channels; ``brain``: their :func:`brain_medians` (computed when None).
+    A voxel is fluid-like when, in every present channel with contrast, it lies on the object's side of the midpoint
+    between the object's median and the brain's; a channel has contrast when these medians differ by at least
+    ``min_contrast`` times the brain's. Outside the brain (0 in every channel) nothing is fluid-like. The region is the
+    6-connected component of fluid-like voxels (and the object) that holds the object; the one-voxel shell forgiven
+    for partial volume is 6-connected too. A cavity wholly inside the call gives 0; a call on part of a larger fluid
+    space (a sulcus, a cistern, a ventricle) gives that space's voxels in the box."""
+    images, obj = np.asarray(images), np.asarray(obj, bool)
+    brain = brain_medians(images) if brain is None else brain
+    where = np.argwhere(obj)
+    if not len(where):
+        return 0
+    lo, hi = np.maximum(where.min(0) - margin, 0), np.minimum(where.max(0) + margin + 1, obj.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    fluid, used = (images[(slice(None), *box)] != 0).any(axis=0), 0  # the brain: air is not fluid
+    for x, ref in zip(images, brain):
+        if ref is None:
+            continue
+        core = float(np.median(x[obj]))
+        if abs(core - ref) < min_contrast * abs(ref):
+            continue
+        mid = (core + ref) / 2.0
+        fluid &= x[box] < mid if core < ref else x[box] > mid
+        used += 1
+    if not used:
+        return -1
+    region, _ = ndimage.label(fluid | obj[box])  # 6-connected
+    ids = np.unique(region[obj[box]])
+    grown = np.isin(region, ids[ids > 0])
+    return int((grown & ~ndimage.binary_dilation(obj[box])).sum())
+
+
 class ClassMapDetections(SubjectReader):
     """Reader of a multi-class softmax ``output[key]`` computed on the image's grid (e.g. the 1 mm working grid):
     :func:`class_objects`, reported on the input file's grid (``i, j, k`` input voxels, ``x, y, z`` world mm),
-    with ``p_<class>`` columns; objects scored below ``min_score`` are dropped (the operating threshold)."""
+    with ``p_<class>`` columns; objects scored below ``min_score`` are dropped (the operating threshold).
+
+    ``cavity_class`` (e.g. ``"lacune"``): objects of that class are closed cavities, and one whose fluid-like region
+    reaches more than ``cavity_leak_mm3`` beyond the call (:func:`fluid_beyond` on the image's first
+    ``cavity_channels`` channels) is part of a larger fluid space and is dropped; the measure is written in the
+    ``fluid_beyond_mm3`` column (empty for other classes, -1 where no channel has contrast). ``None`` keeps every
+    object and adds no column."""
 
     def __init__(self, classes: Sequence[str] = ("epvs", "lacune"), threshold: float = 0.5, connectivity: int = 26,
-                 min_voxels: int = 1, score: str = "max", min_score: float = 0.0,
-                 key: str = "pred") -> None:  # fmt: skip
+                 min_voxels: int = 1, score: str = "max", min_score: float = 0.0, key: str = "pred",
+                 cavity_class: str | None = None, cavity_leak_mm3: float = 5.0,
+                 cavity_channels: int = 3) -> None:  # fmt: skip
         self.classes, self.choices = list(classes), tuple(classes)
         self.threshold, self.connectivity, self.min_voxels = float(threshold), int(connectivity), int(min_voxels)
         self.score, self.min_score, self.key = one_of(score, SCORES, "score"), float(min_score), key
+        self.cavity_class = None if cavity_class is None else one_of(cavity_class, self.choices, "cavity_class")
+        self.cavity_leak_mm3, self.cavity_channels = float(cavity_leak_mm3), int(cavity_channels)
+        self.extra_columns = ("fluid_beyond_mm3",) if self.cavity_class else ()
+
+    def fluid_beyond_mm3(self, image, objs: Objects, spacing, among: np.ndarray) -> np.ndarray:
+        """Per object, :func:`fluid_beyond` in mm^3 for those of ``cavity_class`` where ``among`` is true (-1: no
+        channel with contrast), NaN for the others."""
+        out = np.full(len(objs), np.nan)
+        todo = np.flatnonzero((objs.labels == self.cavity_class) & among) if self.cavity_class else []
+        if not len(todo):
+            return out
+        images = image[: self.cavity_channels]
+        images = np.asarray(images.detach().float().cpu() if hasattr(images, "detach") else images)
+        brain, voxel, margin = brain_medians(images), float(np.prod(spacing)), 15
+        boxes = ndimage.find_objects(objs.instance)
+        for k in todo:  # each call on its box grown by the margin: fluid_beyond's own box, without whole-volume passes
+            box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in boxes[k])
+            beyond = fluid_beyond(images[(slice(None), *box)], objs.instance[box] == k + 1, brain, margin)
+            out[k] = beyond * voxel if beyond >= 0 else -1.0
+        return out
 
     def compute(self, subject: str, image, output: dict) -> list[dict]:
         prob = np.asarray(self.item(subject, output, self.key).detach().float().cpu())
         affine = np.asarray(image.affine, float)
-        objs, probs = class_objects(prob, self.classes, self.threshold, affine_to_spacing(affine), self.connectivity,
+        spacing = affine_to_spacing(affine)
+        objs, probs = class_objects(prob, self.classes, self.threshold, spacing, self.connectivity,
                                     self.min_voxels, self.score)  # fmt: skip
         keep = objs.scores >= self.min_score
+        beyond = self.fluid_beyond_mm3(image, objs, spacing, keep)
+        keep &= ~(beyond > self.cavity_leak_mm3)  # NaN (another class) keeps
         objs = Objects(objs.centres[keep], objs.sizes[keep], objs.scores[keep], objs.labels[keep], None, objs.spacing)
-        return detection_rows(subject, objs, to_input_grid(objs, image)[0], probs[keep], self.classes)
+        rows = detection_rows(subject, objs, to_input_grid(objs, image)[0], probs[keep], self.classes)
+        for row, value in zip(rows, beyond[keep]) if self.cavity_class else ():
+            row["fluid_beyond_mm3"] = "" if np.isnan(value) else round(float(value), 3)
+        return rows

@@ -16,7 +16,15 @@ from conftest import REPO, config_files, run_bundle
 from monai.data import MetaTensor
 
 from bundle.handlers import latest_checkpoint
-from bundle.methods.unet import BackgroundOutsided, ClassMapd, ClassMapDetections, class_map, class_objects
+from bundle.methods.unet import (
+    BackgroundOutsided,
+    ClassMapd,
+    ClassMapDetections,
+    brain_medians,
+    class_map,
+    class_objects,
+    fluid_beyond,
+)
 
 TRAIN = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml"]
 INFER = TRAIN + ["configs/unet/inference.yaml", "configs/unet/structural_inference.yaml"]
@@ -103,6 +111,75 @@ def test_detections_are_reported_on_the_input_grid():
         ClassMapDetections(["epvs", "lacune"], score="median")  # at config time, not for every subject
 
 
+def _cavity_and_sulcus(contrast_t2: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 40^3 'brain' (tissue 1, air 0 at the border) in T1, T2 and an absent FLAIR: a closed spherical cavity of
+    fluid (radius 3) with a one-voxel partial-volume shell, and a fluid slab 2 voxels thick across the brain (a
+    sulcus). Returns images, cavity (without its shell), slab."""
+    g = np.indices((40, 40, 40))
+    brain = np.zeros((40, 40, 40), bool)
+    brain[2:-2, 2:-2, 2:-2] = True
+    cavity = ((g - np.array([12, 12, 20])[:, None, None, None]) ** 2).sum(0) <= 9
+    slab = brain & (g[0] >= 28) & (g[0] < 30)
+    shell = ((g - np.array([12, 12, 20])[:, None, None, None]) ** 2).sum(0) <= 16
+    t1, t2 = brain * 1.0, brain * 1.0
+    t1[shell], t2[shell] = 0.4, 1.0 + 0.6 * (contrast_t2 - 1.0)  # fluid-like, as partial volume is
+    t1[cavity | slab], t2[cavity | slab] = 0.1, contrast_t2
+    return np.stack([t1, t2, np.zeros_like(t1)]), cavity, slab
+
+
+def test_fluid_beyond_tells_a_closed_cavity_from_a_piece_of_a_larger_fluid_space():
+    images, cavity, slab = _cavity_and_sulcus()
+    assert brain_medians(images) == [1.0, 1.0, None]  # the absent FLAIR has no median
+    assert fluid_beyond(images, cavity) == 0  # the call holds the whole cavity; its partial-volume shell is allowed
+    part = slab & (np.indices(slab.shape)[1] < 14) & (np.indices(slab.shape)[2] < 14)  # a corner of the sulcus
+    left = fluid_beyond(images, part)
+    # the rest of the slab within 15 voxels of the call's box, minus the call and its one-voxel shell
+    assert 300 < left < slab.sum()
+    edge = np.zeros_like(cavity)
+    edge[20:23, 20:23, 2] = True  # dark fluid on T1 alone, at the brain's edge: the air beyond it is not fluid
+    t1_only = np.stack([np.where(edge, 0.1, images[0]), np.zeros_like(images[0])])
+    assert fluid_beyond(t1_only, edge) == 0
+    shrunk = cavity & (np.indices(cavity.shape)[0] <= 12)  # half a cavity: its other half lies past the shell
+    assert 0 < fluid_beyond(images, shrunk) < cavity.sum()
+    flat = images.copy()
+    flat[1] = np.where(flat[1] > 0, 1.0, 0.0)  # T2 without contrast, T1 absent: nothing to tell
+    flat[0] = 0.0
+    assert fluid_beyond(flat, cavity) == -1
+
+
+def test_detections_drop_lacune_calls_on_part_of_a_larger_fluid_space():
+    """cavity_class: a lacune call on a closed cavity stays, one on a sulcus goes; other classes are not checked."""
+    images, cavity, slab = _cavity_and_sulcus()
+    corner = slab & (np.indices(slab.shape)[1] < 14)
+    far = slab & (np.indices(slab.shape)[1] > 30)
+    prob = np.zeros((3, 40, 40, 40), np.float32)
+    prob[0] = 1.0
+    for region, cls in ((cavity, 2), (corner, 2), (far, 1)):  # lacune, lacune, EPVS
+        prob[0][region], prob[cls][region] = 0.0, 1.0
+    image = MetaTensor(torch.as_tensor(np.concatenate([images, np.ones_like(images)])), affine=torch.eye(4))
+    out = {"pred": torch.as_tensor(prob)}
+    every = ClassMapDetections(["epvs", "lacune"], 0.5)("s1", image, out)
+    kept = ClassMapDetections(["epvs", "lacune"], 0.5, cavity_class="lacune")("s1", image, out)
+    assert sorted(r["label"] for r in every) == ["epvs", "lacune", "lacune"]
+    assert sorted(r["label"] for r in kept) == ["epvs", "lacune"]
+    lacune = next(r for r in kept if r["label"] == "lacune")
+    np.testing.assert_allclose([lacune["i"], lacune["j"], lacune["k"]], [12, 12, 20], atol=1e-6)
+    assert lacune["fluid_beyond_mm3"] == 0.0 and next(r for r in kept if r["label"] == "epvs")["fluid_beyond_mm3"] == ""
+    assert all("fluid_beyond_mm3" not in r for r in every)  # no cavity class: no column
+    measured = ClassMapDetections(["epvs", "lacune"], 0.5, cavity_class="lacune", cavity_leak_mm3=1e9)("s1", image, out)
+    sulcus = [r["fluid_beyond_mm3"] for r in measured if r["label"] == "lacune" and r["fluid_beyond_mm3"] > 0]
+    assert len(measured) == 3 and len(sulcus) == 1 and sulcus[0] > 300  # kept with its measure when the limit allows
+    flat = image.clone()
+    flat[:3] = (flat[:3] > 0).float()  # no contrast in any channel: no measure (-1), the call is kept
+    none = ClassMapDetections(["epvs", "lacune"], 0.5, cavity_class="lacune")("s1", flat, out)
+    assert sorted(r["fluid_beyond_mm3"] for r in none if r["label"] == "lacune") == [-1.0, -1.0]
+    inverted = image.clone()
+    inverted[1] = torch.where(inverted[1] > 0, 4.0 - inverted[1], inverted[1])  # fluid dark on T2: same answer
+    assert ClassMapDetections(["epvs", "lacune"], 0.5, cavity_class="lacune")("s1", inverted, out) == kept
+    with pytest.raises(ValueError, match="cavity_class"):
+        ClassMapDetections(["epvs", "lacune"], cavity_class="lacunes")
+
+
 def test_training_patches_draw_lacunes_by_their_ratio_and_background_inside_the_brain():
     from monai.bundle import ConfigParser
 
@@ -186,10 +263,12 @@ def test_inference_writes_classes_counts_and_maps_on_the_input_grid(trained, coh
     with open(tmp_path / "detections.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames[-2:] == ["p_epvs", "p_lacune"] and rows  # every object kept: the checks below see rows
+    assert reader.fieldnames[-3:] == ["p_epvs", "p_lacune", "fluid_beyond_mm3"] and rows  # the checks below see rows
     for r in rows:
         p = float(r["p_epvs"]), float(r["p_lacune"])
         assert sum(p) == pytest.approx(1.0, abs=1e-4) and r["label"] == ("lacune" if p[1] > p[0] else "epvs")
+        # lacune calls kept as closed cavities (the config's limit, 5 mm^3); the measure is a lacune's only
+        assert float(r["fluid_beyond_mm3"]) <= 5.0 if r["label"] == "lacune" else r["fluid_beyond_mm3"] == ""
     with open(tmp_path / "counts.csv", newline="") as f:
         counts = {r["subject"]: r for r in csv.DictReader(f)}
     assert set(counts) == {"sub-0002", "blank", "t2only"}  # every subject, the one without lesions included
