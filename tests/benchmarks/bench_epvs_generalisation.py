@@ -46,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_utils import cohort_entries, run_bundle  # noqa: E402
+from bench_utils import REPO, cohort_entries, run_bundle  # noqa: E402
 
 SUBSETS = {"all": ("t1", "t2", "flair"), "t1_flair": ("t1", "flair"), "t2_flair": ("t2", "flair"), "t2": ("t2",),
            "t1": ("t1",)}  # fmt: skip
@@ -207,6 +207,9 @@ def figures(scans: list[dict], threshold: float) -> dict:
     out["lacune"] = {"n": n_lac, "detected": n_det, "tp": tp, "precision": prec, "recall": rec_,
                      "f1": 2 * prec * rec_ / (prec + rec_) if n_det and n_lac and prec + rec_ else float("nan")}
     out["class_accuracy_4_of_6"] = {"n": len(agreed), "accuracy": float(np.mean(agreed)) if agreed else float("nan")}
+    if not any(x is not None for _, h in heads for x in h):  # no rater heads (the U-Net), or no object found
+        out["rater_heads"] = None
+        return out
     agree = np.full((6, 6), np.nan)
     for k in range(6):  # head k against rater j, on found objects
         for j in range(6):
@@ -257,12 +260,15 @@ def main() -> None:
                                                  *method["args"], *extra])  # fmt: skip
         ckpt = run / method["checkpoint"]
     evaluate = configs + method["infer"]
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((REPO / "bundle").rglob("*.py")))).hexdigest()
 
     def detect(name: str, entries: list[dict]) -> list[dict]:
         dl = write_datalist(args.out / f"{name}.json", [], entries)
         folder = args.out / "eval" / name
         key = {"checkpoint_sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest(), "configs": evaluate,
-               "overrides": extra, "subjects": [e["subject"] for e in entries]}  # fmt: skip
+               "configs_sha256": [hashlib.sha256((REPO / c).read_bytes()).hexdigest() for c in evaluate],
+               "bundle_sha256": code, "overrides": extra,  # a cached run of other code or configs runs again
+               "subjects": [e["subject"] for e in entries]}  # fmt: skip
         done = folder / "bench_key.json"
         if not (folder / "detections.csv").is_file() or not done.is_file() or json.loads(done.read_text()) != key:
             start = time.time()

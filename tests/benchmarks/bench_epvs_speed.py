@@ -1,12 +1,12 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Seconds of EPVS and lacune inference on one 1 mm scan: the shipped RCNN and the shipped structural U-Net, side
-by side in one run (issue 20; not a test).
+"""Seconds of EPVS and lacune inference on one 1 mm scan: the shipped RCNN and the shipped structural U-Net (with and
+without its lacune cavity rule), side by side in one run (issue 20; not a test).
 
     python tests/benchmarks/bench_epvs_speed.py --out /tmp/bench_epvs_speed [--seed 11] [--repeats 2]
 
 One simulated 1 mm EPVS/lacune subject (T1, T2, FLAIR; the subject of ``bench_rcnn_speed.py``). Each detector's
 inference config runs end to end as a user runs it (``python -m monai.bundle run``: process start, reading,
-preprocessing, the network, writing every output), alternating between the two, ``--repeats`` times each. Prints
+preprocessing, the network, writing every output), alternating between them, ``--repeats`` times each. Prints
 the wall seconds of every run and writes ``--out/epvs_speed.json``.
 """
 
@@ -27,6 +27,8 @@ DETECTORS = {
               "configs/unet/inference.yaml", "configs/unet/structural_inference.yaml"], "models/structural_unet.pt",
              ["--progress", "false"]),
 }  # fmt: skip
+DETECTORS["unet_no_cavity_rule"] = (DETECTORS["unet"][0], DETECTORS["unet"][1],
+                                    ["--progress", "false", "--cavity_class", "None"])  # fmt: skip
 
 
 def main() -> None:
