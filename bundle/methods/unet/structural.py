@@ -21,13 +21,14 @@ from scipy import ndimage
 
 from ...inference.detections import detection_rows, to_input_grid
 from ...inference.outputs import SubjectReader
-from ...metrics.objects import Objects, objects_from_map
+from ...metrics.objects import Objects, connected_components, objects_from_map
 from ...utils import one_of
 
 __all__ = ["BackgroundOutsided", "ClassMapDetections", "ClassMapd", "brain_medians", "class_map", "class_objects",
            "fluid_beyond"]  # fmt: skip
 
 SCORES = ("max", "mean")  # how a component is scored: its largest or its mean foreground probability
+CAVITY_MARGIN = 15  # voxels around a lacune call's box within which fluid_beyond grows its fluid-like region
 
 
 def class_map(
@@ -124,8 +125,8 @@ def brain_medians(images: np.ndarray) -> list[float | None]:
     return [float(np.median(x[inside])) if x.any() else None for x in images]
 
 
-def fluid_beyond(images: np.ndarray, obj: np.ndarray, brain: Sequence[float | None] | None = None, margin: int = 15,
-                 min_contrast: float = 0.1) -> int:  # fmt: skip
+def fluid_beyond(images: np.ndarray, obj: np.ndarray, brain: Sequence[float | None] | None = None,
+                 margin: int = CAVITY_MARGIN, min_contrast: float = 0.1) -> int:  # fmt: skip
     """Voxels of the fluid-like region connected to the object ``obj`` (a boolean map) that lie more than one voxel
     outside it, within ``margin`` voxels of its bounding box; -1 when no channel has contrast.
 
@@ -155,7 +156,7 @@ def fluid_beyond(images: np.ndarray, obj: np.ndarray, brain: Sequence[float | No
         used += 1
     if not used:
         return -1
-    region, _ = ndimage.label(fluid | obj[box])  # 6-connected
+    region = connected_components(fluid | obj[box], 6)
     ids = np.unique(region[obj[box]])
     grown = np.isin(region, ids[ids > 0])
     return int((grown & ~ndimage.binary_dilation(obj[box])).sum())
@@ -192,11 +193,11 @@ class ClassMapDetections(SubjectReader):
             return out
         images = image[: self.cavity_channels]
         images = np.asarray(images.detach().float().cpu() if hasattr(images, "detach") else images)
-        brain, voxel, margin = brain_medians(images), float(np.prod(spacing)), 15
+        brain, voxel, m = brain_medians(images), float(np.prod(spacing)), CAVITY_MARGIN
         boxes = ndimage.find_objects(objs.instance)
         for k in todo:  # each call on its box grown by the margin: fluid_beyond's own box, without whole-volume passes
-            box = tuple(slice(max(b.start - margin, 0), b.stop + margin) for b in boxes[k])
-            beyond = fluid_beyond(images[(slice(None), *box)], objs.instance[box] == k + 1, brain, margin)
+            box = tuple(slice(max(b.start - m, 0), b.stop + m) for b in boxes[k])
+            beyond = fluid_beyond(images[(slice(None), *box)], objs.instance[box] == k + 1, brain)
             out[k] = beyond * voxel if beyond >= 0 else -1.0
         return out
 
