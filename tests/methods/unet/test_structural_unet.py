@@ -170,7 +170,8 @@ def test_detections_drop_lacune_calls_on_part_of_a_larger_fluid_space():
     sulcus = [r["fluid_beyond_mm3"] for r in measured if r["label"] == "lacune" and r["fluid_beyond_mm3"] > 0]
     assert len(measured) == 3 and len(sulcus) == 1 and sulcus[0] > 300  # kept with its measure when the limit allows
     flat = image.clone()
-    flat[:3] = (flat[:3] > 0).float()  # no contrast in any channel: no measure (-1), the call is kept
+    flat[:3] = (flat[:3] > 0).float()  # no contrast in any channel: no measure (-1, not scaled), the call is kept
+    flat.affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0], dtype=torch.float64))  # 8 mm^3 voxels
     none = ClassMapDetections(["epvs", "lacune"], 0.5, cavity_class="lacune")("s1", flat, out)
     assert sorted(r["fluid_beyond_mm3"] for r in none if r["label"] == "lacune") == [-1.0, -1.0]
     inverted = image.clone()
