@@ -117,34 +117,38 @@ def class_objects(prob: np.ndarray, classes: Sequence[str], threshold: float = 0
     return objs, probs
 
 
-def brain_medians(images: np.ndarray) -> list[float | None]:
-    """Per intensity channel (C, H, W, D): its median over the brain (voxels where any channel is non-zero: the
-    preprocessing leaves 0 outside the brain mask), or None for an absent channel (0 everywhere)."""
+def brain_medians(images: np.ndarray, inside: np.ndarray | None = None) -> list[float | None]:
+    """Per intensity channel (C, H, W, D): its median over the brain, or None for an absent channel (0 everywhere).
+    The brain is ``inside`` (a brain mask of the same grid) or, without one, the voxels where any channel is
+    non-zero (skull-stripped images)."""
     images = np.asarray(images)
-    inside = (images != 0).any(axis=0)
+    inside = (images != 0).any(axis=0) if inside is None else np.asarray(inside).reshape(images.shape[1:]) > 0
     return [float(np.median(x[inside])) if x.any() else None for x in images]
 
 
 def fluid_beyond(images: np.ndarray, obj: np.ndarray, brain: Sequence[float | None] | None = None,
-                 margin: int = CAVITY_MARGIN, min_contrast: float = 0.1) -> int:  # fmt: skip
+                 margin: int = CAVITY_MARGIN, min_contrast: float = 0.1,
+                 inside: np.ndarray | None = None) -> int:  # fmt: skip
     """Voxels of the fluid-like region connected to the object ``obj`` (a boolean map) that lie more than one voxel
     outside it, within ``margin`` voxels of its bounding box; -1 when no channel has contrast.
 
-    ``images`` (C, H, W, D): the intensity channels; ``brain``: their :func:`brain_medians` (computed when None).
+    ``images`` (C, H, W, D): the intensity channels; ``brain``: their :func:`brain_medians` (computed when None);
+    ``inside``: the brain mask on the same grid (None: the voxels where any channel is non-zero).
     A voxel is fluid-like when, in every present channel with contrast, it lies on the object's side of the midpoint
     between the object's median and the brain's; a channel has contrast when these medians differ by at least
-    ``min_contrast`` times the brain's. Outside the brain (0 in every channel) nothing is fluid-like. The region is the
+    ``min_contrast`` times the brain's. Outside the brain nothing is fluid-like (air, skull). The region is the
     6-connected component of fluid-like voxels (and the object) that holds the object; the one-voxel shell forgiven
     for partial volume is 6-connected too. A cavity wholly inside the call gives 0; a call on part of a larger fluid
     space (a sulcus, a cistern, a ventricle) gives that space's voxels in the box."""
     images, obj = np.asarray(images), np.asarray(obj, bool)
-    brain = brain_medians(images) if brain is None else brain
+    inside = (images != 0).any(axis=0) if inside is None else np.asarray(inside).reshape(obj.shape) > 0
+    brain = brain_medians(images, inside) if brain is None else brain
     where = np.argwhere(obj)
     if not len(where):
         return 0
     lo, hi = np.maximum(where.min(0) - margin, 0), np.minimum(where.max(0) + margin + 1, obj.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    fluid, used = (images[(slice(None), *box)] != 0).any(axis=0), 0  # the brain: air is not fluid
+    fluid, used = inside[box].copy(), 0
     for x, ref in zip(images, brain):
         if ref is None:
             continue
@@ -171,20 +175,23 @@ class ClassMapDetections(SubjectReader):
     reaches more than ``cavity_leak_mm3`` beyond the call (:func:`fluid_beyond` on the image's first
     ``cavity_channels`` channels) is part of a larger fluid space and is dropped; the measure is written in the
     ``fluid_beyond_mm3`` column (empty for other classes, -1 where no channel has contrast). ``None`` keeps every
-    object and adds no column."""
+    object and adds no column. ``mask_key``: the output's brain mask on the image's grid (e.g. copied there by the
+    postprocessing), so that skull and air never count as brain or fluid; None, or an output without it: the
+    image's non-zero voxels are the brain (skull-stripped images)."""
 
     def __init__(self, classes: Sequence[str] = ("epvs", "lacune"), threshold: float = 0.5, connectivity: int = 26,
                  min_voxels: int = 1, score: str = "max", min_score: float = 0.0, key: str = "pred",
                  cavity_class: str | None = None, cavity_leak_mm3: float = 5.0,
-                 cavity_channels: int = 3) -> None:  # fmt: skip
+                 cavity_channels: int = 3, mask_key: str | None = None) -> None:  # fmt: skip
         self.classes, self.choices = list(classes), tuple(classes)
         self.threshold, self.connectivity, self.min_voxels = float(threshold), int(connectivity), int(min_voxels)
         self.score, self.min_score, self.key = one_of(score, SCORES, "score"), float(min_score), key
         self.cavity_class = None if cavity_class is None else one_of(cavity_class, self.choices, "cavity_class")
         self.cavity_leak_mm3, self.cavity_channels = float(cavity_leak_mm3), int(cavity_channels)
+        self.mask_key = mask_key
         self.extra_columns = ("fluid_beyond_mm3",) if self.cavity_class else ()
 
-    def fluid_beyond_mm3(self, image, objs: Objects, spacing, among: np.ndarray) -> np.ndarray:
+    def fluid_beyond_mm3(self, image, objs: Objects, spacing, among: np.ndarray, mask=None) -> np.ndarray:
         """Per object, :func:`fluid_beyond` in mm^3 for those of ``cavity_class`` where ``among`` is true (-1: no
         channel with contrast), NaN for the others."""
         out = np.full(len(objs), np.nan)
@@ -193,11 +200,12 @@ class ClassMapDetections(SubjectReader):
             return out
         images = image[: self.cavity_channels]
         images = np.asarray(images.detach().float().cpu() if hasattr(images, "detach") else images)
-        brain, voxel, m = brain_medians(images), float(np.prod(spacing)), CAVITY_MARGIN
+        inside = (images != 0).any(axis=0) if mask is None else np.asarray(mask).reshape(images.shape[1:]) > 0
+        brain, voxel, m = brain_medians(images, inside), float(np.prod(spacing)), CAVITY_MARGIN
         boxes = ndimage.find_objects(objs.instance)
         for k in todo:  # each call on its box grown by the margin: fluid_beyond's own box, without whole-volume passes
             box = tuple(slice(max(b.start - m, 0), b.stop + m) for b in boxes[k])
-            beyond = fluid_beyond(images[(slice(None), *box)], objs.instance[box] == k + 1, brain)
+            beyond = fluid_beyond(images[(slice(None), *box)], objs.instance[box] == k + 1, brain, inside=inside[box])
             out[k] = beyond * voxel if beyond >= 0 else -1.0
         return out
 
@@ -208,7 +216,9 @@ class ClassMapDetections(SubjectReader):
         objs, probs = class_objects(prob, self.classes, self.threshold, spacing, self.connectivity,
                                     self.min_voxels, self.score)  # fmt: skip
         keep = objs.scores >= self.min_score
-        beyond = self.fluid_beyond_mm3(image, objs, spacing, keep)
+        mask = output.get(self.mask_key) if self.mask_key else None
+        mask = None if mask is None else np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
+        beyond = self.fluid_beyond_mm3(image, objs, spacing, keep, mask)
         keep &= ~(beyond > self.cavity_leak_mm3)  # NaN (another class) keeps
         objs = Objects(objs.centres[keep], objs.sizes[keep], objs.scores[keep], objs.labels[keep], None, objs.spacing)
         rows = detection_rows(subject, objs, to_input_grid(objs, image)[0], probs[keep], self.classes)

@@ -147,6 +147,32 @@ def test_fluid_beyond_tells_a_closed_cavity_from_a_piece_of_a_larger_fluid_space
     assert fluid_beyond(flat, cavity) == -1
 
 
+def test_with_a_brain_mask_skull_and_scalp_are_neither_brain_nor_fluid():
+    """Images that are not skull-stripped: dark bone around the brain on T1 (as fluid is). With the brain mask, a
+    closed cavity at the brain's edge gives 0; without it the bone counts as fluid joined to the call."""
+    images, _, _ = _cavity_and_sulcus()
+    brain = images[1] > 0
+    head = images[:2].copy()
+    head[0][~brain], head[1][~brain] = 0.1, 0.5  # skull: dark on T1, darker than brain on T2 (no fluid there)
+    edge = np.zeros_like(brain)
+    edge[20:23, 20:23, 2:4] = True  # a cavity touching the brain's edge
+    head[0][edge], head[1][edge] = 0.1, 3.0
+    t1_only = np.stack([head[0], np.zeros_like(head[0])])
+    assert fluid_beyond(t1_only, edge) > 100  # the skull taken for fluid
+    assert fluid_beyond(t1_only, edge, inside=brain) == 0
+    assert brain_medians(t1_only, brain) == [1.0, None]
+    prob = np.zeros((3, 40, 40, 40), np.float32)
+    prob[0] = 1.0
+    prob[0][edge], prob[2][edge] = 0.0, 1.0
+    flags = np.zeros((3, 40, 40, 40))
+    flags[0] = 1.0  # T1 present, T2 and FLAIR absent
+    image = MetaTensor(torch.as_tensor(np.concatenate([t1_only[:1], 0 * flags[:2], flags])), affine=torch.eye(4))
+    out = {"pred": torch.as_tensor(prob), "brain_mask": torch.as_tensor(brain[None])}
+    masked = ClassMapDetections(["epvs", "lacune"], 0.5, cavity_class="lacune", mask_key="brain_mask")("s1", image, out)
+    assert [(r["label"], r["fluid_beyond_mm3"]) for r in masked] == [("lacune", 0.0)]
+    assert ClassMapDetections(["epvs", "lacune"], 0.5, cavity_class="lacune")("s1", image, out) == []  # no mask
+
+
 def test_detections_drop_lacune_calls_on_part_of_a_larger_fluid_space():
     """cavity_class: a lacune call on a closed cavity stays, one on a sulcus goes; other classes are not checked."""
     images, cavity, slab = _cavity_and_sulcus()
