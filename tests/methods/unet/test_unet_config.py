@@ -137,3 +137,32 @@ def test_key_figure_direction_drives_checkpointing_and_early_stopping(lower, bes
     assert stop.score_function(_Engine()) == (-0.5 if lower else 0.5)  # ignite stops when this stops increasing
     saver = parser.get_parsed_content("best_network_saver")  # keeps the best network by the key figure
     assert saver._key_metric_checkpoint.score_function(_Engine()) == (-0.5 if lower else 0.5)
+
+
+def test_training_starts_from_init_weights_unless_it_resumes(tmp_path):
+    """--init_weights (fine-tuning): the network starts from that state dict; a run with its own last checkpoint
+    resumes from it instead."""
+    from ignite.engine import Engine
+
+    def parsed(out):
+        parser = ConfigParser()
+        parser.read_config([str(REPO / c) for c in CONFIGS])
+        parser.update({"init_weights": str(tmp_path / "start.pt"), "output_dir": str(out), "device": "cpu"})
+        return parser
+
+    donor = parsed(tmp_path / "a").get_parsed_content("network_def")
+    torch.manual_seed(5)
+    for p in donor.parameters():
+        torch.nn.init.normal_(p)
+    torch.save(donor.state_dict(), tmp_path / "start.pt")
+    parser = parsed(tmp_path / "a")
+    network, loader = parser.get_parsed_content("network"), parser.get_parsed_content("init_loader")
+    assert not torch.equal(next(network.parameters()), next(donor.parameters()))
+    engine = Engine(lambda e, b: None)
+    loader.attach(engine)
+    engine.run([0], max_epochs=1)
+    for mine, theirs in zip(network.state_dict().values(), donor.state_dict().values()):
+        assert torch.equal(mine, theirs)
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    torch.save({"network": donor.state_dict()}, tmp_path / "b" / "checkpoints" / "last_checkpoint_epoch=1.pt")
+    assert parsed(tmp_path / "b").get_parsed_content("init_loader") is None
