@@ -24,7 +24,7 @@ from .dictionary import (
     WhiteMatterZScored,
     WorkingGridd,
 )
-from .modalities import SUBSETS_T1_T2_FLAIR, AvailabilityChannelsd, ModalityChannelsd, RandModalityDropd
+from .modalities import SUBSETS_T1_T2_FLAIR, AvailabilityChannelsd, ModalityChannelsd, PerModalityd, RandModalityDropd
 from .regions import BrainRegionsd, RandChannelPickd, RegionsInputd, regions_input
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
@@ -35,6 +35,7 @@ __all__ = [
     "regions_input",
     "AvailabilityChannelsd",
     "ModalityChannelsd",
+    "PerModalityd",
     "RandModalityDropd",
     "SUBSETS_T1_T2_FLAIR",
     "HistogramPeakNormalize",

@@ -9,9 +9,16 @@ from typing import Hashable, Mapping, Sequence
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import MapTransform, Randomizable, RandomizableTransform
+from monai.utils import MAX_SEED
 
-__all__ = ["AvailabilityChannelsd", "ModalityChannelsd", "RandModalityDropd", "SUBSETS_T1_T2_FLAIR"]
+__all__ = [
+    "AvailabilityChannelsd",
+    "ModalityChannelsd",
+    "PerModalityd",
+    "RandModalityDropd",
+    "SUBSETS_T1_T2_FLAIR",
+]
 
 #: every non-empty subset of (t1, t2, flair) as channel indices: the five cohorts usually have (all three, T1 + FLAIR,
 #: T2 + FLAIR, T2, T1), then T1 + T2 and FLAIR, so that any subset a datalist may give was trained
@@ -102,5 +109,45 @@ class RandModalityDropd(RandomizableTransform, MapTransform):
             for c in drop:
                 out[c] = 0
                 out[self.n + c] = 0
+            d[key] = out
+        return d
+
+
+class PerModalityd(Randomizable, MapTransform):
+    """Apply ``transforms`` (MONAI array transforms, in order) to each present image channel on its own, with its
+    own random draws: each modality of a subject gets its own contrast, noise or blur, as from its own acquisition.
+    The image holds ``n_modalities`` image channels then as many availability channels
+    (:class:`AvailabilityChannelsd`); an absent modality (flag 0) stays all zeros and the flags are never touched,
+    which a whole-image MONAI transform would not guarantee (noise on an absent channel, a contrast curve over the
+    flags)."""
+
+    def __init__(self, keys: KeysCollection, n_modalities: int, transforms: Sequence) -> None:
+        MapTransform.__init__(self, keys)
+        self.n, self.transforms = int(n_modalities), list(transforms)
+
+    def set_random_state(self, seed: int | None = None, state=None) -> "PerModalityd":
+        super().set_random_state(seed, state)
+        for t in self.transforms:
+            if isinstance(t, Randomizable):
+                t.set_random_state(seed=int(self.R.randint(MAX_SEED)))
+        return self
+
+    def randomize(self, data=None) -> None:  # each wrapped transform draws for itself, per channel
+        pass
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.shape[0] != 2 * self.n:
+                raise ValueError(f"PerModalityd: {img.shape[0]} channels, expected {self.n} images + {self.n} flags")
+            out = img.clone()
+            for c in range(self.n):
+                if float(img[self.n + c].max()) <= 0.5:
+                    continue
+                channel = img[c : c + 1]
+                for t in self.transforms:
+                    channel = t(channel)
+                out[c] = torch.as_tensor(channel)[0].to(out.dtype)
             d[key] = out
         return d

@@ -15,6 +15,7 @@ from bundle.transforms import (
     HistogramPeakNormalize,
     ModalityChannelsd,
     N4BiasFieldCorrection,
+    PerModalityd,
     RandModalityDropd,
 )
 
@@ -73,3 +74,35 @@ def test_absent_channels_stay_zero_through_bias_correction_and_normalisation():
     assert np.isfinite(np.asarray(corrected)).all()
     out = HistogramPeakNormalize()(corrected, brain)
     assert not np.asarray(out[1]).any() and 0.3 < float(np.median(np.asarray(out[0])[4:20, 4:20, 4:20])) < 0.7
+
+
+def _structural_augmentation():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml"])
+    return parser.get_parsed_content("modality_augmentation")
+
+
+def test_per_modality_augmentation_leaves_absent_channels_and_flags_alone():
+    """The structural detector's training augmentation (the real config): each present modality gets its own draw,
+    an absent one stays all zeros, the availability channels are untouched; the same seed gives the same result."""
+    rng = np.random.default_rng(0)
+    base = torch.as_tensor(rng.uniform(0.2, 1.0, (1, 12, 12, 12)), dtype=torch.float32)
+    t1_flair = {"image": MetaTensor(torch.cat([base, 0 * base, base])), "available": [1, 0, 1]}
+    img = AvailabilityChannelsd("image")(t1_flair)["image"]
+    aug = PerModalityd("image", 3, _structural_augmentation())
+    aug.set_random_state(3)
+    outs = [aug({"image": img})["image"] for _ in range(20)]
+    for out in outs:
+        assert float(out[1].abs().max()) == 0.0  # T2 absent: no noise, no contrast curve
+        assert torch.equal(out[3:], img[3:])  # flags as they were
+        assert torch.isfinite(out).all()
+    changed = [not torch.allclose(o[c], img[c]) for o in outs for c in (0, 2)]
+    assert 10 < sum(changed) < 40  # each present channel is changed in some draws, not all
+    assert sum(not torch.allclose(o[0], o[2]) for o in outs) >= 10  # T1 and FLAIR drawn separately
+    again = PerModalityd("image", 3, _structural_augmentation())
+    again.set_random_state(3)
+    assert all(torch.equal(again({"image": img})["image"], o) for o in outs)
+    with pytest.raises(ValueError, match="4 channels, expected 3 images"):
+        aug({"image": img[:4]})
