@@ -294,8 +294,8 @@ def test_inference_writes_classes_counts_and_maps_on_the_input_grid(trained, coh
     for r in rows:
         p = float(r["p_epvs"]), float(r["p_lacune"])
         assert sum(p) == pytest.approx(1.0, abs=1e-4) and r["label"] == ("lacune" if p[1] > p[0] else "epvs")
-        # lacune calls kept as closed cavities (the config's limit, 5 mm^3); the measure is a lacune's only
-        assert float(r["fluid_beyond_mm3"]) <= 5.0 if r["label"] == "lacune" else r["fluid_beyond_mm3"] == ""
+        # lacune calls kept as closed cavities (the config's limit, 2 mm^3); the measure is a lacune's only
+        assert float(r["fluid_beyond_mm3"]) <= 2.0 if r["label"] == "lacune" else r["fluid_beyond_mm3"] == ""
     with open(tmp_path / "counts.csv", newline="") as f:
         counts = {r["subject"]: r for r in csv.DictReader(f)}
     assert set(counts) == {"sub-0002", "blank", "t2only"}  # every subject, the one without lesions included
