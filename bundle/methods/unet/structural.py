@@ -117,12 +117,21 @@ def class_objects(prob: np.ndarray, classes: Sequence[str], threshold: float = 0
     return objs, probs
 
 
+def brain_of(images: np.ndarray, inside=None) -> np.ndarray:
+    """The brain as a boolean map of the images' grid: ``inside`` (a brain mask, array or tensor) > 0, or without
+    one the voxels where any channel is non-zero (skull-stripped images)."""
+    if inside is None:
+        return (np.asarray(images) != 0).any(axis=0)
+    inside = inside.detach().cpu() if hasattr(inside, "detach") else inside
+    return np.asarray(inside).reshape(np.shape(images)[1:]) > 0
+
+
 def brain_medians(images: np.ndarray, inside: np.ndarray | None = None) -> list[float | None]:
     """Per intensity channel (C, H, W, D): its median over the brain, or None for an absent channel (0 everywhere).
     The brain is ``inside`` (a brain mask of the same grid) or, without one, the voxels where any channel is
     non-zero (skull-stripped images)."""
     images = np.asarray(images)
-    inside = (images != 0).any(axis=0) if inside is None else np.asarray(inside).reshape(images.shape[1:]) > 0
+    inside = brain_of(images, inside)
     return [float(np.median(x[inside])) if x.any() else None for x in images]
 
 
@@ -141,7 +150,7 @@ def fluid_beyond(images: np.ndarray, obj: np.ndarray, brain: Sequence[float | No
     for partial volume is 6-connected too. A cavity wholly inside the call gives 0; a call on part of a larger fluid
     space (a sulcus, a cistern, a ventricle) gives that space's voxels in the box."""
     images, obj = np.asarray(images), np.asarray(obj, bool)
-    inside = (images != 0).any(axis=0) if inside is None else np.asarray(inside).reshape(obj.shape) > 0
+    inside = brain_of(images, inside)
     brain = brain_medians(images, inside) if brain is None else brain
     where = np.argwhere(obj)
     if not len(where):
@@ -200,7 +209,7 @@ class ClassMapDetections(SubjectReader):
             return out
         images = image[: self.cavity_channels]
         images = np.asarray(images.detach().float().cpu() if hasattr(images, "detach") else images)
-        inside = (images != 0).any(axis=0) if mask is None else np.asarray(mask).reshape(images.shape[1:]) > 0
+        inside = brain_of(images, mask)
         brain, voxel, m = brain_medians(images, inside), float(np.prod(spacing)), CAVITY_MARGIN
         boxes = ndimage.find_objects(objs.instance)
         for k in todo:  # each call on its box grown by the margin: fluid_beyond's own box, without whole-volume passes
@@ -217,7 +226,6 @@ class ClassMapDetections(SubjectReader):
                                     self.min_voxels, self.score)  # fmt: skip
         keep = objs.scores >= self.min_score
         mask = output.get(self.mask_key) if self.mask_key else None
-        mask = None if mask is None else np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
         beyond = self.fluid_beyond_mm3(image, objs, spacing, keep, mask)
         keep &= ~(beyond > self.cavity_leak_mm3)  # NaN (another class) keeps
         objs = Objects(objs.centres[keep], objs.sizes[keep], objs.scores[keep], objs.labels[keep], None, objs.spacing)
