@@ -16,6 +16,7 @@ from .objects import (
     objects_from_map,
     objects_from_table,
 )
+from .raters import rater_profiles
 from .valdo import VALDO_TASKS, valdo_scan
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "objects_from_instances",
     "objects_from_map",
     "objects_from_table",
+    "rater_profiles",
     "summarise_scans",
     "valdo_scan",
 ]

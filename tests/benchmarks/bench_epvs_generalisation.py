@@ -30,7 +30,8 @@ not a test).
    threshold, each counted in its matched object's region, an unmatched one in the simulator's region map under
    it), lacune F1 at the operating threshold (detections labelled lacune matched to lacunes on their own),
    lacune-vs-EPVS accuracy where at least 4 of 6 raters agree, and each rater head's agreement with every rater
-   (on the diagonal: its own).
+   (on the diagonal: its own) and, where the detections carry the heads' answer probabilities (the U-Net's heads),
+   the rater profiles of :func:`bundle.metrics.rater_profiles` (``rater_heads.profiles``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_utils import REPO, cohort_entries, run_bundle  # noqa: E402
+
+from bundle.data.vocabulary import ANSWERS  # noqa: E402
 
 SUBSETS = {"all": ("t1", "t2", "flair"), "t1_flair": ("t1", "flair"), "t2_flair": ("t2", "flair"), "t2": ("t2",),
            "t1": ("t1",)}  # fmt: skip
@@ -121,6 +124,7 @@ def scan_figures(entry: dict, rows: list[dict]) -> dict:
         "scores": np.array([float(r["score"]) for r in rows]),
         "labels": [r["label"] for r in rows],
         "heads": [[r.get(f"rater{k}") for k in range(1, 7)] for r in rows],
+        "head_probs": [[[r.get(f"rater{k}_p_{a}") for a in ANSWERS] for k in range(1, 7)] for r in rows],
         "region": regions[tuple(vox.T)] if len(rows) else np.zeros(0, int),
         "counts": entry["counts_by_region"]["epvs"],
     }
@@ -151,6 +155,7 @@ def figures(scans: list[dict], threshold: float) -> dict:
     from bundle.data.synth.structural import REGION_CODES
     from bundle.metrics.froc import froc_curve
     from bundle.metrics.lesion_detection import icc
+    from bundle.metrics.raters import rater_profiles
 
     out: dict = {"scans": len(scans), "threshold": threshold}
     # EPVS detection: a hit finds an EPVS reference; a detection matched to a lacune is neither hit nor FP
@@ -202,21 +207,25 @@ def figures(scans: list[dict], threshold: float) -> dict:
             top = max(("lacune", "epvs"), key=answers.count)
             if answers.count(top) >= 4:
                 agreed.append(lab == top)
-            heads.append((answers, s["heads"][p]))
+            heads.append((answers, s["heads"][p], s["head_probs"][p]))
     prec, rec_ = (tp / n_det if n_det else float("nan")), (tp / n_lac if n_lac else float("nan"))
     out["lacune"] = {"n": n_lac, "detected": n_det, "tp": tp, "precision": prec, "recall": rec_,
                      "f1": 2 * prec * rec_ / (prec + rec_) if n_det and n_lac and prec + rec_ else float("nan")}
     out["class_accuracy_4_of_6"] = {"n": len(agreed), "accuracy": float(np.mean(agreed)) if agreed else float("nan")}
-    if not any(x is not None for _, h in heads for x in h):  # no rater heads (the U-Net), or no object found
+    if not any(x is not None for _, h, _ in heads for x in h):  # no rater heads, or no object found
         out["rater_heads"] = None
         return out
     agree = np.full((6, 6), np.nan)
     for k in range(6):  # head k against rater j, on found objects
         for j in range(6):
-            pairs = [(a[j], h[k]) for a, h in heads if len(a) == 6]
+            pairs = [(a[j], h[k]) for a, h, _ in heads if len(a) == 6]
             agree[k, j] = np.mean([x == y for x, y in pairs]) if pairs else np.nan
     out["rater_heads"] = {"agreement": np.round(agree, 3).tolist(),
                           "own_rater_highest": [bool(agree[k, k] >= np.nanmax(agree[k])) for k in range(6)]}
+    probs = [(a, p) for a, _, p in heads if len(a) == 6 and all(x is not None for q in p for x in q)]
+    if probs:  # heads with answer probabilities: does each rater's own head explain their answers best?
+        out["rater_heads"]["profiles"] = rater_profiles(np.array([[ANSWERS.index(x) for x in a] for a, _ in probs]),
+                                                        np.array([p for _, p in probs], float))
     return out
 
 

@@ -4,11 +4,13 @@
 The method is configuration only (``configs/unet/``): MONAI's ``UNet`` and losses, the core's
 ``bundle.losses.WeightedSumLoss``, ``bundle.transforms.RandCropAroundObjectd`` and the lesion-wise validation
 handler ``bundle.handlers.LesionDetection``. Code it alone needs goes here: the class targets and the
-class-labelled detections of the structural detector (EPVS and lacunes, :mod:`.structural`).
+class-labelled detections of the structural detector (EPVS and lacunes, :mod:`.structural`) and its rater heads
+(:mod:`.raters`).
 """
 
 from __future__ import annotations
 
+from .raters import RaterHeads, feature_names, fit_rater_heads, load_rater_heads, object_features, rater_columns
 from .structural import (
     BackgroundOutsided,
     ClassMapd,
@@ -22,9 +24,15 @@ from .structural import (
 __all__ = [
     "BackgroundOutsided",
     "ClassMapDetections",
+    "RaterHeads",
     "ClassMapd",
     "brain_medians",
     "class_map",
     "class_objects",
+    "feature_names",
+    "fit_rater_heads",
     "fluid_beyond",
+    "load_rater_heads",
+    "object_features",
+    "rater_columns",
 ]

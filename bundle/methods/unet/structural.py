@@ -19,10 +19,12 @@ from monai.data.utils import affine_to_spacing
 from monai.transforms import MapTransform
 from scipy import ndimage
 
+from ...data.vocabulary import ANSWERS
 from ...inference.detections import detection_rows, to_input_grid
 from ...inference.outputs import SubjectReader
 from ...metrics.objects import Objects, connected_components, objects_from_map
 from ...utils import one_of
+from .raters import feature_names, load_rater_heads, object_features, rater_columns
 
 __all__ = ["BackgroundOutsided", "ClassMapDetections", "ClassMapd", "brain_medians", "class_map", "class_objects",
            "fluid_beyond"]  # fmt: skip
@@ -186,19 +188,30 @@ class ClassMapDetections(SubjectReader):
     ``fluid_beyond_mm3`` column (empty for other classes, -1 where no channel has contrast). ``None`` keeps every
     object and adds no column. ``mask_key``: the output's brain mask on the image's grid (e.g. copied there by the
     postprocessing), so that skull and air never count as brain or fluid; None, or an output without it: the
-    image's non-zero voxels are the brain (skull-stripped images)."""
+    image's non-zero voxels are the brain (skull-stripped images).
+
+    ``rater_heads``: a file of :func:`bundle.methods.unet.fit_rater_heads`; each detection then gets every rater
+    head's answer (``rater<k>``) and answer probabilities (``rater<k>_p_<answer>``) from its
+    :func:`bundle.methods.unet.object_features` (intensities: the image's first ``cavity_channels`` channels).
+    ``features``: also write those features (``f_<name>`` columns), what the heads are fitted on."""
 
     def __init__(self, classes: Sequence[str] = ("epvs", "lacune"), threshold: float = 0.5, connectivity: int = 26,
                  min_voxels: int = 1, score: str = "max", min_score: float = 0.0, key: str = "pred",
                  cavity_class: str | None = None, cavity_leak_mm3: float = 5.0,
-                 cavity_channels: int = 3, mask_key: str | None = None) -> None:  # fmt: skip
+                 cavity_channels: int = 3, mask_key: str | None = None, rater_heads: str | None = None,
+                 features: bool = False) -> None:  # fmt: skip
         self.classes, self.choices = list(classes), tuple(classes)
         self.threshold, self.connectivity, self.min_voxels = float(threshold), int(connectivity), int(min_voxels)
         self.score, self.min_score, self.key = one_of(score, SCORES, "score"), float(min_score), key
         self.cavity_class = None if cavity_class is None else one_of(cavity_class, self.choices, "cavity_class")
         self.cavity_leak_mm3, self.cavity_channels = float(cavity_leak_mm3), int(cavity_channels)
         self.mask_key = mask_key
-        self.extra_columns = ("fluid_beyond_mm3",) if self.cavity_class else ()
+        self.feature_names = feature_names(self.classes, self.cavity_channels)
+        self.heads = load_rater_heads(rater_heads, self.feature_names) if rater_heads else None
+        self.features = bool(features)
+        self.raters = rater_columns(len(self.heads.heads)) if self.heads is not None else ()
+        self.extra_columns = (*(("fluid_beyond_mm3",) if self.cavity_class else ()),
+                              *((f"f_{f}" for f in self.feature_names) if self.features else ()))  # fmt: skip
 
     def fluid_beyond_mm3(self, image, objs: Objects, spacing, among: np.ndarray, mask=None) -> np.ndarray:
         """Per object, :func:`fluid_beyond` in mm^3 for those of ``cavity_class`` where ``among`` is true (-1: no
@@ -218,6 +231,28 @@ class ClassMapDetections(SubjectReader):
             out[k] = beyond * voxel if beyond >= 0 else -1.0
         return out
 
+    def rater_values(self, image, objs: Objects, probs: np.ndarray, keep: np.ndarray, spacing, mask=None) -> list[dict]:
+        """Per kept object, its feature columns (``features``) and the heads' columns (``rater_heads``)."""
+        idx = np.flatnonzero(keep)
+        if not (self.features or self.heads is not None) or not len(idx):
+            return [{} for _ in idx]
+        lut = np.zeros(len(objs) + 1, np.int64)
+        lut[idx + 1] = np.arange(1, len(idx) + 1)
+        images = image[: self.cavity_channels]
+        images = np.asarray(images.detach().float().cpu() if hasattr(images, "detach") else images)
+        x = object_features(images, lut[objs.instance], objs.scores[idx], probs[idx], brain_of(images, mask), spacing)
+        rows = [{f"f_{f}": round(float(v), 5) for f, v in zip(self.feature_names, r)} if self.features else {}
+                for r in x]  # fmt: skip
+        if self.heads is not None:
+            with torch.no_grad():
+                p = torch.softmax(self.heads(torch.as_tensor(x)), -1).numpy()
+            n = p.shape[1]
+            for row, pk in zip(rows, p):
+                row.update({self.raters[r]: ANSWERS[int(pk[r].argmax())] for r in range(n)})
+                row.update({f"{self.raters[r]}_p_{a}": round(float(pk[r, c]), 4) for r in range(n)
+                            for c, a in enumerate(ANSWERS)})  # fmt: skip
+        return rows
+
     def compute(self, subject: str, image, output: dict) -> list[dict]:
         prob = np.asarray(self.item(subject, output, self.key).detach().float().cpu())
         affine = np.asarray(image.affine, float)
@@ -228,8 +263,11 @@ class ClassMapDetections(SubjectReader):
         mask = output.get(self.mask_key) if self.mask_key else None
         beyond = self.fluid_beyond_mm3(image, objs, spacing, keep, mask)
         keep &= ~(beyond > self.cavity_leak_mm3)  # NaN (another class) keeps
+        extra = self.rater_values(image, objs, probs, keep, spacing, mask)
         objs = Objects(objs.centres[keep], objs.sizes[keep], objs.scores[keep], objs.labels[keep], None, objs.spacing)
         rows = detection_rows(subject, objs, to_input_grid(objs, image)[0], probs[keep], self.classes)
         for row, value in zip(rows, beyond[keep]) if self.cavity_class else ():
             row["fluid_beyond_mm3"] = "" if np.isnan(value) else round(float(value), 3)
+        for row, values in zip(rows, extra):
+            row.update(values)
         return rows

@@ -15,6 +15,7 @@ import torch
 from conftest import REPO, config_files, run_bundle
 from monai.data import MetaTensor
 
+from bundle.data.vocabulary import ANSWERS
 from bundle.handlers import latest_checkpoint
 from bundle.methods.unet import (
     BackgroundOutsided,
@@ -24,6 +25,7 @@ from bundle.methods.unet import (
     class_map,
     class_objects,
     fluid_beyond,
+    rater_columns,
 )
 
 TRAIN = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml"]
@@ -290,10 +292,16 @@ def test_inference_writes_classes_counts_and_maps_on_the_input_grid(trained, coh
     with open(tmp_path / "detections.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames[-3:] == ["p_epvs", "p_lacune", "fluid_beyond_mm3"] and rows  # the checks below see rows
+    names = reader.fieldnames
+    assert names[-1] == "fluid_beyond_mm3" and rows  # the checks below see rows
+    assert names[names.index("p_epvs") : names.index("p_epvs") + 3] == ["p_epvs", "p_lacune", "rater1"]
+    assert [c for c in names if c.startswith("rater")] == list(rater_columns(6))  # the shipped rater heads
     for r in rows:
         p = float(r["p_epvs"]), float(r["p_lacune"])
         assert sum(p) == pytest.approx(1.0, abs=1e-4) and r["label"] == ("lacune" if p[1] > p[0] else "epvs")
+        for k in range(1, 7):
+            q = [float(r[f"rater{k}_p_{a}"]) for a in ANSWERS]
+            assert sum(q) == pytest.approx(1.0, abs=1e-3) and r[f"rater{k}"] == ANSWERS[int(np.argmax(q))]
         # lacune calls kept as closed cavities (the config's limit, 2 mm^3); the measure is a lacune's only
         assert float(r["fluid_beyond_mm3"]) <= 2.0 if r["label"] == "lacune" else r["fluid_beyond_mm3"] == ""
     with open(tmp_path / "counts.csv", newline="") as f:
