@@ -23,7 +23,8 @@ not a test).
    with all modalities and with each subset, go to the result file (``validation``; ``validation_pooled``: the five
    inputs' scans together; ``validation_mean_epvs_sensitivity_at_5fp``: over the five inputs): the figures that may
    compare networks. ``--validation_only`` stops there, before inference runs on any test scan.
-   Evaluations are reused only when made from the same checkpoint bytes, configs, overrides and subjects.
+   Evaluations are reused only when made from the same checkpoint bytes, shipped weights, configs, bundle code,
+   overrides and subjects.
 5. Writes ``OUT/<--result>`` (``result.json``) and prints, per setting and subset and pooled over the held-out settings:
    EPVS sensitivity at <= 5 FP per scan (a point of the FROC curve) and at the operating threshold, EPVS count
    ICC(3,1) and ICC(2,1) per region (basal ganglia, centrum semiovale; detections labelled EPVS at the operating
@@ -270,11 +271,13 @@ def main() -> None:
         ckpt = run / method["checkpoint"]
     evaluate = configs + method["infer"]
     code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((REPO / "bundle").rglob("*.py")))).hexdigest()
+    models = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((REPO / "models").glob("*.pt")))).hexdigest()
 
     def detect(name: str, entries: list[dict]) -> list[dict]:
         dl = write_datalist(args.out / f"{name}.json", [], entries)
         folder = args.out / "eval" / name
         key = {"checkpoint_sha256": hashlib.sha256(Path(ckpt).read_bytes()).hexdigest(), "configs": evaluate,
+               "models_sha256": models,  # the configs' other weights (e.g. the rater heads)
                "configs_sha256": [hashlib.sha256((REPO / c).read_bytes()).hexdigest() for c in evaluate],
                "bundle_sha256": code, "overrides": extra,  # a cached run of other code or configs runs again
                "subjects": [e["subject"] for e in entries]}  # fmt: skip

@@ -118,10 +118,12 @@ def load_rater_heads(path: str | os.PathLike, features: Sequence[str]) -> RaterH
     return heads.eval()
 
 
-def training_pairs(entry: dict, rows: list[dict], features: Sequence[str], max_distance_mm: float = 5.0):
+def training_pairs(entry: dict, rows: list[dict], features: Sequence[str], max_distance_mm: float = 5.0,
+                   unmatched: bool = True):  # fmt: skip
     """Features (N, F) of one scan's detection rows and each rater's answer index (N, n_raters): the answers about
-    the object a detection is matched to (centre within ``max_distance_mm``, one-to-one, best score first), every
-    rater "nothing" for an unmatched detection. Objects without rater answers are left out (no rows)."""
+    the object a detection is matched to (centre within ``max_distance_mm``, one-to-one, best score first); an
+    unmatched detection gets every rater "nothing" (``unmatched``) or is left out. Objects without rater answers
+    are left out."""
     label = load_volume(entry["label"], entry["subject"], "label")
     lab = np.asarray(label[0]).astype(np.int64)
     records = {int(r["id"]): r for r in json.loads(Path(entry["lesions"]).read_text())} if entry.get("lesions") else {}
@@ -132,7 +134,7 @@ def training_pairs(entry: dict, rows: list[dict], features: Sequence[str], max_d
     x, y = [], []
     for row, m in zip(rows, match if len(rows) else []):
         answers = records.get(int(ids[m]), {}).get("raters", []) if m >= 0 else ["nothing"] * n_raters
-        if len(answers) != n_raters or not n_raters:
+        if len(answers) != n_raters or not n_raters or (m < 0 and not unmatched):
             continue
         x.append([float(row[f"f_{f}"]) for f in features])
         y.append([ANSWERS.index(a) for a in answers])
@@ -141,11 +143,13 @@ def training_pairs(entry: dict, rows: list[dict], features: Sequence[str], max_d
 
 def fit_rater_heads(datalist: str, detections: str, output: str, split: str = "testing",
                     features: Sequence[str] | None = None, hidden: int = 32, steps: int = 3000, lr: float = 3e-3,
-                    weight_decay: float = 1e-4, seed: int = 0) -> dict:  # fmt: skip
+                    weight_decay: float = 1e-4, seed: int = 0, unmatched: bool = True) -> dict:  # fmt: skip
     """Fit :class:`RaterHeads` on a detections table with feature columns (``f_<name>``, written by
     :class:`bundle.methods.unet.ClassMapDetections` with ``features: true``) of the datalist's ``split`` and save
     ``{"state_dict", "features"}`` to ``output`` (atomically; an existing file is an error). Full-batch Adam on the
-    mean over raters of the cross-entropy. Returns and prints the number of objects, their answers and the loss."""
+    mean over raters of the cross-entropy; ``unmatched``: detections matched to no object are examples of "nothing"
+    for every rater (else they are left out, and the heads answer about real objects only).
+    Returns and prints the number of objects, their answers and the loss."""
     from ...inference import read_detections
 
     if Path(output).exists():
@@ -154,7 +158,7 @@ def fit_rater_heads(datalist: str, detections: str, output: str, split: str = "t
     names = list(features) if features else [c[2:] for c in next(iter(table.values()), [{}])[0] if c.startswith("f_")]
     xs, ys = [], []
     for entry in load_datalist(datalist, split):
-        x, y = training_pairs(entry, table.get(entry["subject"], []), names)
+        x, y = training_pairs(entry, table.get(entry["subject"], []), names, unmatched=unmatched)
         xs.append(x), ys.append(y)
     x, y = torch.as_tensor(np.concatenate(xs)), torch.as_tensor(np.concatenate(ys))
     if not len(x):

@@ -5,6 +5,7 @@ in the detections, and the profile figures that tell heads apart where answer ag
 
 from __future__ import annotations
 
+import csv
 import json
 
 import nibabel as nib
@@ -105,6 +106,11 @@ def test_fitted_heads_learn_each_raters_profile_and_load_safely(tmp_path):
     assert answer[1].tolist() == [epvs] * 6 and answer[2].tolist() == [nothing] * 6
     with pytest.raises(ValueError, match="heads.pt"):
         load_rater_heads(out, names[::-1])  # features of another detector
+    only = fit_rater_heads(str(tmp_path / "datalist.json"), str(tmp_path / "detections.csv"),
+                           str(tmp_path / "objects.pt"), steps=1, unmatched=False)  # fmt: skip
+    with open(tmp_path / "detections.csv", newline="") as f:
+        doubtful = sum(float(r["f_log_volume_mm3"]) > 0.5 for r in list(csv.DictReader(f))[:343])
+    assert only["objects"] == 343 and only["answers"]["nothing"] == doubtful  # rater 2's answers only
     with pytest.raises(FileExistsError):
         fit_rater_heads(str(tmp_path / "datalist.json"), str(tmp_path / "detections.csv"), str(out), steps=1)
 
