@@ -10,7 +10,8 @@ signal around a call reaches past it, so that calls on a piece of a sulcus, cist
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+import functools
+from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -213,17 +214,22 @@ class ClassMapDetections(SubjectReader):
         self.extra_columns = (*(("fluid_beyond_mm3",) if self.cavity_class else ()),
                               *((f"f_{f}" for f in self.feature_names) if self.features else ()))  # fmt: skip
 
-    def fluid_beyond_mm3(self, image, objs: Objects, spacing, among: np.ndarray, mask=None) -> np.ndarray:
+    def intensities(self, image, mask=None) -> tuple[np.ndarray, np.ndarray, list[float | None]]:
+        """The image's first ``cavity_channels`` channels as an array, the brain (:func:`brain_of` with ``mask``)
+        and their :func:`brain_medians`: what the cavity rule and the rater heads read."""
+        images = image[: self.cavity_channels]
+        images = np.asarray(images.detach().float().cpu() if hasattr(images, "detach") else images)
+        inside = brain_of(images, mask)
+        return images, inside, brain_medians(images, inside)
+
+    def fluid_beyond_mm3(self, intensities: Callable, objs: Objects, spacing, among: np.ndarray) -> np.ndarray:
         """Per object, :func:`fluid_beyond` in mm^3 for those of ``cavity_class`` where ``among`` is true (-1: no
-        channel with contrast), NaN for the others."""
+        channel with contrast), NaN for the others; ``intensities()`` gives :meth:`intensities`."""
         out = np.full(len(objs), np.nan)
         todo = np.flatnonzero((objs.labels == self.cavity_class) & among) if self.cavity_class else []
         if not len(todo):
             return out
-        images = image[: self.cavity_channels]
-        images = np.asarray(images.detach().float().cpu() if hasattr(images, "detach") else images)
-        inside = brain_of(images, mask)
-        brain, voxel, m = brain_medians(images, inside), float(np.prod(spacing)), CAVITY_MARGIN
+        (images, inside, brain), voxel, m = intensities(), float(np.prod(spacing)), CAVITY_MARGIN
         boxes = ndimage.find_objects(objs.instance)
         for k in todo:  # each call on its box grown by the margin: fluid_beyond's own box, without whole-volume passes
             box = tuple(slice(max(b.start - m, 0), b.stop + m) for b in boxes[k])
@@ -231,16 +237,17 @@ class ClassMapDetections(SubjectReader):
             out[k] = beyond * voxel if beyond >= 0 else -1.0
         return out
 
-    def rater_values(self, image, objs: Objects, probs: np.ndarray, keep: np.ndarray, spacing, mask=None) -> list[dict]:
-        """Per kept object, its feature columns (``features``) and the heads' columns (``rater_heads``)."""
+    def rater_values(self, intensities: Callable, objs: Objects, probs: np.ndarray, keep: np.ndarray,
+                     spacing) -> list[dict]:  # fmt: skip
+        """Per kept object, its feature columns (``features``) and the heads' columns (``rater_heads``);
+        ``intensities()`` gives :meth:`intensities`."""
         idx = np.flatnonzero(keep)
         if not (self.features or self.heads is not None) or not len(idx):
             return [{} for _ in idx]
         lut = np.zeros(len(objs) + 1, np.int64)
         lut[idx + 1] = np.arange(1, len(idx) + 1)
-        images = image[: self.cavity_channels]
-        images = np.asarray(images.detach().float().cpu() if hasattr(images, "detach") else images)
-        x = object_features(images, lut[objs.instance], objs.scores[idx], probs[idx], brain_of(images, mask), spacing)
+        images, inside, brain = intensities()
+        x = object_features(images, lut[objs.instance], objs.scores[idx], probs[idx], inside, spacing, brain)
         rows = [{f"f_{f}": round(float(v), 5) for f, v in zip(self.feature_names, r)} if self.features else {}
                 for r in x]  # fmt: skip
         if self.heads is not None:
@@ -261,9 +268,10 @@ class ClassMapDetections(SubjectReader):
                                     self.min_voxels, self.score)  # fmt: skip
         keep = objs.scores >= self.min_score
         mask = output.get(self.mask_key) if self.mask_key else None
-        beyond = self.fluid_beyond_mm3(image, objs, spacing, keep, mask)
+        intensities = functools.cache(lambda: self.intensities(image, mask))  # once, and only if a step needs it
+        beyond = self.fluid_beyond_mm3(intensities, objs, spacing, keep)
         keep &= ~(beyond > self.cavity_leak_mm3)  # NaN (another class) keeps
-        extra = self.rater_values(image, objs, probs, keep, spacing, mask)
+        extra = self.rater_values(intensities, objs, probs, keep, spacing)
         objs = Objects(objs.centres[keep], objs.sizes[keep], objs.scores[keep], objs.labels[keep], None, objs.spacing)
         rows = detection_rows(subject, objs, to_input_grid(objs, image)[0], probs[keep], self.classes)
         for row, value in zip(rows, beyond[keep]) if self.cavity_class else ():
