@@ -48,24 +48,19 @@ def rater_columns(n_raters: int) -> tuple[str, ...]:
     return (*answers, *(f"{a}_p_{x}" for a in answers for x in ANSWERS))
 
 
-def object_features(images: np.ndarray, instance: np.ndarray, scores: np.ndarray, class_probs: np.ndarray,
-                    inside: np.ndarray, spacing=(1.0, 1.0, 1.0), brain: Sequence[float | None] | None = None,
-                    ) -> np.ndarray:  # fmt: skip
+def object_features(images: np.ndarray, instance: np.ndarray, scores: np.ndarray, class_probs: np.ndarray,  # fmt: skip
+                    inside: np.ndarray, brain: Sequence[float | None], spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Per object of ``instance`` (ids 1..N), the :func:`feature_names` columns, (N, F) float32.
 
     ``images`` (C, H, W, D): intensity channels (an absent one is 0 everywhere); ``scores`` (N,), ``class_probs``
     (N, n_classes): the detector's; ``inside``: the brain (boolean, same grid); ``brain``: the channels'
-    :func:`bundle.methods.unet.brain_medians` there (computed when None). Shape from the voxel coordinates in
+    :func:`bundle.methods.unet.brain_medians` there. Shape from the voxel coordinates in
     mm: the eigenvalues l1 >= l2 >= l3 of their covariance plus 1/12 of a voxel; elongation sqrt(l1 / l2), width
     4 sqrt(l2) (a disc's diameter). Contrast: median over the object (core) or its 26-connected one-voxel shell inside
     the brain (shell), divided by the channel's brain median, minus 1; 0 for an absent channel."""
     images, instance = np.asarray(images, np.float32), np.asarray(instance)
     spacing = np.asarray(spacing, float)
     n, n_ch = len(scores), images.shape[0]
-    if brain is None:
-        from .structural import brain_medians
-
-        brain = brain_medians(images, inside)
     out = np.zeros((n, len(SHAPE_FEATURES) + class_probs.shape[1] - 1 + 3 * n_ch), np.float32)
     boxes = ndimage.find_objects(instance, max_label=n)
     for k, box in enumerate(boxes):

@@ -247,7 +247,7 @@ class ClassMapDetections(SubjectReader):
         lut = np.zeros(len(objs) + 1, np.int64)
         lut[idx + 1] = np.arange(1, len(idx) + 1)
         images, inside, brain = intensities()
-        x = object_features(images, lut[objs.instance], objs.scores[idx], probs[idx], inside, spacing, brain)
+        x = object_features(images, lut[objs.instance], objs.scores[idx], probs[idx], inside, brain, spacing)
         rows = [{f"f_{f}": round(float(v), 5) for f, v in zip(self.feature_names, r)} if self.features else {}
                 for r in x]  # fmt: skip
         if self.heads is not None:

@@ -18,6 +18,7 @@ from bundle.data.vocabulary import ANSWERS
 from bundle.methods.unet import (
     ClassMapDetections,
     RaterHeads,
+    brain_medians,
     feature_names,
     fit_rater_heads,
     load_rater_heads,
@@ -44,8 +45,9 @@ took in the ball would read the ball); both dark in T1 (0.2), bright in T2 (3)."
 def test_object_features_describe_shape_signal_and_rim():
     images, inst = _tube_and_ball()
     names = feature_names(["epvs", "lacune"], 3)
-    f = object_features(images, inst, np.array([0.9, 0.7]), np.array([[0.8, 0.2], [0.1, 0.9]]),
-                        np.ones(inst.shape, bool))  # fmt: skip
+    inside = np.ones(inst.shape, bool)
+    f = object_features(images, inst, np.array([0.9, 0.7]), np.array([[0.8, 0.2], [0.1, 0.9]]), inside,
+                        brain_medians(images, inside))  # fmt: skip
     row = [dict(zip(names, r)) for r in f]
     tube, ball = row
     assert tube["log_volume_mm3"] == pytest.approx(np.log1p(55)) and ball["log_volume_mm3"] == pytest.approx(
