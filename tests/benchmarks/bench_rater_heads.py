@@ -23,16 +23,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_epvs_generalisation import SUBSETS, with_subset  # noqa: E402
 from bench_utils import run_bundle  # noqa: E402
 
+from bundle.data.synth.raters import PROFILES  # noqa: E402
+from bundle.data.vocabulary import ANSWERS  # noqa: E402
+
 INFER = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/structural.yaml",
          "configs/unet/inference.yaml", "configs/unet/structural_inference.yaml"]  # fmt: skip
 FIT = {"hidden": 32, "steps": 3000, "lr": 3e-3, "weight_decay": 1e-4, "seed": 0}
-VARIANTS = {"unmatched_nothing": {"unmatched": True}, "objects_only": {"unmatched": False}}
+VARIANTS = {"unmatched_nothing": {"unmatched": True}, "objects_only": {"unmatched": False},
+            "ability_unmatched_nothing": {"unmatched": True, "kind": "ability"},
+            "ability_objects_only": {"unmatched": False, "kind": "ability"}}  # fmt: skip
 ORDER = ["all", "t1_flair", "all", "t2_flair", "all", "t2", "all", "t1"]  # training scan k gets ORDER[k % 8]
 
 
@@ -44,6 +50,21 @@ def features_run(out: Path, name: str, entries: list[dict], configs: list[str]) 
         run_bundle(["run", "--config_file", json.dumps(configs), "--datalist", str(datalist), "--output_dir",
                     str(folder), "--progress", "false", "--rater_features", "true", "--rater_heads", "None"])
     return folder / "detections.csv"
+
+
+def wrong_answers(answers: np.ndarray, probs: np.ndarray, truth: np.ndarray) -> dict:
+    """Per rater, how their wrong answers (not the object's class) split among nothing / the other class /
+    undecided, and how each rater's head splits its probability of a wrong answer the same way."""
+    other = np.where(truth == ANSWERS.index("epvs"), ANSWERS.index("lacune"), ANSWERS.index("epvs"))
+    cols = np.stack([np.full_like(truth, ANSWERS.index("nothing")), other,
+                     np.full_like(truth, ANSWERS.index("undecided"))], 1)  # fmt: skip
+    out = {"order": ["nothing", "other class", "undecided"], "raters": [], "heads": []}
+    for r in range(answers.shape[1]):
+        said = (answers[:, r, None] == cols).sum(0)
+        head = np.take_along_axis(probs[:, r], cols, 1).sum(0)
+        out["raters"].append(np.round(said / max(said.sum(), 1), 3).tolist())
+        out["heads"].append(np.round(head / max(head.sum(), 1e-9), 3).tolist())
+    return out
 
 
 def main() -> None:
@@ -65,7 +86,7 @@ def main() -> None:
     table = read_detections(val_csv)
     pairs = [training_pairs(e, table.get(e["subject"], []), names, unmatched=False)
              for e in load_datalist(args.out / "heads_val_run.json", "testing")]  # fmt: skip
-    x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+    x, y, truth = (np.concatenate([p[k] for p in pairs]) for k in range(3))
     result = {"fit": FIT, "validation_objects": len(x), "variants": {}}
     import torch
 
@@ -79,7 +100,13 @@ def main() -> None:
         f = rater_profiles(y, probs)
         result["variants"][name] = {"training_objects": fitted["objects"], "profiles": f,
                                     "own_best": int(sum(f["own_head_best"])),
-                                    "mean_margin": float(np.mean(f["own_head_margin"]))}  # fmt: skip
+                                    "mean_margin": float(np.mean(f["own_head_margin"])),
+                                    "wrong_answers": wrong_answers(y, probs, truth)}  # fmt: skip
+        if extra.get("kind") == "ability":
+            ability = torch.load(path, weights_only=True)["state_dict"]["ability"].numpy()
+            result["variants"][name]["ability"] = np.round(ability, 3).tolist()
+            rho = spearmanr(ability, [p[0] for p in PROFILES]).statistic  # the simulator's skill centres, ties kept
+            result["variants"][name]["ability_rank_vs_simulated_skill"] = round(float(rho), 3)
         print(name, json.dumps({k: result["variants"][name][k] for k in ("own_best", "mean_margin")}),
               "best head per rater", f["best_head"], flush=True)
     result["chosen"] = max(result["variants"], key=lambda v: (result["variants"][v]["own_best"],

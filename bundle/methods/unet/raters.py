@@ -29,8 +29,8 @@ from ...data.vocabulary import ANSWERS
 from ...metrics.lesion_matching import match_by_distance
 from ...metrics.objects import objects_from_instances, objects_from_table
 
-__all__ = ["RaterHeads", "feature_names", "fit_rater_heads", "load_rater_heads", "object_features",
-           "rater_columns", "training_pairs"]  # fmt: skip
+__all__ = ["HEAD_KINDS", "RaterHeads", "feature_names", "fit_rater_heads", "load_rater_heads", "object_features",
+           "rater_columns", "rater_loss", "training_pairs"]  # fmt: skip
 
 SHAPE_FEATURES = ("log_volume_mm3", "elongation", "width_mm", "score")
 
@@ -85,20 +85,61 @@ def object_features(images: np.ndarray, instance: np.ndarray, scores: np.ndarray
     return out
 
 
-class RaterHeads(nn.Module):
-    """One hidden layer shared by all raters (on standardised features), then one linear head per rater giving
-    logits over :data:`bundle.data.vocabulary.ANSWERS`: (N, F) -> (N, n_raters, 4)."""
+HEAD_KINDS = ("free", "ability")
+TRUE_ANSWERS = 3  # what an object truly is: the first three answers (nothing = a false detection, lacune, EPVS)
 
-    def __init__(self, n_features: int, n_raters: int = 6, hidden: int = 32) -> None:
+
+class RaterHeads(nn.Module):
+    """Rater heads on one hidden layer shared by all raters (on standardised features): (N, F) -> (N, n_raters, 4)
+    logits over :data:`bundle.data.vocabulary.ANSWERS` (softmax gives each head's answer probabilities).
+
+    ``kind``:
+      - ``"free"``: one linear head per rater on the hidden layer (the multirater RCNN's fully connected heads).
+      - ``"ability"``: an annotator model (item response with a per-rater confusion, after Dawid and Skene and the
+        Rasch model). Shared by all raters, from the hidden layer: what the object truly is (a false detection,
+        a lacune, an EPVS), how hard it is (the log-odds of a wrong answer, per true class) and which wrong answers
+        it invites. Per rater only an ability (subtracted from that log-odds) and a leaning (added to the logits of
+        the wrong answers, per true class): 1 + 3 x 4 numbers, which cannot learn where one rater happened to err.
+        Its outputs are log-probabilities of the answers, summed over the true classes.
+    """
+
+    def __init__(self, n_features: int, n_raters: int = 6, hidden: int = 32, kind: str = "free") -> None:
         super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"rater head kind must be one of {list(HEAD_KINDS)}, got {kind!r}")
+        self.kind, self.n_raters = kind, int(n_raters)
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
         self.shared = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU())
-        self.heads = nn.ModuleList(nn.Linear(hidden, len(ANSWERS)) for _ in range(n_raters))
+        n_a = len(ANSWERS)
+        if kind == "free":
+            self.heads = nn.ModuleList(nn.Linear(hidden, n_a) for _ in range(n_raters))
+            return
+        self.true_class = nn.Linear(hidden, TRUE_ANSWERS)
+        self.difficulty = nn.Linear(hidden, TRUE_ANSWERS)
+        self.wrong = nn.Linear(hidden, TRUE_ANSWERS * n_a)
+        self.ability = nn.Parameter(torch.zeros(n_raters))
+        self.leaning = nn.Parameter(torch.zeros(n_raters, TRUE_ANSWERS, n_a))
+        right = torch.eye(TRUE_ANSWERS, n_a, dtype=torch.bool)  # the answer is the true class
+        self.register_buffer("right", right, persistent=False)
+
+    def given_class(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``"ability"`` heads: log P(true class) (N, 3) and log P(answer | true class) per rater (N, R, 3, 4)."""
+        h = self.shared((x - self.mean) / self.std)
+        log_class = torch.log_softmax(self.true_class(h), -1)
+        err = self.difficulty(h)[:, None, :] - self.ability[None, :, None]  # (N, R, 3): log-odds of a wrong answer
+        wrong = self.wrong(h).view(len(h), 1, TRUE_ANSWERS, -1) + self.leaning[None]
+        wrong = torch.log_softmax(wrong.masked_fill(self.right, float("-inf")), -1)
+        log_sig = nn.functional.logsigmoid
+        given = torch.where(self.right, log_sig(-err)[..., None], log_sig(err)[..., None] + wrong)
+        return log_class, given
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.shared((x - self.mean) / self.std)
-        return torch.stack([head(h) for head in self.heads], 1)
+        if self.kind == "free":
+            h = self.shared((x - self.mean) / self.std)
+            return torch.stack([head(h) for head in self.heads], 1)
+        log_class, given = self.given_class(x)
+        return torch.logsumexp(log_class[:, None, :, None] + given, 2)
 
 
 def load_rater_heads(path: str | os.PathLike, features: Sequence[str]) -> RaterHeads:
@@ -110,19 +151,21 @@ def load_rater_heads(path: str | os.PathLike, features: Sequence[str]) -> RaterH
     if list(saved.get("features", [])) != list(features):
         raise ValueError(f"rater heads {path}: fitted on the features {saved.get('features')}, this detector gives "
                          f"{list(features)}")  # fmt: skip
-    sd = saved["state_dict"]
-    heads = RaterHeads(sd["mean"].numel(), len([k for k in sd if k.endswith(".weight") and "heads" in k]),
-                       sd["shared.0.weight"].shape[0])  # fmt: skip
+    sd, kind = saved["state_dict"], saved.get("kind", "free")
+    free = [k for k in sd if k.startswith("heads.") and k.endswith(".weight")]
+    n_raters = sd["ability"].numel() if kind == "ability" else len(free)
+    heads = RaterHeads(sd["mean"].numel(), n_raters, sd["shared.0.weight"].shape[0], kind)
     heads.load_state_dict(sd)
     return heads.eval()
 
 
 def training_pairs(entry: dict, rows: list[dict], features: Sequence[str], max_distance_mm: float = 5.0,
                    unmatched: bool = True):  # fmt: skip
-    """Features (N, F) of one scan's detection rows and each rater's answer index (N, n_raters): the answers about
-    the object a detection is matched to (centre within ``max_distance_mm``, one-to-one, best score first); an
-    unmatched detection gets every rater "nothing" (``unmatched``) or is left out. Objects without rater answers
-    are left out."""
+    """Features (N, F) of one scan's detection rows, each rater's answer index (N, n_raters) and what each
+    detection truly is (N,; an index into the answers: nothing, lacune or EPVS): the answers about the object a
+    detection is matched to (centre within ``max_distance_mm``, one-to-one, best score first) and its class; an
+    unmatched detection is "nothing" and gets every rater "nothing" (``unmatched``) or is left out. Objects without
+    rater answers are left out."""
     label = load_volume(entry["label"], entry["subject"], "label")
     lab = np.asarray(label[0]).astype(np.int64)
     records = {int(r["id"]): r for r in json.loads(Path(entry["lesions"]).read_text())} if entry.get("lesions") else {}
@@ -130,24 +173,42 @@ def training_pairs(entry: dict, rows: list[dict], features: Sequence[str], max_d
     match = match_by_distance(objects_from_instances(lab, np.asarray(label.pixdim, float)),
                               objects_from_table(rows, np.asarray(label.pixdim, float)), max_distance_mm)  # fmt: skip
     n_raters = max([len(r.get("raters", [])) for r in records.values()] + [0])
-    x, y = [], []
+    x, y, truth = [], [], []
     for row, m in zip(rows, match if len(rows) else []):
-        answers = records.get(int(ids[m]), {}).get("raters", []) if m >= 0 else ["nothing"] * n_raters
+        record = records.get(int(ids[m]), {}) if m >= 0 else {"raters": ["nothing"] * n_raters, "class": "nothing"}
+        answers = record.get("raters", [])
         if len(answers) != n_raters or not n_raters or (m < 0 and not unmatched):
             continue
         x.append([float(row[f"f_{f}"]) for f in features])
         y.append([ANSWERS.index(a) for a in answers])
-    return np.asarray(x, np.float32).reshape(-1, len(features)), np.asarray(y, np.int64).reshape(len(x), n_raters)
+        truth.append(ANSWERS.index(record["class"]))
+    return (np.asarray(x, np.float32).reshape(-1, len(features)), np.asarray(y, np.int64).reshape(len(x), n_raters),
+            np.asarray(truth, np.int64))
+
+
+def rater_loss(heads: RaterHeads, x: torch.Tensor, answers: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """The loss :func:`fit_rater_heads` minimises: for ``"free"`` heads the mean cross-entropy of the (N, R)
+    ``answers``; for ``"ability"`` heads that of each answer given the (N,) ``truth`` plus the cross-entropy of the
+    truth."""
+    if heads.kind == "free":
+        return nn.functional.cross_entropy(heads(x).reshape(-1, len(ANSWERS)), answers.reshape(-1))
+    log_class, given = heads.given_class(x)
+    rows = torch.arange(len(x))
+    per_answer = given[rows[:, None], torch.arange(answers.shape[1])[None], truth[:, None], answers]
+    return -per_answer.mean() - log_class[rows, truth].mean()
 
 
 def fit_rater_heads(datalist: str, detections: str, output: str, split: str = "testing",
                     features: Sequence[str] | None = None, hidden: int = 32, steps: int = 3000, lr: float = 3e-3,
-                    weight_decay: float = 1e-4, seed: int = 0, unmatched: bool = True) -> dict:  # fmt: skip
+                    weight_decay: float = 1e-4, seed: int = 0, unmatched: bool = True,
+                    kind: str = "free") -> dict:  # fmt: skip
     """Fit :class:`RaterHeads` on a detections table with feature columns (``f_<name>``, written by
     :class:`bundle.methods.unet.ClassMapDetections` with ``features: true``) of the datalist's ``split`` and save
-    ``{"state_dict", "features"}`` to ``output`` (atomically; an existing file is an error). Full-batch Adam on the
-    mean over raters of the cross-entropy; ``unmatched``: detections matched to no object are examples of "nothing"
-    for every rater (else they are left out, and the heads answer about real objects only).
+    ``{"state_dict", "features", "kind"}`` to ``output`` (atomically; an existing file is an error). Full-batch Adam
+    on the mean over raters of the cross-entropy (``kind`` "free"), or (``"ability"``) on that of each answer given
+    what the detection truly is plus the cross-entropy of what it is (:func:`rater_loss`); ``unmatched``: detections
+    matched to no object are examples of "nothing" for every rater (else they are left out, and the heads answer
+    about real objects only).
     Returns and prints the number of objects, their answers and the loss."""
     from ...inference import read_detections
 
@@ -155,24 +216,22 @@ def fit_rater_heads(datalist: str, detections: str, output: str, split: str = "t
         raise FileExistsError(f"rater heads {output} exist; choose another path")
     table = read_detections(detections)
     names = list(features) if features else [c[2:] for c in next(iter(table.values()), [{}])[0] if c.startswith("f_")]
-    xs, ys = [], []
-    for entry in load_datalist(datalist, split):
-        x, y = training_pairs(entry, table.get(entry["subject"], []), names, unmatched=unmatched)
-        xs.append(x), ys.append(y)
-    x, y = torch.as_tensor(np.concatenate(xs)), torch.as_tensor(np.concatenate(ys))
+    pairs = [training_pairs(e, table.get(e["subject"], []), names, unmatched=unmatched)
+             for e in load_datalist(datalist, split)]  # fmt: skip
+    x, y, truth = (torch.as_tensor(np.concatenate([p[k] for p in pairs])) for k in range(3))
     if not len(x):
         raise ValueError(f"no detection of {detections} has rater answers to fit the heads on")
     torch.manual_seed(seed)
-    heads = RaterHeads(x.shape[1], y.shape[1], hidden)
+    heads = RaterHeads(x.shape[1], y.shape[1], hidden, kind)
     heads.mean.copy_(x.mean(0)), heads.std.copy_(x.std(0).clamp_min(1e-3))
     opt = torch.optim.Adam(heads.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(steps):
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(heads(x).reshape(-1, len(ANSWERS)), y.reshape(-1))
+        loss = rater_loss(heads, x, y, truth)
         loss.backward()
         opt.step()
     with atomic_path(output) as tmp:
-        torch.save({"state_dict": heads.state_dict(), "features": names}, tmp)
+        torch.save({"state_dict": heads.state_dict(), "features": names, "kind": kind}, tmp)
     out = {"objects": len(x), "answers": {a: int((y == i).sum()) for i, a in enumerate(ANSWERS)},
            "loss": float(loss.detach()), "features": names, "output": str(output)}  # fmt: skip
     print(json.dumps(out))

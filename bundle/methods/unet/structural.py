@@ -210,7 +210,7 @@ class ClassMapDetections(SubjectReader):
         self.feature_names = feature_names(self.classes, self.cavity_channels)
         self.heads = load_rater_heads(rater_heads, self.feature_names) if rater_heads else None
         self.features = bool(features)
-        self.raters = rater_columns(len(self.heads.heads)) if self.heads is not None else ()
+        self.raters = rater_columns(self.heads.n_raters) if self.heads is not None else ()
         self.extra_columns = (*(("fluid_beyond_mm3",) if self.cavity_class else ()),
                               *((f"f_{f}" for f in self.feature_names) if self.features else ()))  # fmt: skip
 

@@ -24,6 +24,7 @@ from bundle.methods.unet import (
     load_rater_heads,
     object_features,
 )
+from bundle.methods.unet.raters import rater_loss
 from bundle.metrics import rater_profiles
 
 
@@ -162,3 +163,49 @@ def test_profiles_tell_heads_apart_where_answer_agreement_cannot():
     np.testing.assert_allclose(f["answer_share"][1][0], 0.3, atol=0.03)
     swapped = rater_profiles(answers, np.broadcast_to(lean[[1, 0, 2]][None], (2000, 3, 4)))
     assert swapped["best_head"] == [1, 0, 2] and swapped["own_head_best"] == [False, False, True]
+
+
+def test_ability_heads_recover_each_raters_skill_and_leaning(tmp_path):
+    """Raters simulated by an item-response process (a shared difficulty per object, each rater's own ability and
+    leaning among the wrong answers): the "ability" heads recover the abilities' order and each leaning, give
+    proper answer distributions, and save and load with their kind."""
+    rng = np.random.default_rng(0)
+    n, ability = 4000, np.array([1.5, 1.0, 1.0, 0.5, 0.0, 2.2])
+    leaning = np.ones((6, 3))  # wrong answers: nothing, the other class, undecided
+    leaning[1, 0], leaning[2, 2], leaning[3, 1] = 6.0, 6.0, 6.0  # rater 2 "nothing", 3 "undecided", 4 the other
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    truth = np.where(x[:, 1] > 0, ANSWERS.index("epvs"), ANSWERS.index("lacune"))
+    answers = np.repeat(truth[:, None], 6, 1)
+    wrong = rng.random((n, 6)) < 1 / (1 + np.exp(-(1.5 * x[:, :1] - 1.0 - ability)))
+    for i, r in zip(*np.nonzero(wrong)):
+        other = ANSWERS.index("lacune") if truth[i] == ANSWERS.index("epvs") else ANSWERS.index("epvs")
+        options = [ANSWERS.index("nothing"), other, ANSWERS.index("undecided")]
+        answers[i, r] = options[rng.choice(3, p=leaning[r] / leaning[r].sum())]
+    torch.manual_seed(0)
+    heads = RaterHeads(3, 6, 8, kind="ability")
+    xt, yt, tt = torch.as_tensor(x), torch.as_tensor(answers), torch.as_tensor(truth)
+    opt = torch.optim.Adam(heads.parameters(), lr=2e-2)
+    for _ in range(400):
+        opt.zero_grad()
+        rater_loss(heads, xt, yt, tt).backward()
+        opt.step()
+    learnt = heads.ability.detach().numpy()
+    assert list(np.argsort(learnt[[0, 1, 3, 4, 5]])) == [3, 2, 1, 0, 4], learnt  # 5 < 4 < 2 < 1 < 6
+    assert abs(learnt[1] - learnt[2]) < 0.3  # raters 2 and 3 are as able
+    with torch.no_grad():
+        p = heads(xt).exp()
+    assert torch.allclose(p.sum(-1), torch.ones(n, 6), atol=1e-5)
+    ep = torch.as_tensor((x[:, 0] > 1.0) & (truth == ANSWERS.index("epvs")))  # doubtful EPVS: errors are likely
+    q = p[ep].mean(0)
+    q[:, ANSWERS.index("epvs")] = 0.0
+    q = q / q.sum(-1, keepdim=True)  # each head's wrong answers about them
+    for r, answer in ((1, "nothing"), (2, "undecided"), (3, "lacune")):
+        k = ANSWERS.index(answer)
+        assert abs(q[r, k] - 0.75) < 0.1, (r, answer, q[:, k])  # 6 / (6 + 1 + 1)
+        assert (q[[0, 4, 5], k] - 1 / 3).abs().max() < 0.1, (r, answer, q[:, k])  # the raters without a leaning
+    names = [f"f{k}" for k in range(3)]
+    torch.save({"state_dict": heads.state_dict(), "features": names, "kind": "ability"}, tmp_path / "a.pt")
+    back = load_rater_heads(tmp_path / "a.pt", names)
+    assert back.kind == "ability" and back.n_raters == 6 and torch.allclose(back(xt[:5]), heads(xt[:5]))
+    with pytest.raises(ValueError, match="kind"):
+        RaterHeads(3, 6, 8, kind="confusion")
