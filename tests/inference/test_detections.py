@@ -67,8 +67,9 @@ def test_rcnn_rows_carry_class_probabilities_and_rater_answers():
 
     cols = rcnn_columns(2)
     table = torch.full((3, len(cols)), float("nan"))
-    table[0] = torch.tensor([4.0, 5, 6, 0.8, 0.2, 0.5, 0.2, 0.1, 3.0, 0.9, 1, 3])
-    table[1] = torch.tensor([10.0, 10, 10, 0.3, 0.7, 0.1, 0.15, 0.05, 1.0, 0.4, 0, 2])
+    heads = [0.1, 0.6, 0.2, 0.1, 0.05, 0.05, 0.3, 0.6]  # rater 1's four answer probabilities, then rater 2's
+    table[0] = torch.tensor([4.0, 5, 6, 0.8, 0.2, 0.5, 0.2, 0.1, 3.0, 0.9, 1, 3, *heads])
+    table[1] = torch.tensor([10.0, 10, 10, 0.3, 0.7, 0.1, 0.15, 0.05, 1.0, 0.4, 0, 2, *heads])
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     rows = rcnn_rows("s", table, cols, affine)  # the NaN row is padding
     assert len(rows) == 2
@@ -76,6 +77,8 @@ def test_rcnn_rows_carry_class_probabilities_and_rater_answers():
     assert r["label"] == "lacune" and r["score"] == pytest.approx(0.8) and (r["x"], r["y"], r["z"]) == (8.0, 10.0, 12.0)
     assert (r["p_nothing"], r["p_lacune"], r["p_epvs"], r["p_undecided"]) == pytest.approx((0.2, 0.5, 0.2, 0.1))
     assert (r["rater1"], r["rater2"]) == ("lacune", "undecided")
+    assert [r[f"rater1_p_{a}"] for a in ("nothing", "lacune", "epvs", "undecided")] == pytest.approx(heads[:4])
+    assert r["rater2_p_undecided"] == pytest.approx(0.6) and isinstance(r["rater2_p_epvs"], float)
     assert r["diameter_mm"] == pytest.approx(6.0)  # 3 voxels of 2 mm
     assert rows[1]["label"] == "epvs" and rows[1]["rater1"] == "nothing"
     assert [x["lesion_id"] for x in rcnn_rows("s", table, cols, affine, min_score=0.5)] == [1]
@@ -185,8 +188,9 @@ def test_rcnn_rows_from_arrays_ties_and_tables_without_raters():
     from bundle.methods.rcnn import rcnn_columns, rcnn_rows
 
     cols = rcnn_columns(2)
-    table = np.array([[4.0, 5, 6, 0.6, 0.4, 0.3, 0.3, 0.0, 2.0, 0.9, 1, 3],  # lacune and EPVS equally likely
-                      [1.0, 1, 1, 0.5, 0.5, 0.4, 0.1, 0.0, 1.0, 0.4, 0, 2]])  # fmt: skip
+    heads = [0.25] * 8
+    table = np.array([[4.0, 5, 6, 0.6, 0.4, 0.3, 0.3, 0.0, 2.0, 0.9, 1, 3, *heads],  # lacune, EPVS equally likely
+                      [1.0, 1, 1, 0.5, 0.5, 0.4, 0.1, 0.0, 1.0, 0.4, 0, 2, *heads]])  # fmt: skip
     affine = np.diag([1, 1, 1, 1])  # an integer affine
     rows = rcnn_rows("sub-7", table, cols, affine, min_score=0.5)  # the limit is inclusive
     assert [r["subject"] for r in rows] == ["sub-7", "sub-7"] and rows[0]["label"] == "epvs"  # ties: EPVS

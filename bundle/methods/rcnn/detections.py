@@ -29,10 +29,10 @@ def rcnn_rows(
     """Rows of one subject from a multirater RCNN table (:func:`bundle.methods.rcnn.rcnn_columns`; NaN rows dropped)
     computed on the grid ``affine``, reported on the grid ``out_affine`` (the input file's; default ``affine``).
 
-    ``label`` is the likelier of lacune and EPVS, ``score`` is 1 - p_nothing, the four ``p_<answer>`` columns and
-    one ``rater<k>`` column per rater head (that head's answer) follow; ``diameter_mm`` is the box side (voxels
-    times the mean voxel size) and ``volume_mm3`` the volume of the sphere of that diameter (a box detector does
-    not segment).
+    ``label`` is the likelier of lacune and EPVS, ``score`` is 1 - p_nothing, the four ``p_<answer>`` columns, one
+    ``rater<k>`` column per rater head (that head's answer) and each head's ``rater<k>_p_<answer>`` probabilities
+    follow; ``diameter_mm`` is the box side (voxels times the mean voxel size) and ``volume_mm3`` the volume of the
+    sphere of that diameter (a box detector does not segment).
     """
     t = table.detach().float().cpu().numpy() if hasattr(table, "detach") else np.asarray(table, float)
     col = {c: n for n, c in enumerate(columns)}
@@ -51,7 +51,7 @@ def rcnn_rows(
     rows = detection_rows(subject, objs, out_affine, probs, RCNN_CHOICES)
     raters = [c for c in columns if c.startswith("rater")]
     for row, vals in zip(rows, t[:, [col[c] for c in raters]] if raters else [[]] * len(rows)):
-        row.update({c: RCNN_CHOICES[int(v)] for c, v in zip(raters, vals)})
+        row.update({c: RCNN_CHOICES[int(v)] if "_p_" not in c else round(float(v), 4) for c, v in zip(raters, vals)})
     return rows
 
 

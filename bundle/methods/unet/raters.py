@@ -25,7 +25,7 @@ from torch import nn
 from ...data import load_volume
 from ...data.datalist import load_datalist
 from ...data.io import atomic_path
-from ...data.vocabulary import ANSWERS
+from ...data.vocabulary import ANSWERS, rater_columns
 from ...metrics.lesion_matching import match_by_distance
 from ...metrics.objects import objects_from_instances, objects_from_table
 
@@ -40,12 +40,6 @@ def feature_names(classes: Sequence[str], n_channels: int) -> tuple[str, ...]:
     intensity channel ``c<k>_core``, ``c<k>_shell`` (contrast against the brain's median) and ``c<k>_present``."""
     per = [f"c{k}_{what}" for k in range(n_channels) for what in ("core", "shell", "present")]
     return (*SHAPE_FEATURES, *(f"p_{c}" for c in list(classes)[1:]), *per)
-
-
-def rater_columns(n_raters: int) -> tuple[str, ...]:
-    """Table columns of the heads: ``rater<k>`` (the head's answer), then ``rater<k>_p_<answer>`` per head."""
-    answers = tuple(f"rater{r + 1}" for r in range(n_raters))
-    return (*answers, *(f"{a}_p_{x}" for a in answers for x in ANSWERS))
 
 
 def object_features(images: np.ndarray, instance: np.ndarray, scores: np.ndarray, class_probs: np.ndarray,  # fmt: skip

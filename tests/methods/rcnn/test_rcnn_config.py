@@ -95,13 +95,17 @@ def test_inference_and_evaluation_write_table_maps_and_figures(trained, cohort, 
         reader = csv.DictReader(f)
         rows = list(reader)
     raters = [f"rater{k}" for k in range(1, 7)]
-    assert reader.fieldnames[-10:] == ["p_nothing", "p_lacune", "p_epvs", "p_undecided", *raters]
+    answers = ("nothing", "lacune", "epvs", "undecided")
+    heads = [f"{c}_p_{a}" for c in raters for a in answers]
+    assert reader.fieldnames[-34:] == ["p_nothing", "p_lacune", "p_epvs", "p_undecided", *raters, *heads]
     assert {r["subject"] for r in rows} <= {"sub-0002", "blank", "t2only"} and "t2only" in {r["subject"] for r in rows}
     for r in rows:
         p = [float(r[c]) for c in ("p_nothing", "p_lacune", "p_epvs", "p_undecided")]
         assert sum(p) == pytest.approx(1.0, abs=1e-4) and float(r["score"]) == pytest.approx(1 - p[0], abs=1e-5)
         assert r["label"] == ("lacune" if p[1] > p[2] else "epvs")
-        assert {r[c] for c in raters} <= {"nothing", "lacune", "epvs", "undecided"}
+        for c in raters:  # each head's answer is its most probable one, and its probabilities sum to 1
+            ph = [float(r[f"{c}_p_{a}"]) for a in answers]
+            assert sum(ph) == pytest.approx(1.0, abs=1e-3) and r[c] == answers[int(np.argmax(ph))]
     d = json.loads(cohort.read_text())
     for entry in d["testing"]:
         sid = entry["subject"]
@@ -139,4 +143,7 @@ def test_inference_and_evaluation_write_table_maps_and_figures(trained, cohort, 
 
 
 def test_columns_of_the_config_match_the_network():
-    assert rcnn_columns(6)[-6:] == tuple(f"rater{k}" for k in range(1, 7))
+    cols = rcnn_columns(6)
+    assert cols[-30:-24] == tuple(f"rater{k}" for k in range(1, 7))  # each head's answer, then its probabilities
+    assert cols[-24:-20] == ("rater1_p_nothing", "rater1_p_lacune", "rater1_p_epvs", "rater1_p_undecided")
+    assert cols[-1] == "rater6_p_undecided"

@@ -161,17 +161,21 @@ def test_inference_on_a_scan_without_brain_or_objects():
     out = net(x, mask=torch.zeros(1, 1, 20, 24, 18))
     assert out.shape == (1, 0, len(rcnn_columns(6)))  # no brain: no patch is run
     table = net(torch.randn(2, 3, 20, 24, 18))
-    assert table.shape[0] == 2 and table.shape[2] == 16
+    assert table.shape[0] == 2 and table.shape[2] == len(rcnn_columns(6)) == 10 + 6 + 6 * 4
     rows = table[0][torch.isfinite(table[0, :, 3])]
     assert ((rows[:, 4:8].sum(1) - 1).abs() < 1e-4).all()
     assert torch.allclose(rows[:, 3], 1 - rows[:, 4])
-    assert ((rows[:, 10:] >= 0) & (rows[:, 10:] <= 3)).all()
+    assert ((rows[:, 10:16] >= 0) & (rows[:, 10:16] <= 3)).all()
+    heads = rows[:, 16:].reshape(len(rows), 6, 4)  # each head's answer probabilities; its answer is the likeliest
+    assert len(rows) and torch.allclose(heads.sum(2), torch.ones(len(rows), 6), atol=1e-5)
+    assert torch.equal(heads.argmax(2).float(), rows[:, 10:16])
 
 
 def test_columns_and_layer_checks():
     assert rcnn_columns(2) == (
         "i", "j", "k", "score", "p_nothing", "p_lacune", "p_epvs", "p_undecided", "scale", "rpn_score", "rater1",
-        "rater2",
+        "rater2", "rater1_p_nothing", "rater1_p_lacune", "rater1_p_epvs", "rater1_p_undecided", "rater2_p_nothing",
+        "rater2_p_lacune", "rater2_p_epvs", "rater2_p_undecided",
     )  # fmt: skip
     assert [p["n_features"] for p in highresnet_layers((1, 2, 3, 4, 5), 2)[:5]] == [1, 2, 3, 4, 5]
     with pytest.raises(ValueError, match="5 channel counts"):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from monai.data.box_utils import non_max_suppression
 from torch import nn
 
-from ....data.vocabulary import answer_columns
+from ....data.vocabulary import answer_columns, rater_columns
 
 
 def highresnet_layers(features: Sequence[int] = (16, 16, 32, 64, 80), repeat: int = 3) -> tuple[dict, ...]:
@@ -36,9 +36,9 @@ def highresnet_layers(features: Sequence[int] = (16, 16, 32, 64, 80), repeat: in
 
 def rcnn_columns(n_raters: int) -> tuple[str, ...]:
     """Columns of the detector's table: voxel centre, score (1 - p_nothing), the four class probabilities, box
-    side (voxels), proposal score, then each rater head's answer (index into :data:`bundle.data.vocabulary.ANSWERS`)."""
-    raters = (f"rater{r + 1}" for r in range(n_raters))
-    return ("i", "j", "k", "score", *answer_columns(), "scale", "rpn_score", *raters)
+    side (voxels), proposal score, then each rater head's answer (index into :data:`bundle.data.vocabulary.ANSWERS`)
+    and each head's four answer probabilities (:func:`bundle.data.vocabulary.rater_columns`)."""
+    return ("i", "j", "k", "score", *answer_columns(), "scale", "rpn_score", *rater_columns(n_raters))
 
 
 def cube_nms(centres_mm: torch.Tensor, sides_mm: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:

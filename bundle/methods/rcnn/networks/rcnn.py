@@ -297,7 +297,8 @@ class MultiraterRCNN(nn.Module):
         centre = props[:, :3] + reg[:, :3] + torch.as_tensor(start, dtype=props.dtype, device=props.device)
         scale = (props[:, 3] * reg[:, 3].clamp(min=0.25)).clamp(1.0, self.max_scale)
         answers = raters.argmax(2).to(probs.dtype)
-        return torch.cat([centre, 1 - probs[:, :1], probs, scale[:, None], props[:, 4:5], answers], 1)
+        rater_probs = torch.softmax(raters, 2).reshape(len(raters), -1)  # head by head, answers in ANSWERS order
+        return torch.cat([centre, 1 - probs[:, :1], probs, scale[:, None], props[:, 4:5], answers, rater_probs], 1)
 
     def _box_nms(self, table: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
         """Rows of a detections table kept by MONAI's box non-maximum suppression at ``box_nms_iou``."""
