@@ -117,9 +117,13 @@ class RaterHeads(nn.Module):
         right = torch.eye(TRUE_ANSWERS, n_a, dtype=torch.bool)  # the answer is the true class
         self.register_buffer("right", right, persistent=False)
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared hidden layer on the standardised features."""
+        return self.shared((x - self.mean) / self.std)
+
     def given_class(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``"ability"`` heads: log P(true class) (N, 3) and log P(answer | true class) per rater (N, R, 3, 4)."""
-        h = self.shared((x - self.mean) / self.std)
+        h = self.hidden(x)
         log_class = torch.log_softmax(self.true_class(h), -1)
         err = self.difficulty(h)[:, None, :] - self.ability[None, :, None]  # (N, R, 3): log-odds of a wrong answer
         wrong = self.wrong(h).view(len(h), 1, TRUE_ANSWERS, -1) + self.leaning[None]
@@ -130,7 +134,7 @@ class RaterHeads(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "free":
-            h = self.shared((x - self.mean) / self.std)
+            h = self.hidden(x)
             return torch.stack([head(h) for head in self.heads], 1)
         log_class, given = self.given_class(x)
         return torch.logsumexp(log_class[:, None, :, None] + given, 2)
@@ -146,8 +150,8 @@ def load_rater_heads(path: str | os.PathLike, features: Sequence[str]) -> RaterH
         raise ValueError(f"rater heads {path}: fitted on the features {saved.get('features')}, this detector gives "
                          f"{list(features)}")  # fmt: skip
     sd, kind = saved["state_dict"], saved.get("kind", "free")
-    free = [k for k in sd if k.startswith("heads.") and k.endswith(".weight")]
-    n_raters = sd["ability"].numel() if kind == "ability" else len(free)
+    n_raters = sd["ability"].numel() if kind == "ability" else sum(k.startswith("heads.") and k.endswith(".weight")
+                                                                   for k in sd)  # fmt: skip
     heads = RaterHeads(sd["mean"].numel(), n_raters, sd["shared.0.weight"].shape[0], kind)
     heads.load_state_dict(sd)
     return heads.eval()
