@@ -166,3 +166,13 @@ def test_training_starts_from_init_weights_unless_it_resumes(tmp_path):
     (tmp_path / "b" / "checkpoints").mkdir(parents=True)
     torch.save({"network": donor.state_dict()}, tmp_path / "b" / "checkpoints" / "last_checkpoint_epoch=1.pt")
     assert parsed(tmp_path / "b").get_parsed_content("init_loader") is None
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_loader_keeps_its_workers_between_epochs(workers):
+    """One epoch is a few batches (the cached volumes / batch size): without persistent workers the loader forks its
+    workers, each a copy of the process holding the cache, again every few iterations (2.5 it/s on a GPU)."""
+    parser = ConfigParser()
+    parser.read_config([str(REPO / c) for c in CONFIGS])
+    parser["train#dataloader#num_workers"] = workers
+    assert parser.get_parsed_content("train#dataloader#persistent_workers") is (workers > 0)
