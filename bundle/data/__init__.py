@@ -12,7 +12,6 @@ from .datalist import (
     check_unique_subjects,
     expected_channels,
     folder_entries,
-    inference_entries,
     inference_split,
     load_datalist,
     load_inference_list,
@@ -21,6 +20,7 @@ from .datalist import (
     resolve_entry,
     save_datalist,
 )
+from .discover import inference_entries
 from .subject import CLASSES, RATER_CHOICES, LoadSubjectd, load_volume, validate_lesions
 from .validate import validate_datalist
 

@@ -33,7 +33,6 @@ __all__ = [
     "inference_split",
     "load_inference_list",
     "folder_entries",
-    "inference_entries",
     "prepare_entry",
     "read_datalist",
     "resolve_entry",
@@ -232,12 +231,17 @@ def _subset(mods, modalities: Sequence[str], where: str) -> list[str]:
     return mods
 
 
+def _missing(entry: dict, require: Sequence[str]) -> list[str]:
+    """The ``require``-d keys ``entry`` lacks (a count of 0 is data, a scan without lesions; an empty path or list
+    is missing)."""
+    return [k for k in require if entry.get(k) is None or (isinstance(entry[k], (str, list)) and not entry[k])]
+
+
 def _check_required(entries: list[dict], require: Sequence[str], message) -> None:
     """Raise :class:`DatalistError` ``"<subject>: " + message(entry, missing keys)`` for the first entry lacking a
     ``require``-d key."""
     for e in entries:
-        # a count of 0 is data (a scan without lesions); an empty path or list is missing
-        missing = [k for k in require if e.get(k) is None or (isinstance(e[k], (str, list)) and not e[k])]
+        missing = _missing(e, require)
         if missing:
             raise DatalistError(f"{e['subject']}: {message(e, missing)}")
 
@@ -319,28 +323,6 @@ def folder_entries(folder: str | os.PathLike) -> list[dict]:
     if masks:
         raise DatalistError(f"input folder {folder}: masks without an image beside them: {sorted(masks)}")
     return entries
-
-
-def inference_entries(
-    path: str | os.PathLike, modalities: Sequence[str] | None = None, require: Sequence[str] = ()
-) -> list[dict]:
-    """Entries of the main job's input: a datalist JSON (:func:`load_inference_list`) or a folder of NIfTI files,
-    one single-modality image per subject (:func:`folder_entries`).
-
-    Raises:
-        DatalistError: a folder given to a config that expects several modalities, or an entry without a
-            ``require``-d key; see the two functions for the rest.
-    """
-    if Path(path).is_dir():
-        if modalities is not None and len(modalities) != 1:
-            raise DatalistError(
-                f"input folder {path}: a folder gives one image per subject, this config needs the modalities "
-                f"{list(modalities)}; write a datalist (docs/data.md)"
-            )
-        entries = folder_entries(path)
-        _check_required(entries, require, lambda e, m: f"no {m} beside {e['image'][0]}, which this config needs")
-        return entries
-    return load_inference_list(path, modalities, require=require)
 
 
 def save_datalist(data: dict, path: str | os.PathLike) -> Path:

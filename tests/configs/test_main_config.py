@@ -149,6 +149,32 @@ def test_folder_of_nifti_without_masks(demo_run, tmp_path):
         assert b[3] == b[4] == b[5] and 2.0 <= b[3] <= 12.0
 
 
+def test_bids_dataset_runs_the_microbleed_detector_where_its_input_is(demo_run, tmp_path):
+    """A BIDS dataset with mixed modalities: the subjects with SWI (or T2*) get detections, the others a log line
+    saying why; a subject with its brain mask gets the demo run's detections of the same scan."""
+    out, _ = demo_run
+    entries, root = _truth(out)
+    bids = tmp_path / "bids"
+    for name, source in (("sub-01/anat/sub-01_swi.nii.gz", entries[0]["image"][0]),
+                         ("sub-01/anat/sub-01_desc-brain_mask.nii.gz", entries[0]["mask"]),
+                         ("sub-02/ses-1/anat/sub-02_ses-1_T1w.nii.gz", entries[0]["mask"]),
+                         ("sub-03/anat/sub-03_T2starw.nii.gz", entries[1]["image"][0])):  # fmt: skip
+        (bids / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / source, bids / name)
+    res_dir = tmp_path / "res"
+    log = run_bundle(["run", "--config_file", "configs/inference.yaml", "--datalist", str(bids),
+                      "--output_dir", str(res_dir), "--report", "false", "--progress", "false"])  # fmt: skip
+    assert "sub-02_ses-1: microbleed detector not run: no SWI or T2*-weighted image" in log
+    counts = list(csv.DictReader((res_dir / "counts.csv").open()))
+    assert [c["subject"] for c in counts] == ["sub-01", "sub-03"]
+    demo = read_detections(out / "detections.csv").get(entries[0]["subject"], [])
+    bids_rows = read_detections(res_dir / "detections.csv").get("sub-01", [])
+    key = ("i", "j", "k", "score")
+    assert [tuple(r[k] for k in key) for r in bids_rows] == [tuple(r[k] for k in key) for r in demo]
+    assert (res_dir / "maps" / "sub-03_objects.nii.gz").is_file()
+    assert list(csv.DictReader((res_dir / "failed.csv").open())) == []
+
+
 def _monai_label_flow(image) -> np.ndarray:
     """What MONAI Label 0.8.5's BundleInferTask does for a detection bundle, in this environment."""
     import torch

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -17,6 +18,7 @@ from monai.data import MetaTensor
 
 from bundle.data.vocabulary import ANSWERS
 from bundle.handlers import latest_checkpoint
+from bundle.inference import read_detections
 from bundle.methods.unet import (
     BackgroundOutsided,
     ClassMapd,
@@ -284,11 +286,21 @@ def test_training_from_the_configs_with_a_missing_modality(trained):
     assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_inference_writes_classes_counts_and_maps_on_the_input_grid(trained, cohort, tmp_path):
-    out, _ = trained
-    run_bundle(["--config_file", config_files(INFER), "--datalist", str(cohort), "--output_dir", str(tmp_path),
-                "--checkpoint", str(out / "checkpoints" / "best_network.pt"), "--threshold", "0.3",
-                "--detection_threshold", "0", *SMALL])  # fmt: skip
+def _infer(trained, datalist, out) -> str:
+    return run_bundle(["--config_file", config_files(INFER), "--datalist", str(datalist), "--output_dir", str(out),
+                       "--checkpoint", str(trained[0] / "checkpoints" / "best_network.pt"), "--threshold", "0.3",
+                       "--detection_threshold", "0", *SMALL])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def inferred(trained, cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("structural_inference")
+    _infer(trained, cohort, out)
+    return out
+
+
+def test_inference_writes_classes_counts_and_maps_on_the_input_grid(inferred, cohort):
+    tmp_path = inferred
     with open(tmp_path / "detections.csv", newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
@@ -321,3 +333,29 @@ def test_inference_writes_classes_counts_and_maps_on_the_input_grid(trained, coh
         for r in [r for r in rows if r["subject"] == entry["subject"]][:5]:
             world = image.affine[:3, :3] @ [float(r[c]) for c in "ijk"] + image.affine[:3, 3]
             np.testing.assert_allclose(world, [float(r[c]) for c in "xyz"], atol=0.01)
+
+
+def test_inference_on_a_bids_dataset_runs_each_subject_on_the_inputs_it_has(trained, inferred, cohort, tmp_path):
+    """T1 + T2 + FLAIR and T2 alone run (the datalist run's detections, the same scans); FLAIR alone (not a trained
+    input) and a subject without a brain mask (this config needs one) are left out with one line each."""
+    d = json.loads(cohort.read_text())
+    full, t2only = (next(e for e in d["testing"] if e["subject"] == s) for s in ("sub-0002", "t2only"))
+    bids = tmp_path / "bids"
+    files = {"sub-01/anat/sub-01_T1w": full["image"][0], "sub-01/anat/sub-01_T2w": full["image"][1],
+             "sub-01/anat/sub-01_FLAIR": full["image"][2], "sub-01/anat/sub-01_desc-brain_mask": full["mask"],
+             "sub-02/anat/sub-02_T2w": t2only["image"][0], "sub-02/anat/sub-02_desc-brain_mask": t2only["mask"],
+             "sub-03/anat/sub-03_FLAIR": full["image"][2], "sub-03/anat/sub-03_desc-brain_mask": full["mask"],
+             "sub-04/anat/sub-04_T2w": full["image"][1]}  # fmt: skip
+    for name, source in files.items():
+        (bids / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cohort.parent / source, bids / f"{name}.nii.gz")
+    log = _infer(trained, bids, tmp_path / "out")
+    assert "sub-03: EPVS and lacune detector not run: FLAIR alone is not a trained input" in log
+    assert "sub-04: not run: no mask found in its folder, which this config needs" in log
+    with open(tmp_path / "out" / "counts.csv", newline="") as f:
+        assert [r["subject"] for r in csv.DictReader(f)] == ["sub-01", "sub-02"]
+    ours, theirs = read_detections(tmp_path / "out" / "detections.csv"), read_detections(inferred / "detections.csv")
+    assert ours["sub-01"] and ours["sub-02"]  # the comparison below sees rows
+    for mine, same in (("sub-01", "sub-0002"), ("sub-02", "t2only")):
+        key = ("i", "j", "k", "label", "score")
+        assert [tuple(r[k] for k in key) for r in ours[mine]] == [tuple(r[k] for k in key) for r in theirs[same]]
