@@ -20,7 +20,7 @@ from .datalist import (
     resolve_entry,
     save_datalist,
 )
-from .discover import inference_entries
+from .plan import inference_entries
 from .subject import CLASSES, RATER_CHOICES, LoadSubjectd, load_volume, validate_lesions
 from .validate import validate_datalist
 

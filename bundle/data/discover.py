@@ -1,79 +1,67 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Subjects as users have them, and which detectors each one's scans allow.
+"""Subjects as users have them: :func:`discover` reads a BIDS dataset
+(``sub-*/[ses-*/]anat/*_{T1w,T2w,FLAIR,swi,T2starw}.nii[.gz]``, one subject per subject and session) or a folder of
+subject folders whose files are named with the common scanner words (``t1``, ``mprage``, ``t2``, ``flair``,
+``swi``, ``t2star``, ``gre``, ...). :mod:`bundle.data.plan` says which detectors run on them.
 
-:func:`discover` reads a BIDS dataset (``sub-*/[ses-*/]anat/*_{T1w,T2w,FLAIR,swi,T2starw}.nii[.gz]``, one subject
-per subject and session) or a folder of subject folders named with the common non-BIDS words (``t1``, ``mprage``,
-``t2``, ``flair``, ``swi``, ``t2star``, ``gre``, ...). :func:`plan` says per subject which detectors run on which
-of its images, and why not the others; :func:`detector_entries` turns the subjects a detector runs on into datalist
-entries. :func:`inference_entries` is every inference config's input: a datalist, a folder of NIfTI files or one of
-these two layouts. Command line, the plan of an input without running anything::
-
-    python -m bundle.data.discover INPUT [--out plan.csv]
-
-Decisions (docs/data.md#subjects-as-users-have-them): a name that fits no modality, or a phase, minimum-intensity
-projection or segmentation file, is skipped with a note; of two images of one modality the first in name order is
-used, with a note; a subject folder without any image is reported, never dropped silently.
+Decisions: docs/data.md#subjects-as-users-have-them-bids-and-subject-folders.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import logging
 import os
 import re
-import sys
 from pathlib import Path
-from typing import Sequence
 
-from .datalist import (
-    NIFTI_SUFFIXES,
-    DatalistError,
-    _check_required,
-    _missing,
-    check_subject_id,
-    check_unique_subjects,
-    folder_entries,
-    load_inference_list,
-)
+from .datalist import NIFTI_SUFFIXES, DatalistError, check_subject_id
 
-__all__ = ["DETECTORS", "MODALITIES", "STRUCTURAL_SUBSETS", "cohort_entries", "detector_entries", "discover",
-           "inference_entries", "layout", "plan"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["MODALITIES", "discover", "layout"]
 
 #: the modalities the bundle reads, in its canonical names
 MODALITIES = ("t1", "t2", "flair", "swi", "t2star")
-#: BIDS suffixes (the part after the last ``_``) of those modalities
-BIDS_SUFFIXES = {"T1w": "t1", "T2w": "t2", "FLAIR": "flair", "swi": "swi", "T2starw": "t2star"}
-#: non-BIDS file names: the first modality with a word of the name in its set (FLAIR before T2: ``t2_flair``)
-NAME_WORDS = (
-    ("flair", {"flair", "t2flair", "tirm", "darkfluid"}),
-    ("swi", {"swi", "swan", "swip"}),
-    ("t2star", {"t2star", "t2starw", "t2s", "gre", "hemo"}),
-    ("t2", {"t2", "t2w", "tse"}),
-    ("t1", {"t1", "t1w", "mprage", "mp2rage", "spgr", "bravo"}),
+#: BIDS suffixes (the part after the last ``_``) of those modalities (``T2star``: the deprecated name of T2starw)
+BIDS_SUFFIXES = {"T1w": "t1", "T2w": "t2", "FLAIR": "flair", "swi": "swi", "T2starw": "t2star", "T2star": "t2star"}
+#: non-BIDS file names: the first rule whose words the name has (a tuple: all of them) gives the modality
+NAME_RULES = (
+    ("t1", [("t1", "flair")]),  # a T1-weighted FLAIR is a T1
+    ("flair", ["flair", "t2flair", "tirm", "darkfluid"]),
+    ("swi", ["swi", "swan", "swip"]),
+    ("t2star", ["t2star", "t2starw", "t2s", "hemo", ("t2", "ffe"), ("t2", "gre")]),
+    ("t1", ["t1", "t1w", "st1w", "3dt1", "t13d", "mprage", "mp2rage", "spgr", "fspgr", "bravo", "tfe"]),
+    ("t2", ["t2", "t2w", "tse"]),
+    ("t2star", ["gre"]),
 )
-#: words of files that are not an input image (phase, minimum-intensity projection, labels)
+#: words of files that are not an input image: phase, projections, labels, maps, contrast-enhanced, other contrasts
 SKIP_WORDS = {"phase", "pha", "ph", "mip", "minip", "mnip", "seg", "dseg", "probseg", "label", "labels", "lesion",
-              "lesions", "roi"}  # fmt: skip
+              "lesions", "roi", "cmb", "wmh", "field", "fieldmap", "map", "pd", "dwi", "adc", "localizer", "scout",
+              "post", "gd", "gad", "ce", "contrast"}  # fmt: skip
 MASK_WORDS = {"mask", "brainmask"}
-#: the structural detector's trained inputs (configs/unet/structural.yaml ``modality_subsets``), in the order they
-#: are preferred: a subject gets the first one it has all of
-STRUCTURAL_SUBSETS = (("t1", "t2", "flair"), ("t1", "flair"), ("t2", "flair"), ("t2",), ("t1",))
-#: detector -> what it is called in the plan
-DETECTORS = {"cmb": "microbleed detector", "structural": "EPVS and lacune detector"}
 
 
 def _stem(name: str) -> str | None:
+    """The name without ``.nii`` / ``.nii.gz`` (any case)."""
     for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
+        if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return None
 
 
 def _words(stem: str) -> set[str]:
-    return {w for w in re.split(r"[_\-. ]+", stem.lower()) if w}
+    words = [w for w in re.split(r"[_\-. ]+", stem.lower()) if w]
+    return set(words) | {a + b for a, b in zip(words, words[1:]) if (a, b) == ("t2", "star")}  # T2_star
+
+
+def _name_modality(stem: str) -> str | None:
+    """The modality of a non-BIDS file name, ``mask`` for a brain mask, None for a file to skip."""
+    words = _words(stem)
+    if words & SKIP_WORDS:
+        return None
+    if words & MASK_WORDS:
+        return "mask"
+    for modality, rules in NAME_RULES:
+        if any(set(r) <= words if isinstance(r, tuple) else r in words for r in rules):
+            return modality
+    return None
 
 
 def layout(path: str | os.PathLike) -> str:
@@ -97,23 +85,48 @@ def layout(path: str | os.PathLike) -> str:
     return "subjects"
 
 
+def _files(folder: Path, notes: list) -> list[Path]:
+    """The NIfTI files under ``folder`` (hidden ones and those under hidden folders excluded), in name order; a
+    broken link is noted."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts) or _stem(p.name) is None:
+            continue
+        if p.is_file():
+            out.append(p)
+        elif p.is_symlink():
+            notes.append(f"skipped {p.relative_to(folder)}: a broken link")
+    return out
+
+
 def _subject(subject: str, folder: Path, images: dict, masks: list, notes: list) -> dict:
     entry: dict = {"subject": subject, "folder": str(folder), "modalities": {}, "notes": list(notes)}
     for modality in MODALITIES:
         paths = sorted(images.get(modality, []))
         if paths:
-            entry["modalities"][modality] = str(paths[0].resolve())
+            entry["modalities"][modality] = str(paths[0].absolute())  # not resolved: a link keeps its name
             if len(paths) > 1:
-                others = ", ".join(p.name for p in paths[1:])
-                entry["notes"].append(f"{len(paths)} {modality} images: used {paths[0].name}, not {others}")
+                others = ", ".join(str(p.relative_to(folder)) for p in paths[1:])
+                entry["notes"].append(f"{len(paths)} {modality} images: used {paths[0].relative_to(folder)}, "
+                                      f"not {others}")  # fmt: skip
     if masks:
         masks = sorted(masks)
-        entry["mask"] = str(masks[0].resolve())
+        entry["mask"] = str(masks[0].absolute())
         if len(masks) > 1:
-            entry["notes"].append(f"{len(masks)} brain masks: used {masks[0].name}")
+            entry["notes"].append(f"{len(masks)} brain masks: used {masks[0].relative_to(folder)}")
     if not entry["modalities"]:
         entry["problem"] = f"no image of {'/'.join(MODALITIES)} found in {folder}"
     return entry
+
+
+def _bids_file(entities: list[str], suffix: str) -> str | None:
+    """The role of a BIDS file (a modality or ``mask``), or None to skip it."""
+    if suffix == "mask":
+        return "mask" if "desc-brain" in entities and not any(e.startswith("space-") for e in entities) else None
+    part = next((e for e in entities if e.startswith("part-")), "part-mag")
+    if part != "part-mag" or any(e.startswith(("space-", "ce-")) for e in entities):
+        return None  # phase, real or imaginary parts; images in a template space; contrast-enhanced
+    return BIDS_SUFFIXES.get(suffix)
 
 
 def _bids_subjects(root: Path) -> list[dict]:
@@ -122,43 +135,67 @@ def _bids_subjects(root: Path) -> list[dict]:
         sessions = sorted(p for p in sub.iterdir() if p.is_dir() and p.name.startswith("ses-")) or [sub]
         for ses in sessions:
             subject = sub.name if ses is sub else f"{sub.name}_{ses.name}"
+            if not (ses / "anat").is_dir():  # not BIDS inside: a subject folder named sub-*
+                out.append(_words_subject(subject, ses))
+                continue
             anat, images, masks, notes = ses / "anat", {}, [], []
-            files = sorted(anat.iterdir()) if anat.is_dir() else []
-            for f in files:
-                stem = _stem(f.name) if f.is_file() else None
-                if stem is None:
-                    continue
-                entities, suffix = stem.rsplit("_", 1) if "_" in stem else ("", stem)
-                if suffix == "mask" and "desc-brain" in entities.split("_"):
-                    masks.append(f)
-                elif "part-phase" in entities.split("_") or suffix not in BIDS_SUFFIXES:
-                    notes.append(f"skipped {f.name}")
+            for f in _files(anat, notes):
+                stem = _stem(f.name)
+                entities, suffix = stem.split("_")[:-1], stem.split("_")[-1]
+                role = _bids_file(entities, suffix) if f.parent == anat else None
+                if role is None:
+                    notes.append(f"skipped {f.relative_to(anat)}")
                 else:
-                    images.setdefault(BIDS_SUFFIXES[suffix], []).append(f)
+                    (masks if role == "mask" else images.setdefault(role, [])).append(f)
             out.append(_subject(subject, anat, images, masks, notes))
     return out
 
 
+def _words_subject(subject: str, folder: Path) -> dict:
+    images, masks, notes = {}, [], []
+    for f in _files(folder, notes):
+        role = _name_modality(_stem(f.name))
+        if role is None:
+            notes.append(f"skipped {f.relative_to(folder)}")
+        else:
+            (masks if role == "mask" else images.setdefault(role, [])).append(f)
+    return _subject(subject, folder, images, masks, notes)
+
+
 def _folder_subjects(root: Path) -> list[dict]:
+    """One subject per folder; a folder whose subfolders hold the same modality twice (sessions) gives one subject
+    per subfolder, ``<folder>_<subfolder>``."""
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images, masks, notes = {}, [], []
-        for f in sorted(p for p in folder.rglob("*") if p.is_file() and not any(
-                part.startswith(".") for part in p.relative_to(folder).parts)):  # fmt: skip
-            stem = _stem(f.name)
-            if stem is None:
-                continue
-            words = _words(stem)
-            if words & MASK_WORDS:
-                masks.append(f)
-                continue
-            modality = None if words & SKIP_WORDS else next((m for m, w in NAME_WORDS if words & w), None)
-            if modality is None:
-                notes.append(f"skipped {f.relative_to(folder)}")
-            else:
-                images.setdefault(modality, []).append(f)
-        out.append(_subject(folder.name, folder, images, masks, notes))
+        groups: dict[str, set] = {}
+        for f in _files(folder, []):
+            role = _name_modality(_stem(f.name))
+            if role not in (None, "mask"):
+                groups.setdefault(f.relative_to(folder).parts[0] if f.parent != folder else "", set()).add(role)
+        seen = [m for mods in groups.values() for m in mods]
+        if len(groups) > 1 and "" not in groups and len(seen) > len(set(seen)):
+            out += [_words_subject(f"{folder.name}_{g}", folder / g) for g in sorted(groups)]
+        else:
+            out.append(_words_subject(folder.name, folder))
     return out
+
+
+def _safe_ids(subjects: list[dict]) -> None:
+    """Make each subject id a safe file-name part (other characters become ``_``, with a note); an id that is
+    still unsafe, or that two subjects share, is a problem of those subjects."""
+    for s in subjects:
+        safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", s["subject"]).lstrip("._+-")
+        if safe != s["subject"]:
+            s["notes"].append(f"subject id {safe!r} from the folder name {s['subject']!r}")
+            s["subject"] = safe
+        try:
+            check_subject_id(s["subject"], f"folder {s['folder']}")
+        except DatalistError as err:
+            s["problem"] = str(err)
+    ids = [s["subject"] for s in subjects]
+    for s in subjects:
+        if ids.count(s["subject"]) > 1:
+            s["problem"] = f"{ids.count(s['subject'])} folders give the subject id {s['subject']}"
 
 
 def discover(path: str | os.PathLike) -> list[dict]:
@@ -180,161 +217,5 @@ def discover(path: str | os.PathLike) -> list[dict]:
     subjects = _bids_subjects(Path(path)) if kind == "bids" else _folder_subjects(Path(path))
     if not subjects:
         raise DatalistError(f"input folder {path} holds no subject folder and no NIfTI image")
-    for s in subjects:
-        try:
-            check_subject_id(s["subject"], f"folder {s['folder']}")
-        except DatalistError as err:
-            s["problem"] = str(err)
+    _safe_ids(subjects)
     return subjects
-
-
-def plan(subject: dict, subsets: Sequence[Sequence[str]] = STRUCTURAL_SUBSETS) -> dict[str, dict]:
-    """Per detector of :data:`DETECTORS`: ``run`` (bool), ``inputs`` (the modalities it reads, in order) and
-    ``why`` (what it reads, or why it does not run). ``subsets``: the structural detector's trained inputs, most
-    preferred first."""
-    have = subject.get("modalities", {})
-    if subject.get("problem"):
-        return {d: {"run": False, "inputs": [], "why": subject["problem"]} for d in DETECTORS}
-    out = {}
-    if "swi" in have:
-        out["cmb"] = {"run": True, "inputs": ["swi"], "why": "SWI"}
-    elif "t2star" in have:
-        out["cmb"] = {"run": True, "inputs": ["t2star"], "why": "T2*-weighted image read as SWI (no SWI)"}
-    else:
-        out["cmb"] = {"run": False, "inputs": [], "why": "no SWI or T2*-weighted image"}
-    structural = [m for m in ("t1", "t2", "flair") if m in have]
-    chosen = next((list(s) for s in subsets if set(s) <= set(structural)), None)
-    trained = ", ".join(" + ".join(m.upper() for m in s) for s in subsets)
-    if chosen is None:
-        why = f"{' + '.join(m.upper() for m in structural)} alone is not a trained input ({trained})" if structural \
-            else "no T1, T2 or FLAIR image"  # fmt: skip
-        out["structural"] = {"run": False, "inputs": [], "why": why}
-    else:
-        unused = [m for m in structural if m not in chosen]
-        why = " + ".join(m.upper() for m in chosen)
-        if unused:
-            why += f" ({' + '.join(m.upper() for m in structural)} is not a trained input; " \
-                   f"{' + '.join(m.upper() for m in unused)} not used)"  # fmt: skip
-        out["structural"] = {"run": True, "inputs": chosen, "why": why}
-    return out
-
-
-def detector_entries(subjects: Sequence[dict], detector: str, as_modalities: Sequence[str] | None = None) -> list[dict]:
-    """Datalist entries (``subject``, ``image``, ``modalities``, ``mask`` when found) of the subjects that
-    ``detector`` runs on; one log line per subject it does not run on, with the reason. ``as_modalities``: the
-    names the detector's config gives its inputs (e.g. ``["swi"]``: a T2*-weighted image stands in for SWI)."""
-    if detector not in DETECTORS:
-        raise ValueError(f"unknown detector {detector!r}; expected one of {list(DETECTORS)}")
-    entries = []
-    for s in subjects:
-        step = plan(s)[detector]
-        if not step["run"]:
-            logger.warning("%s: %s not run: %s", s["subject"], DETECTORS[detector], step["why"])
-            continue
-        names = list(as_modalities) if as_modalities is not None and len(as_modalities) == len(step["inputs"]) \
-            else step["inputs"]  # fmt: skip
-        entry = {"subject": s["subject"], "image": [s["modalities"][m] for m in step["inputs"]], "modalities": names}
-        if "mask" in s:
-            entry["mask"] = s["mask"]
-        entries.append(entry)
-    return entries
-
-
-def cohort_entries(
-    path: str | os.PathLike, modalities: Sequence[str] | None, require: Sequence[str] = (),
-    optional_modalities: bool = False,
-) -> list[dict]:
-    """:func:`bundle.data.inference_entries` of a BIDS dataset or a folder of subject folders: the entries of the
-    detector whose inputs a config names (``["swi"]``: microbleeds; T1, T2, FLAIR as optional modalities: EPVS and
-    lacunes), less the subjects without a ``require``-d key, each left out with one log line.
-
-    Raises:
-        DatalistError: a config of another method, or no subject left.
-    """
-    mods = list(modalities or ["swi"])
-    detector = "cmb" if mods == ["swi"] else "structural" if mods == list(STRUCTURAL_SUBSETS[0]) and \
-        optional_modalities else None  # fmt: skip
-    if detector is None:
-        raise DatalistError(f"input folder {path}: BIDS datasets and subject folders are read for the microbleed and "
-                            f"the EPVS and lacune detectors, not for inputs {mods}; write a datalist (docs/data.md)")
-    entries = detector_entries(discover(path), detector, ["swi"] if detector == "cmb" else None)
-    if not entries:
-        raise DatalistError(f"input folder {path}: no subject has the images this config needs ({mods}); "
-                            f"python -m bundle.data.discover {path} lists what each subject has")  # fmt: skip
-    for e in entries:
-        if _missing(e, require):
-            logger.warning("%s: not run: no %s found in its folder, which this config needs", e["subject"],
-                           " or ".join(_missing(e, require)))  # fmt: skip
-    kept = [e for e in entries if not _missing(e, require)]
-    if not kept:
-        raise DatalistError(f"input folder {path}: no subject has the {list(require)} this config needs")
-    check_unique_subjects(kept, f"input folder {path}")
-    return kept
-
-
-def inference_entries(
-    path: str | os.PathLike, modalities: Sequence[str] | None = None, require: Sequence[str] = (),
-    optional_modalities: bool = False,
-) -> list[dict]:
-    """Entries of the main job's input: a datalist JSON (:func:`load_inference_list`), a folder of NIfTI files,
-    one single-modality image per subject (:func:`folder_entries`), or a BIDS dataset or folder of subject folders
-    (:func:`bundle.data.discover.detector_entries`: the subjects whose images the config's detector reads, the
-    microbleed detector for ``["swi"]``, the EPVS and lacune detector for its modalities; one log line for each
-    other subject).
-
-    Raises:
-        DatalistError: a folder given to a config that expects several modalities, or an entry without a
-            ``require``-d key; see the two functions for the rest.
-    """
-    if Path(path).is_dir():
-        if layout(path) != "files":
-            return cohort_entries(path, modalities, require, optional_modalities)
-        if modalities is not None and len(modalities) != 1:
-            raise DatalistError(
-                f"input folder {path}: a folder gives one image per subject, this config needs the modalities "
-                f"{list(modalities)}; write a datalist (docs/data.md)"
-            )
-        entries = folder_entries(path)
-        _check_required(entries, require, lambda e, m: f"no {m} beside {e['image'][0]}, which this config needs")
-        return entries
-    return load_inference_list(path, modalities, require=require, optional_modalities=optional_modalities)
-
-
-def plan_rows(subjects: Sequence[dict]) -> list[dict]:
-    """One row per subject and detector: subject, detector, run (yes/no), inputs, why, notes."""
-    rows = []
-    for s in subjects:
-        for detector, step in plan(s).items():
-            rows.append({"subject": s["subject"], "detector": detector, "run": "yes" if step["run"] else "no",
-                         "inputs": "+".join(step["inputs"]), "why": step["why"], "notes": "; ".join(s["notes"])})
-    return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bundle.data.discover", description=__doc__.split("\n\n")[0])
-    ap.add_argument("input", help="a BIDS dataset or a folder of subject folders")
-    ap.add_argument("--out", help="write the plan as CSV (a new file; an existing one is never overwritten)")
-    args = ap.parse_args(argv)
-    try:
-        rows = plan_rows(discover(args.input))
-    except (OSError, DatalistError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    fields = ["subject", "detector", "run", "inputs", "why", "notes"]
-    if args.out:
-        from .io import atomic_path
-
-        if Path(args.out).exists():
-            print(f"error: {args.out} exists; give another --out", file=sys.stderr)
-            return 1
-        with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fields)
-            writer.writeheader()
-            writer.writerows(rows)
-    for r in rows:
-        print(f"{r['subject']}\t{r['detector']}\t{r['run']}\t{r['why']}" + (f"\t[{r['notes']}]" if r["notes"] else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

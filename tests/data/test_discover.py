@@ -11,7 +11,8 @@ import yaml
 from conftest import REPO
 
 from bundle.data import DatalistError, inference_entries
-from bundle.data.discover import STRUCTURAL_SUBSETS, detector_entries, discover, layout, main, plan
+from bundle.data.discover import discover, layout
+from bundle.data.plan import STRUCTURAL_SUBSETS, detector_entries, main, plan
 
 
 def _touch(root, *names):
@@ -104,11 +105,58 @@ def test_inference_entries_take_the_subjects_each_detector_runs_on(bids, caplog)
         detector_entries(discover(bids), "gpunet")
 
 
-def test_unsafe_folder_name_is_a_problem_of_that_subject_only(tmp_path):
-    _touch(tmp_path, "ok/swi.nii.gz", "bad name/swi.nii.gz")
+def test_folder_names_become_safe_ids_and_clashes_are_those_subjects_problem(tmp_path):
+    _touch(tmp_path, "ok/swi.nii.gz", "Patient 001/swi.nii.gz", "a b/swi.nii.gz", "a_b/swi.nii.gz", "%%/swi.nii.gz")
+    found = {s["folder"].rsplit("/", 1)[1]: s for s in discover(tmp_path)}
+    assert found["Patient 001"]["subject"] == "Patient_001" and "problem" not in found["Patient 001"]
+    assert found["Patient 001"]["notes"] == ["subject id 'Patient_001' from the folder name 'Patient 001'"]
+    assert found["a b"]["problem"] == found["a_b"]["problem"] == "2 folders give the subject id a_b"
+    assert "not a safe name" in found["%%"]["problem"] and "problem" not in found["ok"]
+    assert [e["subject"] for e in inference_entries(tmp_path, modalities=["swi"])] == ["Patient_001", "ok"]
+
+
+@pytest.mark.parametrize("name, modality", [
+    ("T1_MPRAGE", "t1"), ("3DT1", "t1"), ("Ax_FSPGR_3D", "t1"), ("sT1W_3D_TFE", "t1"), ("t1_tse_tra", "t1"),
+    ("t1_gre_3d", "t1"), ("T1_FLAIR", "t1"), ("FLAIR_3D", "flair"), ("t2_flair_tra", "flair"), ("SWI_Images", "swi"),
+    ("swi_mag", "swi"), ("T2star", "t2star"), ("T2_star", "t2star"), ("T2-FFE", "t2star"), ("gre_hemo", "t2star"),
+    ("t2_tse_tra", "t2"), ("T2w", "t2"), ("T1_post_contrast", None), ("T1_MPRAGE_post", None), ("pd_tse", None),
+    ("gre_field_mapping", None), ("SWI_mIP", None), ("swi_pha", None), ("DWI", None), ("ADC", None),
+    ("localizer", None), ("T1map", None), ("lesion_mask", None), ("CMB_mask", None), ("T1_brain_mask", "mask"),
+    ("brainmask", "mask")])  # fmt: skip
+def test_scanner_names_are_read_as_their_modality_or_skipped(name, modality):
+    from bundle.data.discover import _name_modality
+
+    assert _name_modality(name) == modality
+
+
+def test_layout_edge_cases_sessions_hidden_files_links_and_case(tmp_path):
+    _touch(tmp_path, "p1/ses1/t1.nii.gz", "p1/ses1/swi.nii.gz", "p1/ses2/t1.nii.gz", "p1/ses2/flair.nii.gz",
+           "p2/T1/t1.nii.gz", "p2/FLAIR/flair.nii.gz", "p3/T1.NII.GZ", "p3/lesion_mask.nii.gz", "p3/brainmask.nii.gz",
+           "store/abc123")  # fmt: skip
+    (tmp_path / "p4").mkdir()
+    (tmp_path / "p4" / "swi.nii.gz").symlink_to(tmp_path / "store" / "abc123")
+    (tmp_path / "p4" / "t1.nii.gz").symlink_to(tmp_path / "store" / "missing")
     found = {s["subject"]: s for s in discover(tmp_path)}
-    assert "not a safe name" in found["bad name"]["problem"] and "problem" not in found["ok"]
-    assert [e["subject"] for e in inference_entries(tmp_path, modalities=["swi"])] == ["ok"]
+    assert set(found["p1_ses1"]["modalities"]) == {"t1", "swi"}  # sessions: the same modality twice
+    assert set(found["p1_ses2"]["modalities"]) == {"t1", "flair"}
+    assert set(found["p2"]["modalities"]) == {"t1", "flair"}  # one folder per series: one subject
+    assert found["p3"]["modalities"]["t1"].endswith("T1.NII.GZ") and found["p3"]["mask"].endswith("brainmask.nii.gz")
+    assert found["p4"]["modalities"] == {"swi": str(tmp_path / "p4" / "swi.nii.gz")}  # the link's name, not abc123
+    assert found["p4"]["notes"] == ["skipped t1.nii.gz: a broken link"]
+
+
+def test_bids_entities_and_folders_without_anat(tmp_path):
+    _touch(tmp_path, "sub-01/anat/._sub-01_T1w.nii.gz", "sub-01/anat/sub-01_T1w.nii.gz",
+           "sub-01/anat/sub-01_ce-gadolinium_T1w.nii.gz", "sub-01/anat/sub-01_part-imag_swi.nii.gz",
+           "sub-01/anat/sub-01_part-mag_swi.nii.gz", "sub-01/anat/sub-01_space-MNI152_desc-brain_mask.nii.gz",
+           "sub-01/anat/sub-01_T2star.nii.gz", "sub-02/t1.nii.gz", "sub-02/flair.nii.gz")  # fmt: skip
+    found = {s["subject"]: s for s in discover(tmp_path)}
+    s1 = found["sub-01"]
+    assert {m: p.rsplit("/", 1)[1] for m, p in s1["modalities"].items()} == {
+        "t1": "sub-01_T1w.nii.gz", "swi": "sub-01_part-mag_swi.nii.gz", "t2star": "sub-01_T2star.nii.gz"}
+    assert "mask" not in s1 and sorted(s1["notes"]) == sorted(["skipped sub-01_ce-gadolinium_T1w.nii.gz",
+        "skipped sub-01_part-imag_swi.nii.gz", "skipped sub-01_space-MNI152_desc-brain_mask.nii.gz"])  # fmt: skip
+    assert set(found["sub-02"]["modalities"]) == {"t1", "flair"}  # a plain subject folder named sub-*
 
 
 def test_command_line_plan(bids, tmp_path, capsys):
@@ -121,3 +169,23 @@ def test_command_line_plan(bids, tmp_path, capsys):
     assert main([str(bids), "--out", str(out)]) == 1  # never overwritten
     assert "exists" in capsys.readouterr().err
     assert main([str(tmp_path / "missing")]) == 1
+
+
+def test_a_brain_mask_on_another_grid_is_left_out_with_a_line(tmp_path, caplog):
+    """BIDS masks are often made on the T1: on the SWI's grid it is used, on another it is not (the microbleed
+    detector then makes its own head mask)."""
+    import nibabel as nib
+    import numpy as np
+
+    def nii(name, affine):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), affine), str(tmp_path / name))
+
+    nii("sub-01/anat/sub-01_swi.nii.gz", np.eye(4))
+    nii("sub-01/anat/sub-01_desc-brain_mask.nii.gz", np.eye(4))
+    nii("sub-02/anat/sub-02_swi.nii.gz", np.eye(4))
+    nii("sub-02/anat/sub-02_desc-brain_mask.nii.gz", np.diag([2.0, 2.0, 2.0, 1.0]))
+    with caplog.at_level(logging.WARNING):
+        entries = {e["subject"]: e for e in inference_entries(tmp_path, modalities=["swi"])}
+    assert "mask" in entries["sub-01"] and "mask" not in entries["sub-02"]
+    assert "sub-02: brain mask" in caplog.text and "is not on the grid of" in caplog.text

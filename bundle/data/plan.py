@@ -1,0 +1,211 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""Which detectors each subject's scans allow, and the inference configs' input.
+
+:func:`plan` says per subject (:func:`bundle.data.discover.discover`) which detectors run on which of its images,
+and why not the others; :func:`detector_entries` turns the subjects a detector runs on into datalist entries;
+:func:`inference_entries` is every inference config's input: a datalist, a folder of NIfTI files, a BIDS dataset or
+a folder of subject folders. Command line, the plan of an input without running anything::
+
+    python -m bundle.data.plan INPUT [--out plan.csv]
+
+Decisions: docs/data.md#subjects-as-users-have-them-bids-and-subject-folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .datalist import (
+    DatalistError,
+    _check_required,
+    _missing,
+    check_unique_subjects,
+    folder_entries,
+    load_inference_list,
+)
+from .discover import discover, layout
+
+__all__ = ["DETECTORS", "STRUCTURAL_SUBSETS", "cohort_entries", "detector_entries", "inference_entries", "plan",
+           "plan_rows"]
+
+logger = logging.getLogger(__name__)
+
+#: the structural detector's trained inputs (configs/unet/structural.yaml ``modality_subsets``), in the order they
+#: are preferred: a subject gets the first one it has all of
+STRUCTURAL_SUBSETS = (("t1", "t2", "flair"), ("t1", "flair"), ("t2", "flair"), ("t2",), ("t1",))
+#: detector -> what it is called in the plan
+DETECTORS = {"cmb": "microbleed detector", "structural": "EPVS and lacune detector"}
+
+
+def plan(subject: dict, subsets: Sequence[Sequence[str]] = STRUCTURAL_SUBSETS) -> dict[str, dict]:
+    """Per detector of :data:`DETECTORS`: ``run`` (bool), ``inputs`` (the modalities it reads, in order) and
+    ``why`` (what it reads, or why it does not run). ``subsets``: the structural detector's trained inputs, most
+    preferred first."""
+    have = subject.get("modalities", {})
+    if subject.get("problem"):
+        return {d: {"run": False, "inputs": [], "why": subject["problem"]} for d in DETECTORS}
+    out = {}
+    if "swi" in have:
+        out["cmb"] = {"run": True, "inputs": ["swi"], "why": "SWI"}
+    elif "t2star" in have:
+        out["cmb"] = {"run": True, "inputs": ["t2star"], "why": "T2*-weighted image read as SWI (no SWI)"}
+    else:
+        out["cmb"] = {"run": False, "inputs": [], "why": "no SWI or T2*-weighted image"}
+    structural = [m for m in ("t1", "t2", "flair") if m in have]
+    chosen = next((list(s) for s in subsets if set(s) <= set(structural)), None)
+    trained = ", ".join(" + ".join(m.upper() for m in s) for s in subsets)
+    if chosen is None:
+        why = f"{' + '.join(m.upper() for m in structural)} alone is not a trained input ({trained})" if structural \
+            else "no T1, T2 or FLAIR image"  # fmt: skip
+        out["structural"] = {"run": False, "inputs": [], "why": why}
+    else:
+        unused = [m for m in structural if m not in chosen]
+        why = " + ".join(m.upper() for m in chosen)
+        if unused:
+            why += f" ({' + '.join(m.upper() for m in structural)} is not a trained input; " \
+                   f"{' + '.join(m.upper() for m in unused)} not used)"  # fmt: skip
+        out["structural"] = {"run": True, "inputs": chosen, "why": why}
+    return out
+
+
+def detector_entries(subjects: Sequence[dict], detector: str, as_modalities: Sequence[str] | None = None) -> list[dict]:
+    """Datalist entries (``subject``, ``image``, ``modalities``, ``mask`` when found) of the subjects that
+    ``detector`` runs on; one log line per subject it does not run on, with the reason. ``as_modalities``: the
+    names the detector's config gives its inputs (e.g. ``["swi"]``: a T2*-weighted image stands in for SWI)."""
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown detector {detector!r}; expected one of {list(DETECTORS)}")
+    entries = []
+    for s in subjects:
+        step = plan(s)[detector]
+        if not step["run"]:
+            logger.warning("%s: %s not run: %s", s["subject"], DETECTORS[detector], step["why"])
+            continue
+        names = list(as_modalities) if as_modalities is not None and len(as_modalities) == len(step["inputs"]) \
+            else step["inputs"]  # fmt: skip
+        entry = {"subject": s["subject"], "image": [s["modalities"][m] for m in step["inputs"]], "modalities": names}
+        if "mask" in s and _same_grid(s["mask"], entry["image"][0]):
+            entry["mask"] = s["mask"]
+        elif "mask" in s:
+            logger.warning("%s: brain mask %s is not on the grid of %s; not used", s["subject"], s["mask"],
+                           entry["image"][0])  # fmt: skip
+        entries.append(entry)
+    return entries
+
+
+def _same_grid(a: str, b: str) -> bool:
+    """Whether two NIfTI files have one grid (shape and affine, from their headers); True when a header cannot be
+    read (the loader then names the file and the problem)."""
+    import nibabel as nib
+    import numpy as np
+
+    try:
+        x, y = nib.load(a), nib.load(b)
+    except Exception:  # noqa: BLE001 - any unreadable header is the loader's to report
+        return True
+    return x.shape[:3] == y.shape[:3] and bool(np.allclose(x.affine, y.affine, atol=1e-3))
+
+
+def cohort_entries(
+    path: str | os.PathLike, modalities: Sequence[str] | None, require: Sequence[str] = (),
+    optional_modalities: bool = False,
+) -> list[dict]:
+    """:func:`bundle.data.inference_entries` of a BIDS dataset or a folder of subject folders: the entries of the
+    detector whose inputs a config names (``["swi"]``: microbleeds; T1, T2, FLAIR as optional modalities: EPVS and
+    lacunes), less the subjects without a ``require``-d key, each left out with one log line.
+
+    Raises:
+        DatalistError: a config of another method, or no subject left.
+    """
+    mods = list(modalities or ["swi"])
+    detector = "cmb" if mods == ["swi"] else "structural" if mods == list(STRUCTURAL_SUBSETS[0]) and \
+        optional_modalities else None  # fmt: skip
+    if detector is None:
+        raise DatalistError(f"input folder {path}: BIDS datasets and subject folders are read for the microbleed and "
+                            f"the EPVS and lacune detectors, not for inputs {mods}; write a datalist (docs/data.md)")
+    entries = detector_entries(discover(path), detector, ["swi"] if detector == "cmb" else None)
+    if not entries:
+        raise DatalistError(f"input folder {path}: no subject has the images this config needs ({mods}); "
+                            f"python -m bundle.data.plan {path} lists what each subject has")  # fmt: skip
+    for e in entries:
+        if _missing(e, require):
+            logger.warning("%s: not run: no %s found in its folder, which this config needs", e["subject"],
+                           " or ".join(_missing(e, require)))  # fmt: skip
+    kept = [e for e in entries if not _missing(e, require)]
+    if not kept:
+        raise DatalistError(f"input folder {path}: no subject has the {list(require)} this config needs")
+    check_unique_subjects(kept, f"input folder {path}")
+    return kept
+
+
+def inference_entries(
+    path: str | os.PathLike, modalities: Sequence[str] | None = None, require: Sequence[str] = (),
+    optional_modalities: bool = False,
+) -> list[dict]:
+    """Entries of the main job's input: a datalist JSON (:func:`load_inference_list`), a folder of NIfTI files,
+    one single-modality image per subject (:func:`folder_entries`), or a BIDS dataset or folder of subject folders
+    (:func:`bundle.data.discover.detector_entries`: the subjects whose images the config's detector reads, the
+    microbleed detector for ``["swi"]``, the EPVS and lacune detector for its modalities; one log line for each
+    other subject).
+
+    Raises:
+        DatalistError: a folder given to a config that expects several modalities, or an entry without a
+            ``require``-d key; see the two functions for the rest.
+    """
+    if Path(path).is_dir():
+        if layout(path) != "files":
+            return cohort_entries(path, modalities, require, optional_modalities)
+        if modalities is not None and len(modalities) != 1:
+            raise DatalistError(
+                f"input folder {path}: a folder gives one image per subject, this config needs the modalities "
+                f"{list(modalities)}; write a datalist (docs/data.md)"
+            )
+        entries = folder_entries(path)
+        _check_required(entries, require, lambda e, m: f"no {m} beside {e['image'][0]}, which this config needs")
+        return entries
+    return load_inference_list(path, modalities, require=require, optional_modalities=optional_modalities)
+
+
+def plan_rows(subjects: Sequence[dict]) -> list[dict]:
+    """One row per subject and detector: subject, detector, run (yes/no), inputs, why, notes."""
+    rows = []
+    for s in subjects:
+        for detector, step in plan(s).items():
+            rows.append({"subject": s["subject"], "detector": detector, "run": "yes" if step["run"] else "no",
+                         "inputs": "+".join(step["inputs"]), "why": step["why"], "notes": "; ".join(s["notes"])})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bundle.data.plan", description=__doc__.split("\n\n")[0])
+    ap.add_argument("input", help="a BIDS dataset or a folder of subject folders")
+    ap.add_argument("--out", help="write the plan as CSV (a new file; an existing one is never overwritten)")
+    args = ap.parse_args(argv)
+    try:
+        rows = plan_rows(discover(args.input))
+    except (OSError, DatalistError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    fields = ["subject", "detector", "run", "inputs", "why", "notes"]
+    if args.out:
+        from .io import atomic_path
+
+        if Path(args.out).exists():
+            print(f"error: {args.out} exists; give another --out", file=sys.stderr)
+            return 1
+        with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    for r in rows:
+        print(f"{r['subject']}\t{r['detector']}\t{r['run']}\t{r['why']}" + (f"\t[{r['notes']}]" if r["notes"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
