@@ -13,7 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from .datalist import NIFTI_SUFFIXES, DatalistError, check_subject_id
+from .datalist import DatalistError, check_subject_id
+from .datalist import _stem as _lower_stem
 
 __all__ = ["MODALITIES", "discover", "layout"]
 
@@ -39,11 +40,9 @@ MASK_WORDS = {"mask", "brainmask"}
 
 
 def _stem(name: str) -> str | None:
-    """The name without ``.nii`` / ``.nii.gz`` (any case)."""
-    for suffix in NIFTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return None
+    """The name without ``.nii`` / ``.nii.gz``, in any case (:func:`bundle.data.datalist._stem` reads lower case)."""
+    stem = _lower_stem(Path(name.lower()))
+    return None if stem is None else name[: len(stem)]
 
 
 def _words(stem: str) -> set[str]:

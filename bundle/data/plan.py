@@ -74,10 +74,10 @@ def plan(subject: dict, subsets: Sequence[Sequence[str]] = STRUCTURAL_SUBSETS) -
     return out
 
 
-def detector_entries(subjects: Sequence[dict], detector: str, as_modalities: Sequence[str] | None = None) -> list[dict]:
+def detector_entries(subjects: Sequence[dict], detector: str) -> list[dict]:
     """Datalist entries (``subject``, ``image``, ``modalities``, ``mask`` when found) of the subjects that
-    ``detector`` runs on; one log line per subject it does not run on, with the reason. ``as_modalities``: the
-    names the detector's config gives its inputs (e.g. ``["swi"]``: a T2*-weighted image stands in for SWI)."""
+    ``detector`` runs on; one log line per subject it does not run on, with the reason. The microbleed detector's
+    input is named ``swi`` also when a T2*-weighted image stands in for it."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; expected one of {list(DETECTORS)}")
     entries = []
@@ -86,8 +86,7 @@ def detector_entries(subjects: Sequence[dict], detector: str, as_modalities: Seq
         if not step["run"]:
             logger.warning("%s: %s not run: %s", s["subject"], DETECTORS[detector], step["why"])
             continue
-        names = list(as_modalities) if as_modalities is not None and len(as_modalities) == len(step["inputs"]) \
-            else step["inputs"]  # fmt: skip
+        names = ["swi"] if detector == "cmb" else step["inputs"]
         entry = {"subject": s["subject"], "image": [s["modalities"][m] for m in step["inputs"]], "modalities": names}
         if "mask" in s and _same_grid(s["mask"], entry["image"][0]):
             entry["mask"] = s["mask"]
@@ -128,15 +127,18 @@ def cohort_entries(
     if detector is None:
         raise DatalistError(f"input folder {path}: BIDS datasets and subject folders are read for the microbleed and "
                             f"the EPVS and lacune detectors, not for inputs {mods}; write a datalist (docs/data.md)")
-    entries = detector_entries(discover(path), detector, ["swi"] if detector == "cmb" else None)
+    entries = detector_entries(discover(path), detector)
     if not entries:
         raise DatalistError(f"input folder {path}: no subject has the images this config needs ({mods}); "
                             f"python -m bundle.data.plan {path} lists what each subject has")  # fmt: skip
+    kept = []
     for e in entries:
-        if _missing(e, require):
+        missing = _missing(e, require)
+        if missing:
             logger.warning("%s: not run: no %s found in its folder, which this config needs", e["subject"],
-                           " or ".join(_missing(e, require)))  # fmt: skip
-    kept = [e for e in entries if not _missing(e, require)]
+                           " or ".join(missing))  # fmt: skip
+        else:
+            kept.append(e)
     if not kept:
         raise DatalistError(f"input folder {path}: no subject has the {list(require)} this config needs")
     check_unique_subjects(kept, f"input folder {path}")
