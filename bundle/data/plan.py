@@ -77,7 +77,9 @@ def plan(subject: dict, subsets: Sequence[Sequence[str]] = STRUCTURAL_SUBSETS) -
 def detector_entries(subjects: Sequence[dict], detector: str) -> list[dict]:
     """Datalist entries (``subject``, ``image``, ``modalities``, ``mask`` when found) of the subjects that
     ``detector`` runs on; one log line per subject it does not run on, with the reason. The microbleed detector's
-    input is named ``swi`` also when a T2*-weighted image stands in for it."""
+    input is named ``swi`` also when a T2*-weighted image stands in for it. The first image is the detector's
+    reference grid (the loader aligns the others onto it): the one the brain mask is on, else the first in the
+    plan's order; a mask on none of the images' grids is not used (one log line)."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; expected one of {list(DETECTORS)}")
     entries = []
@@ -86,13 +88,19 @@ def detector_entries(subjects: Sequence[dict], detector: str) -> list[dict]:
         if not step["run"]:
             logger.warning("%s: %s not run: %s", s["subject"], DETECTORS[detector], step["why"])
             continue
-        names = ["swi"] if detector == "cmb" else step["inputs"]
-        entry = {"subject": s["subject"], "image": [s["modalities"][m] for m in step["inputs"]], "modalities": names}
-        if "mask" in s and _same_grid(s["mask"], entry["image"][0]):
+        names = ["swi"] if detector == "cmb" else list(step["inputs"])
+        images, on = [s["modalities"][m] for m in step["inputs"]], None
+        if "mask" in s:
+            on = next((i for i, image in enumerate(images) if _same_grid(s["mask"], image)), None)
+            if on is None:
+                logger.warning("%s: brain mask %s is not on the grid of %s; not used", s["subject"], s["mask"],
+                               " or ".join(images))  # fmt: skip
+            else:  # the image the mask belongs to is the reference: the others are aligned onto its grid
+                images.insert(0, images.pop(on))
+                names.insert(0, names.pop(on))
+        entry = {"subject": s["subject"], "image": images, "modalities": names}
+        if on is not None:
             entry["mask"] = s["mask"]
-        elif "mask" in s:
-            logger.warning("%s: brain mask %s is not on the grid of %s; not used", s["subject"], s["mask"],
-                           entry["image"][0])  # fmt: skip
         entries.append(entry)
     return entries
 

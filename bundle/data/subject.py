@@ -9,6 +9,7 @@ subject and the file.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Hashable, Mapping, Sequence
 
@@ -18,12 +19,14 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform
 
+from .align import ALIGN, align_onto, foreground, grid_difference
 from .datalist import DatalistError
 from .vocabulary import CLASSES, RATER_CHOICES
 
 __all__ = ["CLASSES", "RATER_CHOICES", "LoadSubjectd", "load_volume", "validate_lesions"]
 
 MASK_KEYS = ("mask", "roi")
+logger = logging.getLogger(__name__)
 
 
 def load_volume(path: str, subject: str, what: str = "image") -> MetaTensor:
@@ -57,15 +60,6 @@ def _read_error(path: str, err: Exception) -> str:
         err = direct
     first = (str(err).strip().splitlines() or [""])[0].split(". ")[0]
     return f"{type(err).__name__}: {first[:200]}"
-
-
-def _same_grid(a: MetaTensor, b: MetaTensor, atol: float) -> str | None:
-    if a.shape[1:] != b.shape[1:]:
-        return f"shape {tuple(b.shape[1:])} differs from {tuple(a.shape[1:])}"
-    diff = float((a.affine.double() - b.affine.double()).abs().max())
-    if diff > atol:
-        return f"affine differs by up to {diff:.4g} (tolerance {atol:g})"
-    return None
 
 
 def validate_lesions(
@@ -104,9 +98,9 @@ def validate_lesions(
 class LoadSubjectd(MapTransform):
     """Load a resolved datalist entry (see :func:`bundle.data.load_datalist`) into tensors and records.
 
-    Output: ``image`` (C, H, W, D) float32 ``MetaTensor`` (channels in datalist order, affine of the first
-    modality), ``label`` (1, H, W, D) int instance map, ``mask`` and ``roi`` (1, H, W, D) binary, ``lesions`` list
-    of dicts;
+    Output: ``image`` (C, H, W, D) float32 ``MetaTensor`` (channels in datalist order, on the grid of the first
+    modality, the reference), ``label`` (1, H, W, D) int instance map, ``mask`` and ``roi`` (1, H, W, D) binary,
+    ``lesions`` list of dicts;
     ``subject`` and the other entry keys pass through. Metadata gains ``subject`` and ``spacing``.
 
     Args:
@@ -114,6 +108,14 @@ class LoadSubjectd(MapTransform):
         lesions_key: key of the per-object JSON (``None`` to skip).
         classes: allowed class names in the records.
         affine_atol: largest allowed difference (mm) between the affines of two volumes of a subject.
+        align: an image channel on another grid than the first: ``fail`` (the subject fails), ``affine``
+            (resampled onto the first through the affines), ``auto`` (and a rigid registration where the head
+            overlap stays below ``min_overlap``), ``rigid`` (always registered); see :func:`bundle.data.align.
+            align_onto`. Other modes than ``fail`` also measure every channel's overlap on the same grid. What
+            was done per channel goes to ``image.meta["alignment"]`` (a JSON list: ``modality``, ``file`` and
+            the record of ``align_onto``; empty for one channel). Label maps and masks must be on the grid.
+        min_overlap: head-mask Dice with the first channel below which a channel is registered (``auto``) and
+            flagged.
         allow_missing_keys: do not fail when an optional key is absent from the entry.
 
     Raises:
@@ -127,28 +129,24 @@ class LoadSubjectd(MapTransform):
         lesions_key: str | None = "lesions",
         classes: Sequence[str] = CLASSES,
         affine_atol: float = 1e-3,
+        align: str = "fail",
+        min_overlap: float = 0.95,
         allow_missing_keys: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if align not in ALIGN:
+            raise ValueError(f"LoadSubjectd: align {align!r} is not one of {list(ALIGN)}")
         self.lesions_key = lesions_key
         self.classes = tuple(classes)
-        self.affine_atol = affine_atol
+        self.affine_atol, self.align, self.min_overlap = affine_atol, align, float(min_overlap)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         subject = str(d.get("subject", "<no subject>"))
         ref = None
         for key in self.key_iterator(d):
-            paths = d[key] if isinstance(d[key], (list, tuple)) else [d[key]]
-            vols = [load_volume(str(p), subject, str(key)) for p in paths]
-            ref = ref if ref is not None else vols[0]
-            for p, v in zip(paths, vols):
-                problem = _same_grid(ref, v, self.affine_atol)
-                if problem:
-                    where = paths[0] if key == "image" else "the image"
-                    raise DatalistError(f"{subject}: {key} file {p} is not on the grid of {where}: {problem}")
-                self._check_values(v, subject, str(key), str(p))
-            d[key] = self._combine(key, vols, paths, subject)
+            d[key] = self._load_key(d, str(key), subject, ref)
+            ref = ref if ref is not None else d[key]
         if self.lesions_key and d.get(self.lesions_key) is not None:
             path = str(d[self.lesions_key])
             try:
@@ -159,6 +157,43 @@ class LoadSubjectd(MapTransform):
                 raise DatalistError(f"{subject}: lesions file {path} is not valid JSON: {err}") from err
             d[self.lesions_key] = validate_lesions(records, subject, path, d.get("label"), self.classes)
         return d
+
+    def _load_key(self, d: dict, key: str, subject: str, ref: MetaTensor | None) -> MetaTensor:
+        """The volume(s) of ``d[key]`` checked (and the image's aligned) on the grid of ``ref`` (None: the first)."""
+        paths = d[key] if isinstance(d[key], (list, tuple)) else [d[key]]
+        vols = [load_volume(str(p), subject, key) for p in paths]
+        ref = ref if ref is not None else vols[0]
+        report = []
+        if key == "image":  # an image of real values is aligned; then it must be on the grid like the rest
+            for p, v in zip(paths, vols):
+                self._check_values(v, subject, key, str(p))
+            report = self._align(vols, paths, d.get("modalities"), subject)
+        for p, v in zip(paths, vols):
+            problem = grid_difference(ref, v, self.affine_atol)
+            if problem:
+                where = paths[0] if key == "image" else "the image"
+                raise DatalistError(f"{subject}: {key} file {p} is not on the grid of {where}: {problem}")
+            if key != "image":
+                self._check_values(v, subject, key, str(p))
+        out = self._combine(key, vols, paths, subject)
+        if key == "image":
+            out.meta["alignment"] = json.dumps(report)
+        return out
+
+    def _align(self, vols: list[MetaTensor], paths, modalities, subject: str) -> list[dict]:
+        """Bring ``vols[1:]`` onto the grid of ``vols[0]`` in place (``align``); their records."""
+        if self.align == "fail" or len(vols) < 2:
+            return []
+        names = list(modalities) if isinstance(modalities, (list, tuple)) and len(modalities) == len(vols) else \
+            [f"channel{i}" for i in range(len(vols))]  # fmt: skip
+        head, report = foreground(vols[0]), []
+        for i in range(1, len(vols)):
+            vols[i], record = align_onto(vols[i], vols[0], self.align, self.min_overlap, head)
+            report.append({"modality": str(names[i]), "file": str(paths[i]), "onto": str(names[0]), **record})
+            if record["flagged"]:
+                logger.warning("%s: %s file %s overlaps %s by %.2f (head Dice) after alignment, below %.2f",
+                               subject, names[i], paths[i], names[0], record["overlap"], self.min_overlap)  # fmt: skip
+        return report
 
     @staticmethod
     def _check_values(v: MetaTensor, subject: str, key: str, path: str) -> None:

@@ -7,6 +7,7 @@ from .checkpoints import best_score_state, in_checkpoint, latest_checkpoint
 from .lesion_detection import SCALAR_FIGURES, LesionDetection
 from .qc_report import QCReport, choose_slices, subject_montage, write_index
 from .writers import (
+    AlignmentWriter,
     CountsWriter,
     DetectionsTableWriter,
     FailuresWriter,
@@ -19,6 +20,7 @@ from .writers import (
 
 __all__ = [
     "SCALAR_FIGURES",
+    "AlignmentWriter",
     "CountsWriter",
     "DetectionsTableWriter",
     "FailuresWriter",

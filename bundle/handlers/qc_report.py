@@ -143,24 +143,26 @@ def write_index(
 ) -> Path:
     """``out_dir/index.html`` (atomically): one table row per subject with its counts per class, the total and its
     montage (a thumbnail linking to the PNG), then the subjects that ``failed`` with their reasons.
-    ``subjects``: dicts with ``subject``, ``png`` (relative to ``out_dir``), ``counts`` ({class: n}) and
-    ``not_shown`` (ids)."""
+    ``subjects``: dicts with ``subject``, ``png`` (relative to ``out_dir``), ``counts`` ({class: n}),
+    ``not_shown`` (ids) and ``flags`` (QC problems, one line each, shown in the row and counted above the table)."""
     esc = html.escape
     head = "".join(f"<th>{esc(c)}</th>" for c in classes)
     body = []
     for s in subjects:
         cells = "".join(f"<td>{int(s['counts'].get(c, 0))}</td>" for c in classes)
         note = f"<br>{len(s['not_shown'])} detection(s) not shown" if s.get("not_shown") else ""
+        flags = "".join(f"<br><b class='flag'>QC: {esc(f)}</b>" for f in s.get("flags", []))
         png = esc(str(s["png"]))
         body.append(
-            f"<tr><td>{esc(s['subject'])}</td>{cells}<td>{sum(s['counts'].values())}</td>"
+            f"<tr><td>{esc(s['subject'])}{flags}</td>{cells}<td>{sum(s['counts'].values())}</td>"
             f'<td><a href="{png}"><img src="{png}" width="480" alt="{esc(s["subject"])}"></a>{note}</td></tr>'
         )
     page = (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
         "<style>body{font-family:sans-serif}td,th{border:1px solid #999;padding:4px;vertical-align:top}"
         "table{border-collapse:collapse}</style></head><body>\n"
-        f"<h1>{esc(title)}</h1>\n<p>{len(subjects)} subject(s). Tables: "
+        f"<h1>{esc(title)}</h1>\n<p>{len(subjects)} subject(s), {sum(bool(s.get('flags')) for s in subjects)} "
+        "flagged for QC. Tables: "
         '<a href="../detections.csv">detections.csv</a>, <a href="../counts.csv">counts.csv</a>. '
         "Circles: detections, numbered by <code>lesion_id</code>.</p>\n"
         f"<table><tr><th>subject</th>{head}<th>total</th><th>montage</th></tr>\n" + "\n".join(body) + "\n</table>"
@@ -179,6 +181,13 @@ def _failed_section(failed: Sequence[tuple[str, str]]) -> str:
     items = "".join(f"<li><b>{html.escape(s)}</b>: {html.escape(r)}</li>" for s, r in failed)
     link = '<a href="../failed.csv">failed.csv</a>'
     return f"\n<h2>{len(failed)} subject(s) failed</h2>\n<p>({link})</p><ul>{items}</ul>\n"
+
+
+def qc_flags(record: dict) -> list[str]:
+    """The QC problems of a subject's record (``subjects/<id>.json``), one line each: its images that do not
+    overlap the first after alignment (:class:`bundle.handlers.AlignmentWriter`)."""
+    return [f"{a['modality']} overlaps {a['onto']} by {float(a['overlap']):.2f} (head Dice) after alignment"
+            for a in record.get("alignment", []) if a.get("flagged")]  # fmt: skip
 
 
 class QCReport:
@@ -233,5 +242,6 @@ class QCReport:
             png = self.dir / (re.sub(r"[^A-Za-z0-9._-]", "_", subject) + ".png")
             drawn = subject_montage(image, own, png, subject, classes, self.max_panels)
             counts = {c: sum(str(r["label"]) == c for r in own) for c in classes}
-            subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts})
+            flags = qc_flags(records.load(subject) or {})
+            subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts, "flags": flags})
         write_index(self.dir, subjects, classes, failed=read_failed(self.run_dir))

@@ -7,6 +7,7 @@ it lists in its ``inference.yaml``."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -163,6 +164,32 @@ class InstanceMapWriter(MapWriter):
             raise ValueError(f"subject {subject!r}: instance ids {array.min()}..{array.max()} do not fit int16")
 
 
+def alignment_of(image) -> list[dict]:
+    """The loader's alignment records of an image (``image.meta["alignment"]``, :class:`bundle.data.LoadSubjectd`;
+    none where it has one channel or was not read by it)."""
+    text = getattr(image, "meta", {}).get("alignment", "[]")
+    text = text[0] if isinstance(text, (list, tuple)) else text  # a batch of one, not decollated
+    return json.loads(text) if text else []
+
+
+class AlignmentWriter(SubjectWriter):
+    """``output_dir/alignment.csv`` (atomically, when the run completes; the header only when no subject had a
+    second image): per subject and image after the first, how it was brought onto the first's grid and how well
+    their heads overlap (:func:`bundle.data.align.align_onto`); ``flagged`` subjects are listed in the QC report."""
+
+    key = "alignment"
+    columns = ("subject", "modality", "onto", "resampled", "registered", "rotation_deg", "shift_mm", "overlap",
+               "flagged", "file")  # fmt: skip
+
+    def write_subject(self, subject: str, image, output: dict) -> list[dict]:
+        return alignment_of(image)
+
+    def finish(self, records: list[dict]) -> None:
+        rows = [[r["subject"], *(a.get(c, "") for c in self.columns[1:])] for r in written(records)
+                for a in r.get(self.key, [])]  # fmt: skip
+        write_csv(self.output_dir / "alignment.csv", self.columns, rows)
+
+
 class FailuresWriter(SubjectWriter):
     """``output_dir/failed.csv`` (atomically, when the run completes; the header only when none failed): one row
     per subject that failed, ``subject, reason`` (one line naming the file and the problem)."""
@@ -176,15 +203,17 @@ class Writers:
     """The writers of one run as one handler (the configs' ``writer``), so a method lists what it produces in
     ``writer#writers`` and the handlers list stays the same for every method.
 
-    Per subject it calls each of ``writers`` in order, then ``failures``, and combines their records (with the
+    Per subject it calls each of ``writers`` in order, then the ``checks`` every method writes (e.g.
+    :class:`AlignmentWriter`), then ``failures``, and combines their records (with the
     input ``image``); with ``records`` it saves that record as the subject's last output (the unit a rerun skips:
     :class:`bundle.inference.run_folder.SubjectRecords`). A subject the dataset skipped (complete from an earlier
     run) is not written again. When the run completes every process of a ``torch.distributed`` group waits for
     the others; then rank 0 merges the records of the whole run (every subject of ``run.json``, whichever
     process wrote it) into the tables."""
 
-    def __init__(self, writers: Sequence, failures: FailuresWriter | None = None, records=None) -> None:
-        self.writers = [*writers, *([failures] if failures is not None else [])]
+    def __init__(self, writers: Sequence, failures: FailuresWriter | None = None, records=None,
+                 checks: Sequence = ()) -> None:  # fmt: skip
+        self.writers = [*writers, *checks, *([failures] if failures is not None else [])]
         self.store = records
         self.records: list[dict] = []  # kept in memory only without a store
         self.seen: list[str] = []

@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, config_files, run_bundle
 from monai.data import MetaTensor
 
+from bundle.data.synth.regrid import move, reslice
 from bundle.data.vocabulary import ANSWERS
 from bundle.handlers import latest_checkpoint
 from bundle.inference import read_detections
@@ -349,12 +350,35 @@ def test_inference_on_a_bids_dataset_runs_each_subject_on_the_inputs_it_has(trai
     for name, source in files.items():
         (bids / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(cohort.parent / source, bids / f"{name}.nii.gz")
+    # sub-05: sub-01 with its T1 on a 2.5 mm grid turned by 10 degrees (the mask on T2's grid); sub-06: sub-01 with
+    # the head moved between T1 and T2
+    for sub, t1, t2 in (("sub-05", "reslice", "copy"), ("sub-06", "copy", "move")):
+        (bids / sub / "anat").mkdir(parents=True)
+        for name, suffix in (("T1w", t1), ("T2w", t2), ("FLAIR", "copy"), ("desc-brain_mask", "copy")):
+            src, dst = bids / "sub-01" / "anat" / f"sub-01_{name}.nii.gz", bids / sub / "anat" / f"{sub}_{name}.nii.gz"
+            {"copy": lambda: shutil.copy(src, dst), "reslice": lambda: reslice(src, dst, (2.5, 2.5, 2.5), (10, 0, 0)),
+             "move": lambda: move(src, dst, (10.0, 0.0, 0.0), (2.0, 0.0, 0.0))}[suffix]()  # fmt: skip
     log = _infer(trained, bids, tmp_path / "out")
     assert "sub-03: EPVS and lacune detector not run: FLAIR alone is not a trained input" in log
     assert "sub-04: not run: no mask found in its folder, which this config needs" in log
     with open(tmp_path / "out" / "counts.csv", newline="") as f:
-        assert [r["subject"] for r in csv.DictReader(f)] == ["sub-01", "sub-02"]
+        assert [r["subject"] for r in csv.DictReader(f)] == ["sub-01", "sub-02", "sub-05", "sub-06"]
+    with open(tmp_path / "out" / "alignment.csv", newline="") as f:
+        aligned = [(r["subject"], r["modality"], r["onto"], r["resampled"], r["registered"], r["flagged"])
+                   for r in csv.DictReader(f)]  # fmt: skip
+    assert aligned == [("sub-01", "t2", "t1", "False", "False", "False"),
+                       ("sub-01", "flair", "t1", "False", "False", "False"),
+                       ("sub-05", "t1", "t2", "True", "False", "False"),  # T2 first: the mask is on its grid
+                       ("sub-05", "flair", "t2", "False", "False", "False"),
+                       ("sub-06", "t2", "t1", "True", "True", "False"),  # the motion undone
+                       ("sub-06", "flair", "t1", "False", "False", "False")]  # fmt: skip
+    ref = nib.load(bids / "sub-05" / "anat" / "sub-05_T2w.nii.gz")
+    assert np.allclose(nib.load(tmp_path / "out" / "maps" / "sub-05_epvs_prob.nii.gz").affine, ref.affine, atol=1e-4)
     ours, theirs = read_detections(tmp_path / "out" / "detections.csv"), read_detections(inferred / "detections.csv")
+    for moved in ("sub-05", "sub-06"):  # on the same brain, at the places sub-01's were found
+        found = [np.array([[float(r[c]) for c in "xyz"] for r in ours[sub]]) for sub in ("sub-01", moved)]
+        assert len(found[1]) == len(found[0]) > 0
+        assert np.linalg.norm(found[0][:, None] - found[1][None], axis=-1).min(axis=1).max() < 4.0
     assert ours["sub-01"] and ours["sub-02"]  # the comparison below sees rows
     for mine, same in (("sub-01", "sub-0002"), ("sub-02", "t2only")):
         key = ("i", "j", "k", "label", "score")
