@@ -25,10 +25,11 @@ from .dictionary import (
     WorkingGridd,
 )
 from .modalities import SUBSETS_T1_T2_FLAIR, AvailabilityChannelsd, ModalityChannelsd, PerModalityd, RandModalityDropd
-from .regions import BrainRegionsd, RandChannelPickd, RegionsInputd, regions_input
+from .regions import BrainMaskd, BrainRegionsd, RandChannelPickd, RegionsInputd, regions_input
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
 __all__ = [
+    "BrainMaskd",
     "BrainRegionsd",
     "RandChannelPickd",
     "RegionsInputd",

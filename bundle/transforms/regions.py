@@ -9,6 +9,7 @@ alike; :class:`BrainRegionsd` runs the network and brings the chosen regions bac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
@@ -94,6 +95,8 @@ class BrainRegionsd(MapTransform):
         FileNotFoundError: ``checkpoint`` is null or names no file (at construction, unless ``load=False``).
         ValueError: the network finds none of ``labels`` in a subject (the message names it and the file)."""
 
+    what = "regions"  # the network's name in messages (and its checkpoint's config id)
+
     def __init__(
         self,
         keys: KeysCollection,
@@ -109,7 +112,7 @@ class BrainRegionsd(MapTransform):
     ) -> None:
         super().__init__(keys)
         if load and (is_null(checkpoint) or not Path(str(checkpoint)).is_file()):
-            raise FileNotFoundError(f"regions network weights {checkpoint} do not exist (regions_checkpoint)")
+            raise FileNotFoundError(f"{self.what} network weights {checkpoint} do not exist ({self.what}_checkpoint)")
         self.network, self.checkpoint, self.min_island = network, checkpoint if load else None, float(min_island)
         self.labels, self.output_key, self.channel = [int(v) for v in labels], output_key, int(channel)
         self.spacing_mm, self.device = spacing_mm, torch.device(device)
@@ -171,3 +174,24 @@ def _crop_like(padded: MetaTensor, ref: MetaTensor) -> MetaTensor:
     sl = tuple(slice(s, s + r) for s, r in zip(start, ref.shape[1:]))
     return MetaTensor(padded.as_tensor()[(slice(None), *sl)], affine=ref.affine)
 
+
+
+class BrainMaskd(BrainRegionsd):
+    """Give entries without a brain mask the brain mask of the bundle's brain-mask network under ``output_key``
+    (default ``mask``; docs/brain_mask.md): a MONAI ``UNet`` of :func:`regions_input` (any one contrast, T1, T2,
+    FLAIR or SWI, on a 2 mm RAS grid) whose brain probability is resampled to the image's grid, cut at 0.5 and kept
+    as its largest component. Entries that have a mask keep it. Logs one line per subject it masks."""
+
+    what = "brainmask"
+
+    def __init__(self, keys: KeysCollection, network: torch.nn.Module, checkpoint: str | None, output_key: str = "mask",
+                 channel: int = 0, device: str | torch.device = "cpu", load: bool = True) -> None:  # fmt: skip
+        super().__init__(keys, network, checkpoint, labels=(1,), output_key=output_key, channel=channel,
+                         device=device, min_island=1.0, load=load)  # fmt: skip
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        if data.get(self.output_key) is not None:
+            return dict(data)
+        logging.getLogger("bundle").info("%s: no brain mask given; using the bundle's brain-mask network",
+                                         data.get("subject", "<no subject>"))  # fmt: skip
+        return super().__call__(data)

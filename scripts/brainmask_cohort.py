@@ -1,0 +1,49 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The brain-mask network's training data (docs/brain_mask.md; developer tooling, not shipped):
+
+    python -m scripts.brainmask_cohort --out /work/bench_mask [--structural /work/bench_epvs/train]
+
+Simulates (or reuses) 40 training and 6 validation scans of the structural simulator (preset ``train``/``validation``,
+seed 800: the EPVS benchmark's training cohort) and 12 training (``train_wide``) and 3 validation scans of the
+physics SWI simulator (seed 1700), and writes ``OUT/datalist.json``: every scan with its own contrasts (T1, T2, FLAIR
+or SWI), absolute paths, and the simulator's brain mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def entries(folder: Path, split: str) -> list[dict]:
+    d = json.loads((folder / "datalist.json").read_text())
+    mods = d["modalities"]
+    out = []
+    for e in d.get(split, []):
+        out.append({"subject": f"{folder.name}-{e['subject']}", "image": [str(folder / p) for p in e["image"]],
+                    "modalities": list(e.get("modalities", mods)), "mask": str(folder / e["mask"])})  # fmt: skip
+    return out
+
+
+def main() -> None:
+    from bundle.data.io import write_json
+    from bundle.data.synth.structural import generate_structural_cohort
+    from bundle.data.synth.swi_physics.subject import generate_swi_cohort
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--structural", type=Path, default=None, help="a folder holding that structural cohort already")
+    args = ap.parse_args()
+    structural = args.structural or args.out / "structural"
+    generate_structural_cohort(structural, {"training": ("train", 40), "validation": ("validation", 6)}, seed=800)
+    swi = args.out / "swi_train"
+    generate_swi_cohort(swi, {"training": ("train_wide", 12), "validation": ("validation", 3)}, seed=1700)
+    datalist = {"modalities": ["t1", "t2", "flair", "swi"], "classes": ["brain"],
+                "training": entries(structural, "training") + entries(swi, "training"),
+                "validation": entries(structural, "validation") + entries(swi, "validation")}  # fmt: skip
+    print(write_json(datalist, args.out / "datalist.json"))
+
+
+if __name__ == "__main__":
+    main()
