@@ -3,10 +3,13 @@
 
     python -m scripts.brainmask_cohort --out /work/bench_mask [--structural /work/bench_epvs/train]
 
-Simulates (or reuses) 40 training and 6 validation scans of the structural simulator (preset ``train``/``validation``,
-seed 800: the EPVS benchmark's training cohort) and 12 training (``train_wide``) and 3 validation scans of the
-physics SWI simulator (seed 1700), and writes ``OUT/datalist.json``: every scan with its own contrasts (T1, T2, FLAIR
-or SWI), absolute paths, and the simulator's brain mask.
+Simulates (or reuses), skull-stripped as the simulators write them by default: 40 training and 6 validation scans of
+the structural simulator (preset ``train``/``validation``, seed 800: the EPVS benchmark's training cohort) and 12
+training (``train_wide``) and 3 validation scans of the physics SWI simulator (seed 1700); with a head around the
+brain (``head=True``): 24 training and 4 validation structural scans (seed 810) and 2 x 6 SWI scans of the first
+simulator at 1 mm and 0.5 x 0.5 x 2 mm (seeds 1710, 1711; its validation split validates, the rest trains). Writes
+``OUT/datalist.json``: every scan with its own contrasts (T1, T2, FLAIR or SWI), absolute paths, and the
+simulator's brain mask.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ def entries(folder: Path, split: str) -> list[dict]:
     d = json.loads((folder / "datalist.json").read_text())
     mods = d["modalities"]
     out = []
-    for e in d.get(split, []):
+    for e in (d.get("training", []) + d.get("testing", []) if split == "training+testing" else d.get(split, [])):
         out.append({"subject": f"{folder.name}-{e['subject']}", "image": [str(folder / p) for p in e["image"]],
                     "modalities": list(e.get("modalities", mods)), "mask": str(folder / e["mask"])})  # fmt: skip
     return out
@@ -28,6 +31,7 @@ def entries(folder: Path, split: str) -> list[dict]:
 
 def main() -> None:
     from bundle.data.io import write_json
+    from bundle.data.synth import generate_cohort
     from bundle.data.synth.structural import generate_structural_cohort
     from bundle.data.synth.swi_physics.subject import generate_swi_cohort
 
@@ -39,9 +43,15 @@ def main() -> None:
     generate_structural_cohort(structural, {"training": ("train", 40), "validation": ("validation", 6)}, seed=800)
     swi = args.out / "swi_train"
     generate_swi_cohort(swi, {"training": ("train_wide", 12), "validation": ("validation", 3)}, seed=1700)
+    heads = args.out / "structural_head"
+    generate_structural_cohort(heads, {"training": ("train", 24), "validation": ("validation", 4)}, seed=810, head=True)
+    swi_heads = [args.out / f"swi_head_{n}" for n in ("1mm", "05x05x2mm")]
+    for folder, spacing, seed in zip(swi_heads, ((1.0, 1.0, 1.0), (0.5, 0.5, 2.0)), (1710, 1711)):
+        generate_cohort("cmb", 6, folder, seed=seed, spacing=spacing, head=True)
     datalist = {"modalities": ["t1", "t2", "flair", "swi"], "classes": ["brain"],
-                "training": entries(structural, "training") + entries(swi, "training"),
-                "validation": entries(structural, "validation") + entries(swi, "validation")}  # fmt: skip
+                "training": [e for f in (structural, swi, heads) for e in entries(f, "training")]
+                + [e for f in swi_heads for e in entries(f, "training+testing")],
+                "validation": [e for f in (structural, swi, heads, *swi_heads) for e in entries(f, "validation")]}
     print(write_json(datalist, args.out / "datalist.json"))
 
 

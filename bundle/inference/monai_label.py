@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
 from nibabel.affines import apply_affine
 
@@ -29,8 +30,9 @@ class SlicerBoxDetector:
 
     The input is the preprocessed image batch (B, 1, H, W, D), a MONAI ``MetaTensor`` whose affine maps voxels to
     RAS millimetres (as everywhere in this bundle). MONAI Label passes only the image, so the brain region is the
-    image's Otsu head mask (:func:`bundle.transforms.head_mask`), as in the main job for a subject without a
-    mask. Detections with ``score >= threshold`` become boxes centred on the detection (world coordinates, LPS: x
+    ``masker``'s (the main job's ``brain_mask``: the brain-mask network, as in the main job for a subject without a
+    mask), or without one the image's Otsu head mask (:func:`bundle.transforms.head_mask`). Detections with
+    ``score >= threshold`` become boxes centred on the detection (world coordinates, LPS: x
     and y of RAS negated) whose side is the detection's equivalent-sphere diameter, at least ``min_size_mm``.
 
     Returns ``{"box": (B, N, 6) [cx, cy, cz, sx, sy, sz], "label": (B, N) class index, "score": (B, N)}``; rows
@@ -43,6 +45,8 @@ class SlicerBoxDetector:
         score_column: detector table column used as the score.
         label_index: class index written as ``label`` (``network_data_format`` ``channel_def``: 1 = cmb).
         min_size_mm: smallest box side.
+        masker: a dictionary transform giving ``{"image": volume}`` its ``mask`` (e.g.
+            :class:`bundle.transforms.BrainMaskd`); None: the Otsu head mask.
     """
 
     def __init__(
@@ -52,8 +56,9 @@ class SlicerBoxDetector:
         score_column: int = 3,
         label_index: int = 1,
         min_size_mm: float = 2.0,
+        masker=None,
     ) -> None:
-        self.network = network
+        self.network, self.masker = network, masker
         self.threshold, self.score_column = float(threshold), int(score_column)
         self.label_index, self.min_size_mm = int(label_index), float(min_size_mm)
 
@@ -70,7 +75,7 @@ class SlicerBoxDetector:
             raise ValueError(f"expected a batch (B, C, H, W, D), got shape {tuple(inputs.shape)}")
         affines = self._affines(inputs)
         plain = inputs.as_tensor() if hasattr(inputs, "as_tensor") else inputs
-        masks = torch.stack([torch.as_tensor(head_mask(v.cpu().numpy()))[None] for v in plain]).to(plain.device)
+        masks = torch.stack([self._mask(v.cpu(), a) for v, a in zip(plain, affines)]).to(plain.device)
         out = self.network(plain, masks.float())
         table = out["table"] if isinstance(out, dict) else out
         boxes, labels, scores = [], [], []
@@ -86,6 +91,13 @@ class SlicerBoxDetector:
         label = pad_rows([torch.as_tensor(v, dtype=torch.long) for v in labels], fill=-1)
         score = pad_rows([torch.as_tensor(s, dtype=torch.float32) for s in scores])
         return {"box": box, "label": label, "score": score}
+
+    def _mask(self, volume: torch.Tensor, affine: np.ndarray) -> torch.Tensor:
+        """(1, H, W, D) brain region of one preprocessed volume (C, H, W, D) on its grid."""
+        if self.masker is None:
+            return torch.as_tensor(head_mask(volume.numpy()))[None]
+        image = MetaTensor(volume, affine=torch.as_tensor(affine))
+        return torch.as_tensor(self.masker({"image": image})["mask"]).reshape(1, *volume.shape[1:]) > 0
 
     @staticmethod
     def _affines(inputs: torch.Tensor) -> list[np.ndarray]:

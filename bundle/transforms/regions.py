@@ -192,6 +192,6 @@ class BrainMaskd(BrainRegionsd):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         if data.get(self.output_key) is not None:
             return dict(data)
-        logging.getLogger("bundle").info("%s: no brain mask given; using the bundle's brain-mask network",
-                                         data.get("subject", "<no subject>"))  # fmt: skip
+        logging.getLogger("bundle").warning("%s: no brain mask given; using the bundle's brain-mask network",
+                                            data.get("subject", "<no subject>"))  # fmt: skip
         return super().__call__(data)

@@ -116,7 +116,7 @@ def test_report_references_every_subject_and_detection(demo_run):
 
 
 def test_folder_of_nifti_without_masks(demo_run, tmp_path):
-    """`run inference` spelling, a folder with one SWI and no brain mask: an Otsu head mask, with a warning."""
+    """`run inference` spelling, a folder with one SWI and no brain mask: the brain-mask network's, with a warning."""
     out, _ = demo_run
     entries, root = _truth(out)
     folder = tmp_path / "scans"
@@ -125,13 +125,13 @@ def test_folder_of_nifti_without_masks(demo_run, tmp_path):
     res_dir = tmp_path / "res"
     log = run_bundle(["inference", "--config_file", "configs/inference.yaml", "--datalist", str(folder),
                       "--output_dir", str(res_dir), "--report", "false", "--progress", "false"])  # fmt: skip
-    assert "patient_a: no brain mask given; using an Otsu head mask" in log
+    assert "patient_a: no brain mask given; using the bundle's brain-mask network" in log
     counts = list(csv.DictReader((res_dir / "counts.csv").open()))
     assert [c["subject"] for c in counts] == ["patient_a"]
     assert not (res_dir / "report").exists()
     inst = nib.load(str(res_dir / "maps" / "patient_a_objects.nii.gz"))
     assert inst.shape == nib.load(str(folder / "patient_a.nii.gz")).shape
-    # the same scan with its brain mask (demo run) and with a head mask: the head mask only adds tissue to search
+    # the same scan with its brain mask (demo run) and with the network's: the same detections but one at most
     with_mask = {(int(r["i"]), int(r["j"]), int(r["k"])) for r in read_detections(out / "detections.csv").get(
         entries[1]["subject"], [])}  # fmt: skip
     head = {(int(r["i"]), int(r["j"]), int(r["k"])) for r in read_detections(res_dir / "detections.csv").get(

@@ -231,3 +231,26 @@ def test_each_rater_keeps_a_profile():
     share /= len(answers)
     assert np.argmax(share[:, 0]) == 1 and np.argmax(share[:, 2]) == 2 and np.argmax(share[:, 1]) == 3
     assert np.argmin(share[:, 3]) == 5
+
+
+def test_a_head_around_the_brain_only_when_asked(tmp_path):
+    """head=True: skull (dark), scalp (fat bright on T1 and SWI) and the air's noise outside the brain mask, the same
+    brain inside it; by default nothing outside the mask (skull-stripped)."""
+    plain = generate_subject("cmb", 0, tmp_path / "plain", seed=3, spacing=(2.0, 2.0, 2.0), modalities=("swi", "t1"))
+    head = generate_subject("cmb", 0, tmp_path / "head", seed=3, spacing=(2.0, 2.0, 2.0), modalities=("swi", "t1"),
+                            head=True)  # fmt: skip
+    load = lambda folder, path: np.asarray(nib.load(tmp_path / folder / path).dataobj, np.float32)  # noqa: E731
+    brain_p, brain_h = load("plain", plain["mask"]) > 0, load("head", head["mask"]) > 0
+    assert brain_h.sum() == pytest.approx(brain_p.sum(), rel=0.02)  # the same brain, on a wider grid
+    assert all(brain_h.shape[i] - brain_p.shape[i] == 20 for i in range(3))  # 20 mm (10 voxels) more on each side
+    from scipy import ndimage as ndi
+
+    spacing = np.array([2.0, 2.0, 2.0])
+    dist = ndi.distance_transform_edt(~brain_h, sampling=spacing)
+    for k, modality in enumerate(("swi", "t1")):
+        assert not load("plain", plain["image"][k])[~brain_p].any()  # skull-stripped by default
+        img = load("head", head["image"][k])
+        wm = np.median(img[brain_h])
+        scalp = np.percentile(img[(dist > 12) & (dist < 16)], 90)
+        air = np.median(img[dist > 30])
+        assert scalp > 0.6 * wm and air < 0.15 * wm < scalp, (modality, scalp, air, wm)

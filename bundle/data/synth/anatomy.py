@@ -79,14 +79,15 @@ def euler_rotation(angles_rad: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def _grid(spacing: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Output grid covering the template's field of view, shifted by a few mm."""
+def _grid(spacing: np.ndarray, rng: np.random.Generator, margin_mm: float = 0.0) -> tuple[np.ndarray, tuple]:
+    """Output grid covering the template's field of view (widened by ``margin_mm`` on every side), shifted by a
+    few mm."""
     tmpl = load_template()
-    fov = np.array(tmpl["gm"].shape) * affine_to_spacing(tmpl["affine"])
+    fov = np.array(tmpl["gm"].shape) * affine_to_spacing(tmpl["affine"]) + 2.0 * margin_mm
     shape = tuple(int(np.ceil(f / s)) for f, s in zip(fov, spacing))
     affine = np.eye(4)
     affine[:3, :3] = np.diag(spacing)
-    affine[:3, 3] = tmpl["affine"][:3, 3] + rng.uniform(-4, 4, 3) + 0.5 * (spacing - 1.0)
+    affine[:3, 3] = tmpl["affine"][:3, 3] - margin_mm + rng.uniform(-4, 4, 3) + 0.5 * (spacing - 1.0)
     return affine, shape
 
 
@@ -112,6 +113,7 @@ def build_anatomy(
     rotation_deg: float = 4.0,
     scale: float = 0.06,
     angles_deg: tuple[float, float, float] | None = None,
+    margin_mm: float = 0.0,
 ) -> Anatomy:
     """Sample a subject's tissue maps on a grid of ``spacing`` mm, with partial-volume averaging.
 
@@ -122,13 +124,14 @@ def build_anatomy(
         rotation_deg: maximum absolute rotation about each axis.
         scale: maximum relative change of head size (isotropic).
         angles_deg: the rotation about each axis, instead of a draw within ``rotation_deg``.
+        margin_mm: room around the template's field of view (for a simulated head around the brain).
 
     Returns:
         An :class:`Anatomy`. Voxels larger than 1 mm along an axis average ``ceil(spacing)`` sub-samples along it.
     """
     spacing = np.asarray(spacing, dtype=np.float64)
     tmpl = load_template()
-    affine, shape = _grid(spacing, rng)
+    affine, shape = _grid(spacing, rng, margin_mm)
     angles = rng.uniform(-rotation_deg, rotation_deg, 3) if angles_deg is None else np.asarray(angles_deg, float)
     lin = euler_rotation(np.deg2rad(angles)) * rng.uniform(1 - scale, 1 + scale)
     centre = np.array([0.0, -18.0, 10.0], np.float32)  # rotate and scale about the middle of the brain (MNI mm)

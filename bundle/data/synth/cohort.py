@@ -11,7 +11,8 @@ import numpy as np
 
 from ..io import write_json, write_nifti
 from .anatomy import build_anatomy, region_masks
-from .contrast import MODALITIES, acquire, paint_objects, texture_field, tissue_image
+from .contrast import MODALITIES, TISSUE, acquire, paint_objects, texture_field, tissue_image
+from .head import HEAD_LEVELS, head_fractions, head_image
 from .objects import ObjectSampler, SimObject
 from .raters import CHOICES, rate
 from .shapes import Tube, render
@@ -117,6 +118,7 @@ def generate_subject(
     modalities: tuple[str, ...] | None = None,
     snr: tuple[float, float] = (10.0, 40.0),
     bias: tuple[float, float] = (0.05, 0.3),
+    head: bool = False,
 ) -> dict:
     """Simulate one subject and write its files under ``out_dir/sub-XXXX/``.
 
@@ -129,6 +131,8 @@ def generate_subject(
         modalities: images to write, in channel order (defaults to the task's).
         snr: range of the signal-to-noise ratio (white matter / Rician sigma), drawn per subject.
         bias: range of the bias field's half-amplitude (log scale), drawn per subject and modality.
+        head: not skull-stripped: 20 mm more field of view on every side and the CSF, skull, scalp and neck of
+            :mod:`bundle.data.synth.head` (their own random stream, ``[seed, index, 12]``).
 
     Returns:
         The datalist entry (paths relative to ``out_dir``).
@@ -140,18 +144,24 @@ def generate_subject(
     if unknown:
         raise ValueError(f"unknown modality {unknown}; expected some of {list(MODALITIES)}")
     rng = np.random.default_rng([seed, index])
-    anat = build_anatomy(spacing, rng)
+    anat = build_anatomy(spacing, rng, margin_mm=20.0 if head else 0.0)
     regions = region_masks(anat)
     sampler = ObjectSampler(anat.affine, regions, rng)
     objects = _draw_objects(task, sampler, rng)
     texture = texture_field(anat.shape, rng)
     images = {m: tissue_image(anat, m, texture) for m in modalities}
+    if head:
+        frac = head_fractions(anat, np.random.default_rng([seed, index, 12]))
+        room = np.clip(1.0 - anat.gm - anat.wm - anat.csf, 0.0, 1.0)
+        for m in modalities:
+            images[m] += head_image({t: v * room for t, v in frac.items()}, {**HEAD_LEVELS[m], "csf": TISSUE[m][2]})
     paint_objects(images, objects, anat.affine)
     label, kept = _label_map(objects, anat.affine, anat.shape)
-    return _write_subject(task, index, out_dir, anat, regions, objects, images, label, kept, rng, snr, bias)
+    return _write_subject(task, index, out_dir, anat, regions, objects, images, label, kept, rng, snr, bias, head)
 
 
-def _write_subject(task, index, out_dir, anat, regions, objects, images, label, kept, rng, snr, bias) -> dict:
+def _write_subject(task, index, out_dir, anat, regions, objects, images, label, kept, rng, snr, bias,
+                   head=False) -> dict:  # fmt: skip
     """Acquire each modality (noise, bias, gain) and write the subject's files; its datalist entry."""
     modalities = tuple(images)
     subj_snr = float(rng.uniform(*snr))
@@ -166,7 +176,8 @@ def _write_subject(task, index, out_dir, anat, regions, objects, images, label, 
 
     entry = {"subject": sid, "image": []}
     for m in modalities:
-        img = acquire(images[m], anat.brain, rng, subj_snr, float(rng.uniform(*bias)), float(rng.uniform(300, 1500)))
+        keep = np.ones_like(anat.brain) if head else anat.brain  # a head is not skull-stripped
+        img = acquire(images[m], keep, rng, subj_snr, float(rng.uniform(*bias)), float(rng.uniform(300, 1500)))
         entry["image"].append(nii(np.round(img), m, np.int16))  # scanners write int16
     records = [_record(i + 1, o, n, anat.affine, rng) for i, (o, n) in enumerate(kept)]
     entry["label"] = nii(label, "label", np.int16)
@@ -196,8 +207,10 @@ def generate_cohort(
     modalities: tuple[str, ...] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    head: bool = False,
 ) -> Path:
-    """Simulate ``n`` subjects and write ``out_dir/datalist.json`` (60/20/20 training/validation/testing split).
+    """Simulate ``n`` subjects and write ``out_dir/datalist.json`` (60/20/20 training/validation/testing split;
+    ``head``: not skull-stripped, :func:`generate_subject`).
 
     A folder that already holds a cohort made with the same settings is reused as it is; one made with other
     settings is left untouched unless ``overwrite``.
@@ -217,6 +230,7 @@ def generate_cohort(
         "seed": int(seed),
         "spacing": [float(s) for s in spacing],
         "modalities": list(modalities or TASKS[task]["modalities"]),
+        **({"head": True} if head else {}),
     }
     existing = out_dir / "datalist.json"
     if existing.is_file() and not overwrite:
@@ -243,7 +257,7 @@ def generate_cohort(
     }
     for i in progress_bar(range(n), progress, desc=f"simulating {task}"):
         start = time.perf_counter()
-        entry = generate_subject(task, i, out_dir, seed=seed, spacing=spacing, modalities=modalities)
+        entry = generate_subject(task, i, out_dir, seed=seed, spacing=spacing, modalities=modalities, head=head)
         entry["seconds"] = round(time.perf_counter() - start, 2)
         datalist[splits[i]].append(entry)
     return write_json(datalist, out_dir / "datalist.json")

@@ -338,7 +338,7 @@ def test_inference_writes_classes_counts_and_maps_on_the_input_grid(inferred, co
 
 def test_inference_on_a_bids_dataset_runs_each_subject_on_the_inputs_it_has(trained, inferred, cohort, tmp_path):
     """T1 + T2 + FLAIR and T2 alone run (the datalist run's detections, the same scans); FLAIR alone (not a trained
-    input) and a subject without a brain mask (this config needs one) are left out with one line each."""
+    input) is left out with one line; a subject without a brain mask gets the brain-mask network's."""
     d = json.loads(cohort.read_text())
     full, t2only = (next(e for e in d["testing"] if e["subject"] == s) for s in ("sub-0002", "t2only"))
     bids = tmp_path / "bids"
@@ -360,9 +360,9 @@ def test_inference_on_a_bids_dataset_runs_each_subject_on_the_inputs_it_has(trai
              "move": lambda: move(src, dst, (10.0, 0.0, 0.0), (2.0, 0.0, 0.0))}[suffix]()  # fmt: skip
     log = _infer(trained, bids, tmp_path / "out")
     assert "sub-03: EPVS and lacune detector not run: FLAIR alone is not a trained input" in log
-    assert "sub-04: not run: no mask found in its folder, which this config needs" in log
+    assert "sub-04: no brain mask given; using the bundle's brain-mask network" in log
     with open(tmp_path / "out" / "counts.csv", newline="") as f:
-        assert [r["subject"] for r in csv.DictReader(f)] == ["sub-01", "sub-02", "sub-05", "sub-06"]
+        assert [r["subject"] for r in csv.DictReader(f)] == ["sub-01", "sub-02", "sub-04", "sub-05", "sub-06"]
     with open(tmp_path / "out" / "alignment.csv", newline="") as f:
         aligned = [(r["subject"], r["modality"], r["onto"], r["resampled"], r["registered"], r["flagged"])
                    for r in csv.DictReader(f)]  # fmt: skip
