@@ -61,6 +61,7 @@ def _scans(cmb_cohort, structural_small):
 
 def test_the_brain_without_scalp_on_every_contrast(masker, cmb_cohort, structural_small, heads, caplog):
     caplog.set_level(logging.INFO, logger="bundle")
+    dice = {"stripped": [], "head": []}
     for kind, scans in (("stripped", list(_scans(cmb_cohort, structural_small))), ("head", heads)):
         for name, image, mask in scans:
             d = LoadSubjectd(keys=["image", "mask"], lesions_key=None)({"subject": "s1", "image": [image],
@@ -69,8 +70,12 @@ def test_the_brain_without_scalp_on_every_contrast(masker, cmb_cohort, structura
             assert ours.shape == d["mask"].shape and np.allclose(ours.affine, d["image"].affine)
             assert set(torch.unique(ours).tolist()) <= {0.0, 1.0}
             got, otsu = _dice(ours, d["mask"]), _dice(head_mask(d["image"]), d["mask"][0])
-            print("DBG", kind, name, got, otsu)
+            assert got >= 0.95, (kind, name, got)  # measured 0.968-0.986 (2 mm heads, 1-2 mm stripped scans)
+            dice[kind].append((got, otsu))
     assert "s1: no brain mask given; using the bundle's brain-mask network" in caplog.text
+    # with a head, better than the Otsu head mask (measured: mean 0.980 against 0.923, T2 0.972 against 0.822)
+    ours_mean, otsu_mean = np.mean(dice["head"], axis=0)
+    assert ours_mean > otsu_mean + 0.03
 
 
 def test_a_given_mask_is_kept_and_missing_weights_are_named(masker, cmb_cohort, structural_small):

@@ -232,18 +232,9 @@ def generate_cohort(
         "modalities": list(modalities or TASKS[task]["modalities"]),
         **({"head": True} if head else {}),
     }
-    existing = out_dir / "datalist.json"
-    if existing.is_file() and not overwrite:
-        try:
-            previous = json.loads(existing.read_text()).get("simulator")
-        except json.JSONDecodeError:
-            previous = None
-        if previous == settings:
-            return existing
-        raise FileExistsError(
-            f"{out_dir} already holds a datalist.json made with other settings ({previous}); choose another output "
-            "folder or pass overwrite=True (CLI: --overwrite)"
-        )
+    existing = _made_with(out_dir, settings, overwrite)
+    if existing is not None:
+        return existing
     splits = split_names(n)
     datalist = {
         "name": f"synthetic_{task}",
@@ -261,6 +252,28 @@ def generate_cohort(
         entry["seconds"] = round(time.perf_counter() - start, 2)
         datalist[splits[i]].append(entry)
     return write_json(datalist, out_dir / "datalist.json")
+
+
+def _made_with(out_dir: Path, settings: dict, overwrite: bool) -> Path | None:
+    """``out_dir/datalist.json`` when it was made with ``settings`` (and not ``overwrite``), None when there is none
+    or it is to be overwritten.
+
+    Raises:
+        FileExistsError: the folder holds a cohort made with other settings and ``overwrite`` is false.
+    """
+    existing = out_dir / "datalist.json"
+    if not existing.is_file() or overwrite:
+        return None
+    try:
+        previous = json.loads(existing.read_text()).get("simulator")
+    except json.JSONDecodeError:
+        previous = None
+    if previous == settings:
+        return existing
+    raise FileExistsError(
+        f"{out_dir} already holds a datalist.json made with other settings ({previous}); choose another output "
+        "folder or pass overwrite=True (CLI: --overwrite)"
+    )
 
 
 def reuse_cohort(out_dir: Path, settings: dict) -> Path | None:
