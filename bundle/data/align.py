@@ -56,14 +56,15 @@ def _sitk(vol: MetaTensor):
 
 def rigid_transform(vol: MetaTensor, ref: MetaTensor, seed: int = 1) -> np.ndarray:
     """The rigid motion (4 x 4, RAS mm) from ``ref``'s world to ``vol``'s: SimpleITK's Euler 3D transform,
-    initialised at the images' centres, fitted by Mattes mutual information on 2 resolution levels (every 4th, then
-    every 2nd voxel; 4 and 2 mm smoothing) with a fixed sampling ``seed`` (not 0, SimpleITK's "wall clock"), so a
-    rerun gives the same answer."""
+    started from no motion (rotating about the reference's centre), fitted by Mattes mutual information on 2
+    resolution levels (every 4th, then every 2nd voxel; 4 and 2 mm smoothing) with a fixed sampling ``seed`` (not
+    0, SimpleITK's "wall clock"), so a rerun gives the same answer."""
     import SimpleITK as sitk
 
     fixed, moving = _sitk(ref), _sitk(vol)
-    start = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                              sitk.CenteredTransformInitializerFilter.GEOMETRY)  # fmt: skip
+    # no motion to start: the affines already put both in one world (a slab's box centre is not the head's)
+    start = sitk.Euler3DTransform()
+    start.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in fixed.GetSize()]))
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
@@ -140,22 +141,24 @@ def _onto(vol: MetaTensor, ref: MetaTensor, ref_head: np.ndarray) -> tuple[MetaT
 
 
 def align_onto(vol: MetaTensor, ref: MetaTensor, how: str = "auto", min_overlap: float = 0.95,
-               ref_head: np.ndarray | None = None) -> tuple[MetaTensor, dict]:  # fmt: skip
+               ref_head: np.ndarray | None = None, atol: float = 1e-3) -> tuple[MetaTensor, dict]:  # fmt: skip
     """``vol`` on the grid of ``ref`` and what was done: through the affines (``affine``), then a rigid
     registration where the head overlap is below ``min_overlap`` and the registration raises it (``auto``) or
     always (``rigid``). The record: ``resampled``, ``registered``, ``rotation_deg`` and ``shift_mm`` of the motion
     found, ``overlap`` (:func:`overlap` after alignment) and ``flagged`` (overlap still below ``min_overlap``).
-    ``ref_head``: the reference's :func:`foreground`, when the caller has it."""
+    ``ref_head``: the reference's :func:`foreground`, when the caller has it; ``atol``: the grid tolerance (mm). On
+    the same grid, ``auto`` keeps a registration only if it raises the overlap by 0.01 or more (no made-up motion
+    for an image that was aligned)."""
     if how not in ALIGN[1:]:
         raise ValueError(f"align: {how!r} is not one of {list(ALIGN[1:])}")
     ref_head = foreground(ref) if ref_head is None else ref_head
-    same = grid_difference(ref, vol) is None
+    same = grid_difference(ref, vol, atol) is None
     out, score = (vol, overlap(ref_head, vol, np.ones(ref_head.shape, bool))) if same else _onto(vol, ref, ref_head)
     record = {"resampled": not same, "registered": False, "rotation_deg": 0.0, "shift_mm": 0.0}
     if how == "rigid" or (how == "auto" and score < min_overlap):
         world = rigid_transform(vol, ref)
         fixed, fixed_score = _onto(moved(vol, world), ref, ref_head)
-        if how == "rigid" or fixed_score > score:
+        if how == "rigid" or fixed_score > score + (0.01 if same else 0.0):
             rotation, shift = _motion(world, ref)
             out, score = fixed, fixed_score
             record.update(resampled=True, registered=True, rotation_deg=round(rotation, 2), shift_mm=round(shift, 2))

@@ -115,7 +115,7 @@ def _same_grid(a: str, b: str) -> bool:
         x, y = nib.load(a), nib.load(b)
     except Exception:  # noqa: BLE001 - any unreadable header is the loader's to report
         return True
-    return x.shape[:3] == y.shape[:3] and bool(np.allclose(x.affine, y.affine, atol=1e-3))
+    return x.shape[:3] == y.shape[:3] and bool(np.allclose(x.affine, y.affine, rtol=0.0, atol=1e-3))
 
 
 def cohort_entries(

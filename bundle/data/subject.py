@@ -188,7 +188,7 @@ class LoadSubjectd(MapTransform):
             [f"channel{i}" for i in range(len(vols))]  # fmt: skip
         head, report = foreground(vols[0]), []
         for i in range(1, len(vols)):
-            vols[i], record = align_onto(vols[i], vols[0], self.align, self.min_overlap, head)
+            vols[i], record = align_onto(vols[i], vols[0], self.align, self.min_overlap, head, self.affine_atol)
             report.append({"modality": str(names[i]), "file": str(paths[i]), "onto": str(names[0]), **record})
             if record["flagged"]:
                 logger.warning("%s: %s file %s overlaps %s by %.2f (head Dice) after alignment, below %.2f",
