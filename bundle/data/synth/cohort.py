@@ -152,9 +152,8 @@ def generate_subject(
     images = {m: tissue_image(anat, m, texture) for m in modalities}
     if head:
         frac = head_fractions(anat, np.random.default_rng([seed, index, 12]))
-        room = np.clip(1.0 - anat.gm - anat.wm - anat.csf, 0.0, 1.0)
         for m in modalities:
-            images[m] += head_image({t: v * room for t, v in frac.items()}, {**HEAD_LEVELS[m], "csf": TISSUE[m][2]})
+            images[m] += head_image(frac, {**HEAD_LEVELS[m], "csf": TISSUE[m][2]})
     paint_objects(images, objects, anat.affine)
     label, kept = _label_map(objects, anat.affine, anat.shape)
     return _write_subject(task, index, out_dir, anat, regions, objects, images, label, kept, rng, snr, bias, head)

@@ -43,7 +43,8 @@ def _ramp(dist: np.ndarray, start: float, stop: float) -> np.ndarray:
 
 def head_fractions(anat: Anatomy, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Partial-volume fractions of ``csf`` and :data:`HEAD_TISSUES` outside the brain mask (zero inside), by the
-    distance from it (mm) and, for the neck, the voxels' template coordinates."""
+    distance from it (mm) and, for the neck, the voxels' template coordinates; they fill what the template's grey
+    matter, white matter and CSF leave of each voxel."""
     spacing = np.linalg.norm(anat.affine[:3, :3], axis=0)
     dist = ndi.distance_transform_edt(anat.brain < 0.5, sampling=spacing).astype(np.float32)
     csf_mm, skull_mm, scalp_mm = rng.uniform(1.0, 3.0), rng.uniform(5.0, 8.0), rng.uniform(4.0, 8.0)
@@ -61,7 +62,8 @@ def head_fractions(anat: Anatomy, rng: np.random.Generator) -> dict[str, np.ndar
     out["muscle"] = np.where(neck & (column < 0.85), 1.0, out["muscle"]).astype(np.float32)
     out["fat"] = np.where(neck & (column >= 0.85), 1.0, out["fat"]).astype(np.float32)
     outside = (anat.brain < 0.5).astype(np.float32)
-    return {k: np.clip(v, 0.0, 1.0) * outside for k, v in out.items()}
+    room = np.clip(1.0 - anat.gm - anat.wm - anat.csf, 0.0, 1.0)  # what the brain's tissues leave of each voxel
+    return {k: np.clip(v, 0.0, 1.0) * outside * room for k, v in out.items()}
 
 
 def head_image(fractions: dict[str, np.ndarray], levels: dict[str, float]) -> np.ndarray:

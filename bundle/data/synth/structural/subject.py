@@ -78,10 +78,8 @@ def simulate(index: int, seed: int = 0, preset_name: str = "train", acquisition:
 def _head(anat, acq: Acquisition, signals: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Per modality, the noise-free head around the brain (:mod:`bundle.data.synth.head`): its tissues' signals
     from their relaxation times through the modality's sequence (white matter 1), or drawn in [0.05, 1.6] for a
-    wide scan; CSF as the brain's. Fractions fill what the brain's tissues leave of each voxel."""
+    wide scan; CSF as the brain's."""
     frac = head_fractions(anat, rng)
-    room = np.clip(1.0 - anat.gm - anat.wm - anat.csf, 0.0, 1.0)
-    frac = {t: v * room for t, v in frac.items()}
     out = {}
     for m, seq in acq.sequences.items():
         wm = signal(seq, *RELAXATION[acq.b0]["wm"])
