@@ -20,7 +20,7 @@ from .datalist import (
     resolve_entry,
     save_datalist,
 )
-from .plan import inference_entries
+from .plan import inference_entries, input_plan
 from .subject import CLASSES, RATER_CHOICES, LoadSubjectd, load_volume, validate_lesions
 from .validate import validate_datalist
 
@@ -37,6 +37,7 @@ __all__ = [
     "expected_channels",
     "folder_entries",
     "inference_entries",
+    "input_plan",
     "load_datalist",
     "inference_split",
     "load_inference_list",

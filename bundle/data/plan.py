@@ -27,12 +27,15 @@ from .datalist import (
     _missing,
     check_unique_subjects,
     folder_entries,
+    inference_split,
+    load_datalist,
     load_inference_list,
+    read_datalist,
 )
 from .discover import discover, layout
 
-__all__ = ["DETECTORS", "STRUCTURAL_SUBSETS", "cohort_entries", "detector_entries", "inference_entries", "plan",
-           "plan_rows"]
+__all__ = ["DETECTORS", "STRUCTURAL_SUBSETS", "cohort_entries", "detector_entries", "inference_entries", "input_plan",
+           "plan", "plan_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,15 +132,27 @@ def cohort_entries(
     Raises:
         DatalistError: a config of another method, or no subject left.
     """
-    mods = list(modalities or ["swi"])
-    detector = "cmb" if mods == ["swi"] else "structural" if mods == list(STRUCTURAL_SUBSETS[0]) and \
-        optional_modalities else None  # fmt: skip
+    detector = _detector_of(modalities, optional_modalities)
     if detector is None:
         raise DatalistError(f"input folder {path}: BIDS datasets and subject folders are read for the microbleed and "
-                            f"the EPVS and lacune detectors, not for inputs {mods}; write a datalist (docs/data.md)")
-    entries = detector_entries(discover(path), detector)
+                            f"the EPVS and lacune detectors, not for inputs {modalities}; write a datalist "
+                            "(docs/data.md)")  # fmt: skip
+    return _kept(path, detector_entries(discover(path), detector), modalities, require)
+
+
+def _detector_of(modalities: Sequence[str] | None, optional_modalities: bool) -> str | None:
+    """The detector whose inputs a config names: ``cmb`` for ``["swi"]`` (or none), ``structural`` for T1, T2,
+    FLAIR as optional modalities, else None."""
+    mods = list(modalities or ["swi"])
+    if mods == ["swi"]:
+        return "cmb"
+    return "structural" if mods == list(STRUCTURAL_SUBSETS[0]) and optional_modalities else None
+
+
+def _kept(path, entries: list[dict], modalities, require: Sequence[str]) -> list[dict]:
+    mods = list(modalities or ["swi"])
     if not entries:
-        raise DatalistError(f"input folder {path}: no subject has the images this config needs ({mods}); "
+        raise DatalistError(f"input {path}: no subject has the images this config needs ({mods}); "
                             f"python -m bundle.data.plan {path} lists what each subject has")  # fmt: skip
     kept = []
     for e in entries:
@@ -148,9 +163,30 @@ def cohort_entries(
         else:
             kept.append(e)
     if not kept:
-        raise DatalistError(f"input folder {path}: no subject has the {list(require)} this config needs")
+        raise DatalistError(f"input {path}: no subject has the {list(require)} this config needs")
     check_unique_subjects(kept, f"input folder {path}")
     return kept
+
+
+def datalist_subjects(path: str | os.PathLike) -> list[dict] | None:
+    """The subjects of a datalist whose entries name their images' ``modalities`` (each entry's own key or the
+    datalist's), as :func:`bundle.data.discover.discover` gives a folder's: ``subject``, ``modalities`` (name ->
+    image), ``mask`` when the entry has one, ``notes``. None: the datalist names no modalities."""
+    data = read_datalist(path)
+    split = inference_split(path)
+    if not data.get("modalities") and not any(isinstance(e, dict) and e.get("modalities") for e in data[split]):
+        return None
+    subjects = []
+    for e in load_datalist(path, split):
+        names = list(e.get("modalities") or data["modalities"])
+        if len(names) != len(e["image"]):
+            raise DatalistError(f"{e['subject']}: {len(e['image'])} images given, modalities {names} in datalist "
+                                f"{path}")  # fmt: skip
+        s = {"subject": e["subject"], "modalities": dict(zip(names, e["image"])), "notes": []}
+        if e.get("mask"):
+            s["mask"] = e["mask"]
+        subjects.append(s)
+    return subjects
 
 
 def inference_entries(
@@ -178,6 +214,11 @@ def inference_entries(
         entries = folder_entries(path)
         _check_required(entries, require, lambda e, m: f"no {m} beside {e['image'][0]}, which this config needs")
         return entries
+    detector = _detector_of(modalities, optional_modalities)
+    subjects = datalist_subjects(path) if detector else None
+    wanted = set(modalities or ["swi"])
+    if subjects is not None and any(set(s["modalities"]) - wanted for s in subjects):  # more than this detector reads
+        return _kept(path, detector_entries(subjects, detector), modalities, require)
     return load_inference_list(path, modalities, require=require, optional_modalities=optional_modalities)
 
 
@@ -189,6 +230,33 @@ def plan_rows(subjects: Sequence[dict]) -> list[dict]:
             rows.append({"subject": s["subject"], "detector": detector, "run": "yes" if step["run"] else "no",
                          "inputs": "+".join(step["inputs"]), "why": step["why"], "notes": "; ".join(s["notes"])})
     return rows
+
+
+def input_plan(path: str | os.PathLike) -> list[dict]:
+    """:func:`plan_rows` of any main-job input: the subjects of a BIDS dataset or folder of subject folders as
+    discovered; a folder of NIfTI files gives one SWI per subject; a datalist's entries have the images their
+    ``modalities`` name (SWI when they name none). An input that cannot be read gives no rows (the detectors
+    report it)."""
+    try:
+        kind = layout(path)
+        if kind in ("bids", "subjects"):
+            return plan_rows(discover(path))
+        if kind == "files":
+            entries = folder_entries(path)
+        else:
+            subjects = datalist_subjects(path)
+            if subjects is not None:
+                return plan_rows(subjects)
+            entries = read_datalist(path)[inference_split(path)]
+    except (OSError, DatalistError, KeyError, TypeError):
+        return []
+    subjects = []
+    for e in entries:
+        images = e.get("image", [])
+        images = [images] if isinstance(images, str) else list(images)
+        names = e.get("modalities") or ["swi"][: len(images)]
+        subjects.append({"subject": str(e.get("subject", "")), "modalities": dict(zip(names, images)), "notes": []})
+    return plan_rows(subjects)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,11 +106,13 @@ class CountsWriter(SubjectWriter):
     """``output_dir/counts.csv`` of the table writer ``table`` (in its folder; list it after the table), written
     when the run completes: one row per subject written, subjects without detections included, with the number of
     detections per class of ``classes`` and their ``total`` (:func:`write_counts`; default classes: the table
-    reader's ``label``, then every other label written; ``objects`` for detections without a label)."""
+    reader's ``label``, then every other label written; ``objects`` for detections without a label). ``regions``:
+    also per class and region of the table's ``region`` column (:data:`bundle.data.atlas.REGIONS_OF`, zeros
+    included) and the EPVS grades (:func:`region_counts`)."""
 
-    def __init__(self, table: DetectionsTableWriter, classes: Sequence[str] = ()) -> None:
+    def __init__(self, table: DetectionsTableWriter, classes: Sequence[str] = (), regions: bool = False) -> None:
         super().__init__(table.output_dir)
-        self.table, self.classes = table, tuple(classes)
+        self.table, self.classes, self.regions = table, tuple(classes), bool(regions)
 
     @property
     def path(self) -> Path:
@@ -123,7 +125,8 @@ class CountsWriter(SubjectWriter):
         return (own, *sorted({str(r["label"]) or UNLABELLED for r in self.table.rows} - {own}))
 
     def finish(self, records: list[dict]) -> None:
-        write_counts(self.table.rows, [r["subject"] for r in written(records)], self.path, self.columns())
+        write_counts(self.table.rows, [r["subject"] for r in written(records)], self.path, self.columns(),
+                     self.regions)
 
 
 class MapWriter(SubjectWriter):
@@ -272,10 +275,12 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows) -> Path:
     return Path(path)
 
 
-def write_counts(rows: list[dict], subjects: Sequence[str], path: str | os.PathLike, classes: Sequence[str]) -> Path:
+def write_counts(rows: list[dict], subjects: Sequence[str], path: str | os.PathLike, classes: Sequence[str],
+                 regions: bool = False) -> Path:  # fmt: skip
     """``counts.csv`` (atomically): per subject of ``subjects`` (in order, once each), the number of ``rows`` of
-    each class and the ``total``; a subject without detections gets zeros. Raises if a row's label is not one of
-    ``classes`` (the table and the counts must agree). Rows without a label count under ``objects``."""
+    each class (with ``regions``: then its :func:`region_counts`) and the ``total``; a subject without detections
+    gets zeros. Raises if a row's label is not one of ``classes`` (the table and the counts must agree). Rows
+    without a label count under ``objects``."""
     classes = list(dict.fromkeys(c or UNLABELLED for c in classes))
     per = {s: dict.fromkeys(classes, 0) for s in dict.fromkeys(subjects)}
     for r in rows:
@@ -283,4 +288,27 @@ def write_counts(rows: list[dict], subjects: Sequence[str], path: str | os.PathL
         if label not in classes:
             raise ValueError(f"detection of class {label!r} in subject {r['subject']!r}; counts.csv has {classes}")
         per.setdefault(str(r["subject"]), dict.fromkeys(classes, 0))[label] += 1
-    return write_csv(path, ["subject", *classes, "total"], [[s, *c.values(), sum(c.values())] for s, c in per.items()])
+    header = ["subject", *classes]
+    extra = {s: {} for s in per}
+    if regions:
+        for s in per:
+            extra[s] = region_counts([r for r in rows if str(r["subject"]) == s], classes)
+        header += list(region_counts([], classes))
+    return write_csv(path, [*header, "total"],
+                     [[s, *c.values(), *extra[s].values(), sum(c.values())] for s, c in per.items()])  # fmt: skip
+
+
+def region_counts(rows: list[dict], classes: Sequence[str]) -> dict[str, int]:
+    """``<class>_<region>`` counts of one subject's rows for every class of ``classes`` that has atlas regions
+    (zeros included), then ``epvs_<region>_grade`` (0-4, :func:`bundle.data.atlas.epvs_grade`) for the basal
+    ganglia and the centrum semiovale."""
+    from ..data.atlas import REGIONS_OF, epvs_grade
+
+    out = {}
+    for c in classes:
+        for region in REGIONS_OF.get(c, ()):
+            out[f"{c}_{region}"] = sum(str(r["label"]) == c and r.get("region") == region for r in rows)
+    if "epvs" in classes:
+        for region in ("basal_ganglia", "centrum_semiovale"):
+            out[f"epvs_{region}_grade"] = epvs_grade(out[f"epvs_{region}"])
+    return out

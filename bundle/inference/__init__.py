@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from .cohort import merge_parts, run_part
+from .cohort_page import write_cohort_page
 from .detections import (
     COLUMNS,
     TABLE_COLUMNS,
@@ -18,10 +20,21 @@ from .detections import (
 )
 from .isolation import FAILED, SKIPPED, IsolatedDataset, IsolatingEvaluator, failure_reason, finish_run, short_errors
 from .monai_label import SlicerBoxDetector
-from .outputs import ComponentInstances, MapDetections, OutputMap, SubjectReader, TableDetections, instance_map_of_rows
+from .outputs import (
+    ComponentInstances,
+    MapDetections,
+    OutputMap,
+    RegionDetections,
+    SubjectReader,
+    TableDetections,
+    instance_map_of_rows,
+)
 from .run_folder import SubjectRecords, claim_output, close_run, shard
 
 __all__ = [
+    "merge_parts",
+    "run_part",
+    "write_cohort_page",
     "claim_output",
     "close_run",
     "shard",
@@ -36,6 +49,7 @@ __all__ = [
     "ComponentInstances",
     "MapDetections",
     "OutputMap",
+    "RegionDetections",
     "SubjectReader",
     "TableDetections",
     "instance_map_of_rows",

@@ -92,6 +92,36 @@ class TableDetections(SubjectReader):
         return input_grid_rows(subject, table, image, self.label, self.score_column, min_score=self.threshold)[0]
 
 
+class RegionDetections(SubjectReader):
+    """The rows of the reader ``detections`` with two more columns from the bundle's atlas
+    (:func:`bundle.data.atlas.regions_at`, through the image's ``meta["template_map"]`` that
+    :class:`bundle.transforms.TemplateMapd` wrote): ``region`` (EPVS: the rating region or ``other``; every other
+    class: lobar, deep or infratentorial) and ``subregion`` (the atlas's fine region). A subject without a map
+    gets ``unknown`` in both."""
+
+    def __init__(self, detections: SubjectReader) -> None:
+        self.detections = detections
+        self.choices, self.raters, self.label = detections.choices, detections.raters, detections.label
+        self.extra_columns = (*detections.extra_columns, "region", "subregion")
+
+    def compute(self, subject: str, image, output: dict) -> list[dict]:
+        import json
+
+        from ..data.atlas import regions_at
+
+        rows = [dict(r) for r in self.detections(subject, image, output)]
+        tmap = getattr(image, "meta", {}).get("template_map")
+        if not rows:
+            return rows
+        if not tmap:
+            return [{**r, "region": "unknown", "subregion": "unknown"} for r in rows]
+        found = regions_at(np.array([[float(r[a]) for a in "xyz"] for r in rows]), json.loads(tmap))
+        for r, f in zip(rows, found):
+            r["region"] = f["epvs_region"] if r.get("label") == "epvs" else f["group"]
+            r["subregion"] = f["subregion"]
+        return rows
+
+
 class OutputMap(SubjectReader):
     """``(array, affine)`` of the map ``output[key]`` (channel ``channel`` when given) on one of three grids:
     ``image``: the preprocessed image's (its affine); ``input``: the input file's (resampled there from the

@@ -25,7 +25,7 @@ from .dictionary import (
     WorkingGridd,
 )
 from .modalities import SUBSETS_T1_T2_FLAIR, AvailabilityChannelsd, ModalityChannelsd, PerModalityd, RandModalityDropd
-from .regions import BrainMaskd, BrainRegionsd, RandChannelPickd, RegionsInputd, regions_input
+from .regions import BrainMaskd, BrainRegionsd, RandChannelPickd, RegionsInputd, TemplateMapd, regions_input
 from .sampling import ObjectCentresd, RandCropAroundObjectd, RandWindowsd, crop_padded, object_centres
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "RandChannelPickd",
     "RegionsInputd",
     "regions_input",
+    "TemplateMapd",
     "AvailabilityChannelsd",
     "ModalityChannelsd",
     "PerModalityd",

@@ -34,15 +34,20 @@ def demo(task: str = "cmb", n: int = 4, out_dir: str = "eso_demo", seed: int = 0
     return summary
 
 
-def demo_input(out_dir: str | Path, n: int = 2, seed: int = 13, task: str = "cmb") -> Path:
+def demo_input(out_dir: str | Path, n: int = 2, seed: int = 13, task: str = "all", overwrite=False) -> Path:
     """The main job's embedded default input: simulate ``n`` subjects into ``out_dir`` (reused when present) and
     return ``out_dir/input.json``, a datalist with all of them in ``testing`` (their labels kept, so the run can
-    also be evaluated)."""
+    also be evaluated). The default task, ``all``, gives every marker and every modality (SWI, T1, T2, FLAIR, named
+    by the datalist's ``modalities``), so the main job runs both detectors. A folder holding another demo (an
+    earlier version's) raises unless ``overwrite`` (the main job's ``--overwrite true``)."""
     import json
 
     from ..io import write_json
 
-    cohort = generate_cohort(task, int(n), Path(out_dir), int(seed), progress=False)
+    from ...utils import as_bool
+
+    cohort = generate_cohort(task, int(n), Path(out_dir), int(seed), progress=False,
+                             overwrite=as_bool(overwrite, "overwrite"))  # fmt: skip
     data = json.loads(Path(cohort).read_text())
     entries = [e for split in ("training", "validation", "testing") for e in data.get(split, [])]
     data.update(training=[], validation=[], testing=entries)

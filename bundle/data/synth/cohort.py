@@ -24,11 +24,25 @@ TASKS = {
     "epvs_lacune": {"modalities": ("t1", "t2", "flair"), "classes": ("epvs", "lacune")},
     # GP-Unet (docs/gpunet.md): EPVS in the basal ganglia only, so ``count`` is the count within the ROI
     "epvs": {"modalities": ("t2",), "classes": ("epvs",)},
+    # the main job's demo (bundle.data.synth.demo_input): every marker in one brain, every modality
+    "all": {"modalities": ("swi", "t1", "t2", "flair"), "classes": ("cmb", "epvs", "lacune")},
 }
 
 
 def _draw_objects(task: str, sampler: ObjectSampler, rng: np.random.Generator) -> list[SimObject]:
     """Labelled objects first (so mimics keep clear of them), then mimics."""
+    if task == "all":  # a few of each: microbleeds (and their mimics), then lacunes and EPVS
+        for _ in range(rng.integers(3, 7)):
+            sampler.cmb("lobar" if rng.random() < 0.6 else ("basal_ganglia" if rng.random() < 0.6 else "thalamus"))
+        for _ in range(rng.integers(1, 3)):
+            sampler.lacune(rng.choice(["basal_ganglia", "thalamus", "centrum_semiovale"], p=[0.4, 0.2, 0.4]))
+        for _ in range(rng.integers(4, 11)):
+            sampler.epvs("basal_ganglia")
+        for _ in range(rng.integers(5, 16)):
+            sampler.epvs("centrum_semiovale")
+        for _ in range(rng.integers(4, 11)):
+            sampler.vein("lobar")
+        return sampler.placed
     if task == "cmb":
         weights = 1.0 / (np.arange(16) + 1.5)
         for _ in range(rng.choice(16, p=weights / weights.sum())):

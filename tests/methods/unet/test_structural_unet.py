@@ -306,7 +306,10 @@ def test_inference_writes_classes_counts_and_maps_on_the_input_grid(inferred, co
         reader = csv.DictReader(f)
         rows = list(reader)
     names = reader.fieldnames
-    assert names[-1] == "fluid_beyond_mm3" and rows  # the checks below see rows
+    assert names[-3:] == ["fluid_beyond_mm3", "region", "subregion"] and rows  # the checks below see rows
+    regions = {"epvs": {"basal_ganglia", "centrum_semiovale", "hippocampus", "midbrain", "other"},
+               "lacune": {"lobar", "deep", "infratentorial"}}  # fmt: skip
+    assert all(r["region"] in regions[r["label"]] for r in rows)  # every detection has its atlas region
     assert names[names.index("p_epvs") : names.index("p_epvs") + 3] == ["p_epvs", "p_lacune", "rater1"]
     assert [c for c in names if c.startswith("rater")] == list(rater_columns(6))  # the shipped rater heads
     for r in rows:

@@ -1,0 +1,128 @@
+# Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
+"""The atlas regions: look-up in template space, registration of the template to a moved copy of itself, the EPVS
+grades, and the region columns of the detections table and of counts.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from bundle.data import atlas as A
+from bundle.data.synth.regrid import rigid
+
+IDENTITY = {"affine": np.eye(4).tolist(), "bspline": None}
+
+
+@pytest.mark.parametrize(
+    "mni, subregion, group, epvs",
+    [
+        ((-11.0, -18.0, 7.0), "thalamus", "deep", "other"),
+        ((-25.0, 2.0, 1.0), "basal_ganglia", "deep", "basal_ganglia"),
+        ((0.0, -26.0, -12.0), "midbrain", "infratentorial", "midbrain"),
+        ((20.0, -70.0, -35.0), "cerebellum", "infratentorial", "other"),
+        ((-27.0, -22.0, -13.0), "hippocampus", "lobar", "hippocampus"),
+        ((-25.0, -10.0, 30.0), "deep_white_matter", "deep", "centrum_semiovale"),
+        ((-40.0, 30.0, 30.0), "frontal", "lobar", "centrum_semiovale"),
+        ((-30.0, -90.0, 5.0), "occipital", "lobar", "other"),
+        ((-55.0, -20.0, -15.0), "temporal", "lobar", "other"),
+        ((0.0, 0.0, 200.0), A.OUTSIDE, A.OUTSIDE, A.OUTSIDE),
+    ],
+)
+def test_regions_in_template_space(mni, subregion, group, epvs):
+    got = A.regions_at(np.array([mni]), IDENTITY)[0]
+    assert got == {"subregion": subregion, "group": group, "epvs_region": epvs}
+
+
+def test_every_fine_region_has_one_group():
+    fine = [f for names in A.GROUPS.values() for f in names]
+    assert sorted(fine) == sorted(A.FINE.values())
+    labels = np.unique(A.load_atlas()["labels"])
+    assert set(labels) == {0, *A.FINE}  # every region is in the atlas, nothing else
+
+
+def test_registration_finds_a_moved_template():
+    """The template's own T1 on a grid moved by a known rigid motion (and 2 mm voxels): the registered map must
+    send every point back to where it came from within 2 mm."""
+    atlas = A.load_atlas()
+    move = rigid((12.0, -8.0, 15.0), (30.0, -25.0, 40.0), (0.0, 0.0, 0.0))
+    t1, brain = atlas["t1"][::2, ::2, ::2], atlas["brain"][::2, ::2, ::2]
+    aff = atlas["affine"].copy()
+    aff[:3, :3] *= 2.0
+    tmap = A.template_transform(t1, move @ aff, brain)
+    inside = np.argwhere(brain > 0)[::50]
+    tmpl = inside @ aff[:3, :3].T + aff[:3, 3]
+    world = tmpl @ move[:3, :3].T + move[:3, 3]
+    err = np.linalg.norm(A.to_template(world, tmap) - tmpl, axis=1)
+    assert err.max() < 2.0, err.max()
+    assert json.loads(json.dumps(tmap)) == tmap  # what the image's meta carries
+
+
+def test_a_zero_bspline_is_the_affine():
+    import SimpleITK as sitk
+
+    warp = sitk.BSplineTransform(3, 3)
+    img = sitk.Image([10, 10, 10], sitk.sitkFloat32)
+    img.SetOrigin((-50.0, -50.0, -50.0))
+    img.SetSpacing((10.0, 10.0, 10.0))
+    warp = sitk.BSplineTransformInitializer(img, [2, 2, 2], order=3)
+    shift = np.eye(4)
+    shift[:3, 3] = (1.0, 2.0, 3.0)
+    pts = np.array([[0.0, 0.0, 0.0], [10.0, -20.0, 5.0]])
+    params = np.zeros(len(warp.GetParameters()))
+    spline = {"fixed": list(warp.GetFixedParameters()), "parameters": params.tolist()}
+    tmap = {"affine": shift.tolist(), "bspline": spline}
+    assert np.allclose(A.to_template(pts, tmap), pts + (1.0, 2.0, 3.0))
+    params[: len(params) // 3] = 2.0  # the B-spline's first component (ITK's x: towards the left in RAS)
+    tmap["bspline"]["parameters"] = params.tolist()
+    assert np.allclose(A.to_template(pts, tmap), pts + (1.0 - 2.0, 2.0, 3.0))
+
+
+@pytest.mark.parametrize("count, grade", [(0, 0), (1, 1), (10, 1), (11, 2), (20, 2), (21, 3), (40, 3), (41, 4)])
+def test_epvs_grades(count, grade):
+    assert A.epvs_grade(count) == grade
+
+
+def test_counts_by_region_and_grades(tmp_path):
+    from bundle.handlers import write_counts
+
+    rows = [{"subject": "a", "label": "cmb", "region": "lobar"}, {"subject": "a", "label": "cmb", "region": "deep"},
+            {"subject": "a", "label": "cmb", "region": "outside"}]  # fmt: skip
+    rows += [{"subject": "b", "label": "epvs", "region": "basal_ganglia"}] * 11
+    rows += [{"subject": "b", "label": "epvs", "region": "centrum_semiovale"}]
+    write_counts(rows, ["a", "b", "c"], tmp_path / "counts.csv", ["cmb", "epvs"], regions=True)
+    got = list(csv.DictReader((tmp_path / "counts.csv").open()))
+    assert list(got[0]) == ["subject", "cmb", "epvs", "cmb_lobar", "cmb_deep", "cmb_infratentorial",
+                            "epvs_basal_ganglia", "epvs_centrum_semiovale", "epvs_hippocampus", "epvs_midbrain",
+                            "epvs_other", "epvs_basal_ganglia_grade", "epvs_centrum_semiovale_grade",
+                            "total"]  # fmt: skip
+    a, b, c = got
+    assert [a[k] for k in ("cmb", "cmb_lobar", "cmb_deep", "cmb_infratentorial", "total")] == ["3", "1", "1", "0", "3"]
+    assert [b[k] for k in ("epvs_basal_ganglia", "epvs_basal_ganglia_grade", "epvs_centrum_semiovale_grade")] == \
+        ["11", "2", "1"]  # fmt: skip
+    assert set(c.values()) == {"c", "0"}  # a subject without detections: zeros everywhere
+
+
+def test_region_columns_from_the_images_map():
+    import torch
+    from monai.data import MetaTensor
+
+    from bundle.inference import RegionDetections, SubjectReader
+
+    class Fixed(SubjectReader):
+        label = "epvs"
+
+        def compute(self, subject, image, output):
+            return [{"subject": subject, "label": "epvs", "x": -25.0, "y": 2.0, "z": 1.0},
+                    {"subject": subject, "label": "lacune", "x": -11.0, "y": -18.0, "z": 7.0}]  # fmt: skip
+
+    reader = RegionDetections(Fixed())
+    assert reader.extra_columns[-2:] == ("region", "subregion")
+    image = MetaTensor(torch.zeros(1, 2, 2, 2))
+    image.meta["template_map"] = json.dumps(IDENTITY)
+    rows = reader("s", image, {})
+    assert [(r["region"], r["subregion"]) for r in rows] == [("basal_ganglia", "basal_ganglia"), ("deep", "thalamus")]
+    del image.meta["template_map"]
+    assert {r["region"] for r in reader("t", image, {})} == {"unknown"}
