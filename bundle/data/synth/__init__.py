@@ -42,9 +42,8 @@ def demo_input(out_dir: str | Path, n: int = 2, seed: int = 13, task: str = "all
     earlier version's) raises unless ``overwrite`` (the main job's ``--overwrite true``)."""
     import json
 
-    from ..io import write_json
-
     from ...utils import as_bool
+    from ..io import write_json
 
     cohort = generate_cohort(task, int(n), Path(out_dir), int(seed), progress=False,
                              overwrite=as_bool(overwrite, "overwrite"))  # fmt: skip
