@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EPVS_REGIONS", "FINE", "GROUPS", "OUTSIDE", "REGIONS_OF", "epvs_grade", "load_atlas", "regions_at",
+__all__ = ["EPVS_REGIONS", "FINE", "GROUPS", "OUTSIDE", "REGIONS_OF", "atlas_on_grid", "epvs_grade", "load_atlas",
+           "regions_at",
            "template_transform", "to_template"]  # fmt: skip
 
 ATLAS = Path(__file__).with_name("synth") / "template" / "regions_atlas.npz"
@@ -212,6 +213,25 @@ def regions_at(points: np.ndarray, tmap: dict) -> list[dict]:
         name = FINE[int(f)]
         out.append({"subregion": name, "group": _GROUP_OF[name],
                     "epvs_region": EPVS_REGIONS[int(e) - 1] if e else "other"})  # fmt: skip
+    return out
+
+
+def atlas_on_grid(tmap: dict, affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The atlas's fine regions (uint8 codes of :data:`FINE`, 0 outside) on a subject's grid (``affine``, ``shape``)
+    through the affine part of a :func:`template_transform` map (nearest atlas voxel; a B-spline stage is left out
+    here: the map is for looking at, the detections' regions use the whole map)."""
+    atlas = load_atlas()
+    m = np.asarray(tmap["affine"], float) @ np.asarray(affine, float)  # subject voxel -> template mm
+    to_vox = np.linalg.inv(atlas["affine"]) @ m  # subject voxel -> atlas voxel
+    out = np.zeros(tuple(shape), np.uint8)
+    labels = atlas["labels"]
+    ij = np.stack(np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij"), -1).reshape(-1, 2).astype(float)
+    for k in range(shape[2]):  # one slice at a time: no full-volume coordinate arrays
+        v = np.rint(ij @ to_vox[:3, :2].T + k * to_vox[:3, 2] + to_vox[:3, 3]).astype(int)
+        ok = np.all((v >= 0) & (v < labels.shape), axis=1)
+        sl = np.zeros(len(v), np.uint8)
+        sl[ok] = labels[v[ok, 0], v[ok, 1], v[ok, 2]]
+        out[:, :, k] = sl.reshape(shape[0], shape[1])
     return out
 
 

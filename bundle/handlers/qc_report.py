@@ -76,6 +76,26 @@ def _circle(ax, row: dict, colour, pixel_mm: float) -> None:
     ax.text(float(row["i"]) + radius, float(row["j"]) + radius, str(int(row["lesion_id"])), color=colour, fontsize=8)
 
 
+def _title(subject: str, rows, classes, not_shown: list, max_panels: int, outlines: dict | None) -> str:
+    counts = {c: sum(str(r["label"]) == c for r in rows) for c in classes} if classes else {}
+    title = f"{subject}: {len(rows)} detection(s)" + (
+        " (" + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")" if counts else ""
+    )
+    if not_shown:
+        title += f"; {len(not_shown)} not shown (more than {max_panels} slices)"
+    if outlines:
+        title += "\n" + ", ".join(f"{c}: {name}" for name, (_, c) in outlines.items())
+    return title
+
+
+def _outline(ax, outlines: dict | None, shape: tuple, k: int) -> None:
+    """Draw on slice ``k`` the border of every non-zero value of each outline volume on the image's grid."""
+    for vol_o, c in (outlines or {}).values():
+        if vol_o.shape == shape:
+            for value in np.unique(vol_o[:, :, k])[1:]:
+                ax.contour((vol_o[:, :, k] == value).T, levels=[0.5], colors=[c], linewidths=0.6, origin="lower")
+
+
 def subject_montage(
     image_path: str | os.PathLike,
     rows: Sequence[dict],
@@ -84,13 +104,16 @@ def subject_montage(
     classes: Sequence[str] = (),
     max_panels: int = 24,
     columns: int = 4,
+    outlines: dict | None = None,
 ) -> dict:
     """Draw ``subject``'s detections (rows of ``detections.csv``) on axial slices of its image and save a PNG.
 
     Each detection is circled (radius: its diameter plus a margin, at least 6 pixels) and numbered with its
     ``lesion_id`` on every panel within 2 slices of its centre; colours follow ``classes``. A subject without
-    detections gets three slices (at 30, 50 and 70 % of the volume) titled "no detections". Returns what was
-    drawn: ``{"png", "drawn" (lesion ids), "not_shown" (ids beyond max_panels), "panels" (slice indices)}``.
+    detections gets three slices (at 30, 50 and 70 % of the volume) titled "no detections". ``outlines``: name ->
+    (volume on the image's grid, colour); the border of each of its non-zero values is drawn (e.g. the brain mask,
+    the atlas's groups) and named under the title. Returns what was drawn: ``{"png", "drawn" (lesion ids),
+    "not_shown" (ids beyond max_panels), "panels" (slice indices)}``.
     """
     import matplotlib
 
@@ -115,15 +138,10 @@ def subject_montage(
         k = int(np.clip(k, 0, vol.shape[2] - 1))
         ax.imshow(vol[:, :, k].T, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest")
         ax.set_title("no detections" if empty else f"slice k={k}", fontsize=9)
+        _outline(ax, outlines, vol.shape, k)
         for r in rs:
             _circle(ax, r, colour.get(str(r["label"]), COLOURS[0]), float(spacing[:2].min()))
-    counts = {c: sum(str(r["label"]) == c for r in rows) for c in classes} if classes else {}
-    title = f"{subject}: {len(rows)} detection(s)" + (
-        " (" + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")" if counts else ""
-    )
-    if not_shown:
-        title += f"; {len(not_shown)} not shown (more than {max_panels} slices)"
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(_title(subject, rows, classes, not_shown, max_panels, outlines), fontsize=11)
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +201,20 @@ def _failed_section(failed: Sequence[tuple[str, str]]) -> str:
     return f"\n<h2>{len(failed)} subject(s) failed</h2>\n<p>({link})</p><ul>{items}</ul>\n"
 
 
+#: the maps a montage outlines where the run wrote them: name -> (file suffix in maps/, colour)
+OUTLINES = {"brain mask": ("brainmask", "green"), "atlas regions": ("regions", "orange")}
+
+
+def _region_groups(codes: np.ndarray) -> np.ndarray:
+    """The atlas's fine codes as its groups (1 lobar, 2 deep, 3 infratentorial), for outlines."""
+    from ..data.atlas import FINE, GROUPS
+
+    lut = np.zeros(256, np.uint8)
+    for code, name in FINE.items():
+        lut[code] = 1 + next(n for n, g in enumerate(GROUPS.values()) if name in g)
+    return lut[codes]
+
+
 def qc_flags(record: dict) -> list[str]:
     """The QC problems of a subject's record (``subjects/<id>.json``), one line each: its images that do not
     overlap the first after alignment (:class:`bundle.handlers.AlignmentWriter`)."""
@@ -225,6 +257,18 @@ class QCReport:
                 continue
             self.images[subject_of(batch)] = image_file(batch["image"])
 
+    def _outlines(self, subject: str) -> dict:
+        """The run's brain mask and atlas-region maps of ``subject`` (``maps/``), where it wrote them."""
+        import nibabel as nib
+
+        out = {}
+        for name, (suffix, colour) in OUTLINES.items():
+            path = self.run_dir / "maps" / f"{subject}_{suffix}.nii.gz"
+            if path.is_file():
+                vol = np.asarray(nib.load(str(path)).dataobj).astype(np.uint8)
+                out[name] = (_region_groups(vol) if suffix == "regions" else vol, colour)
+        return out
+
     def _report(self, engine: Engine) -> None:
         if idist.get_rank() != 0:  # rank 0 reports the whole run (bundle.handlers.Writers merged it)
             return
@@ -240,7 +284,8 @@ class QCReport:
                 continue
             own = rows.get(subject, [])
             png = self.dir / (re.sub(r"[^A-Za-z0-9._-]", "_", subject) + ".png")
-            drawn = subject_montage(image, own, png, subject, classes, self.max_panels)
+            drawn = subject_montage(image, own, png, subject, classes, self.max_panels,
+                                    outlines=self._outlines(subject))  # fmt: skip
             counts = {c: sum(str(r["label"]) == c for r in own) for c in classes}
             flags = qc_flags(records.load(subject) or {})
             subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts, "flags": flags})

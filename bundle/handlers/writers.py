@@ -167,6 +167,17 @@ class InstanceMapWriter(MapWriter):
             raise ValueError(f"subject {subject!r}: instance ids {array.min()}..{array.max()} do not fit int16")
 
 
+class LabelMapWriter(MapWriter):
+    """:class:`MapWriter` of a label map (uint8, e.g. :class:`bundle.inference.outputs.RegionMap`'s regions or a
+    brain mask); raises if a value does not fit uint8."""
+
+    dtype = np.uint8
+
+    def check(self, subject: str, array: np.ndarray) -> None:
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(f"subject {subject!r}: label values {array.min()}..{array.max()} do not fit uint8")
+
+
 def alignment_of(image) -> list[dict]:
     """The loader's alignment records of an image (``image.meta["alignment"]``, :class:`bundle.data.LoadSubjectd`;
     none where it has one channel or was not read by it)."""

@@ -19,12 +19,14 @@ from .detections import (
     write_detections,
 )
 from .isolation import FAILED, SKIPPED, IsolatedDataset, IsolatingEvaluator, failure_reason, finish_run, short_errors
-from .monai_label import SlicerBoxDetector
+from .monai_label import SlicerBoxDetector, StructuralBoxes
 from .outputs import (
     ComponentInstances,
     MapDetections,
+    MaskMap,
     OutputMap,
     RegionDetections,
+    RegionMap,
     SubjectReader,
     TableDetections,
     instance_map_of_rows,
@@ -48,8 +50,10 @@ __all__ = [
     "short_errors",
     "ComponentInstances",
     "MapDetections",
+    "MaskMap",
     "OutputMap",
     "RegionDetections",
+    "RegionMap",
     "SubjectReader",
     "TableDetections",
     "instance_map_of_rows",
@@ -57,6 +61,7 @@ __all__ = [
     "input_grid_rows",
     "to_grid",
     "SlicerBoxDetector",
+    "StructuralBoxes",
     "COLUMNS",
     "TABLE_COLUMNS",
     "DetectionTableError",

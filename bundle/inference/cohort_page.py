@@ -107,9 +107,14 @@ def write_cohort_page(output_dir: str | os.PathLike, title: str = "ESO cohort") 
     columns = [h for h in header if h not in ("subject", "total") and not h.endswith("_grade")]
     grades = [h for h in header if h.endswith("_grade")]
     ran: dict[str, list[str]] = {}
-    for r in _rows(out / "plan.csv"):
+    plan = _rows(out / "plan.csv")
+    for r in plan:
         ran.setdefault(r["subject"], []).append(f"{r['detector']}: {'yes' if r['run'] == 'yes' else 'no'} ({r['why']})")
     flags = _flags(out, counts, classes)
+    written = {r["subject"] for r in counts}
+    for s in dict.fromkeys(r["subject"] for r in plan):  # a subject no detector could run on is listed too
+        if s not in written and not any(r["subject"] == s and r["run"] == "yes" for r in plan):
+            flags.setdefault(s, []).append("no detector ran: " + "; ".join(r["why"] for r in plan if r["subject"] == s))
     png = _distribution_png(out, counts, classes)
     body = []
     for r in counts:

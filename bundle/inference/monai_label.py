@@ -5,10 +5,14 @@ MONAI Label's bundle app treats a bundle whose folder name contains "detection" 
 config's ``pre_transforms`` (or ``preprocessing``) on ``{"image": path}``, sets ``detector.network`` to
 ``network_def`` with ``models/model.pt`` loaded, calls ``detector(batch, use_inferer=True)``, runs
 ``post_transforms`` (or ``postprocessing``) and writes the ``box`` and ``label`` keys as Slicer ROI markups
-(centre and size in LPS millimetres). :class:`SlicerBoxDetector` is that ``detector``.
+(centre and size in LPS millimetres). :class:`SlicerBoxDetector` is that ``detector``: microbleeds on an SWI or
+T2* volume, and, through :class:`StructuralBoxes`, EPVS and lacunes on a T1, T2 or FLAIR volume (told by its file
+name, as :mod:`bundle.data.discover` reads names).
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
@@ -20,9 +24,49 @@ from ..transforms.array import head_mask
 from ..utils import pad_rows
 from .detections import objects_from_detector_table
 
-__all__ = ["SlicerBoxDetector"]
+__all__ = ["SlicerBoxDetector", "StructuralBoxes"]
 
 RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
+
+
+class StructuralBoxes:
+    """EPVS and lacune boxes of one T1, T2 or FLAIR volume: the main job's EPVS and lacune detector (its own config,
+    :data:`bundle.inference.cohort.PARTS`, shipped weights) run on the volume's file in a temporary folder.
+
+    ``__call__(path, modality)`` returns ``(boxes (N, 6) LPS centre and side, labels (N,), scores (N,))``: label
+    ``epvs_index`` or ``lacune_index``, side the detection's equivalent-sphere diameter, at least ``min_size_mm``.
+    A volume the detector cannot run on (FLAIR alone is not a trained input) gives no box (one log line)."""
+
+    def __init__(self, bundle_root, epvs_index: int = 2, lacune_index: int = 3, min_size_mm: float = 2.0,
+                 device="cpu") -> None:  # fmt: skip
+        self.bundle_root, self.device, self.min_size_mm = bundle_root, device, float(min_size_mm)
+        self.index = {"epvs": int(epvs_index), "lacune": int(lacune_index)}
+
+    def __call__(self, path: str, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import csv
+        import json
+        import tempfile
+        from pathlib import Path
+
+        from ..data.plan import plan
+        from .cohort import run_part
+
+        step = plan({"subject": "volume", "modalities": {modality: str(path)}})["structural"]
+        if not step["run"]:  # the detector's trained inputs only, as in the main job
+            logging.getLogger("bundle").warning("%s: no EPVS and lacune boxes: %s", path, step["why"])
+            return np.zeros((0, 6)), np.zeros(0, int), np.zeros(0)
+        with tempfile.TemporaryDirectory() as tmp:
+            datalist = Path(tmp) / "volume.json"
+            datalist.write_text(json.dumps({"testing": [{"subject": "volume", "image": [str(path)],
+                                                         "modalities": [modality]}]}))  # fmt: skip
+            run_part("structural", self.bundle_root, str(datalist), tmp, {"report": False, "progress": False,
+                                                                          "device": self.device})  # fmt: skip
+            table = Path(tmp) / "structural" / "detections.csv"
+            rows = list(csv.DictReader(table.open(newline=""))) if table.is_file() else []
+        world = np.array([[float(r[a]) for a in "xyz"] for r in rows], float).reshape(-1, 3)
+        side = np.maximum([float(r["diameter_mm"]) for r in rows], self.min_size_mm).reshape(-1, 1).repeat(3, 1)
+        labels = np.array([self.index[r["label"]] for r in rows], int)
+        return np.concatenate([world * RAS_TO_LPS, side], 1), labels, np.array([float(r["score"]) for r in rows])
 
 
 class SlicerBoxDetector:
@@ -47,6 +91,8 @@ class SlicerBoxDetector:
         min_size_mm: smallest box side.
         masker: a dictionary transform giving ``{"image": volume}`` its ``mask`` (e.g.
             :class:`bundle.transforms.BrainMaskd`); None: the Otsu head mask.
+        structural: the EPVS and lacune boxes of a volume whose file name says T1, T2 or FLAIR
+            (:class:`StructuralBoxes`); None: every volume is read as SWI.
     """
 
     def __init__(
@@ -57,8 +103,9 @@ class SlicerBoxDetector:
         label_index: int = 1,
         min_size_mm: float = 2.0,
         masker=None,
+        structural: StructuralBoxes | None = None,
     ) -> None:
-        self.network, self.masker = network, masker
+        self.network, self.masker, self.structural = network, masker, structural
         self.threshold, self.score_column = float(threshold), int(score_column)
         self.label_index, self.min_size_mm = int(label_index), float(min_size_mm)
 
@@ -69,6 +116,12 @@ class SlicerBoxDetector:
 
     @torch.no_grad()
     def __call__(self, inputs: torch.Tensor, use_inferer: bool = True) -> dict[str, torch.Tensor]:
+        path, modality = _volume_modality(inputs)
+        if self.structural is not None and modality in ("t1", "t2", "flair"):
+            box, label, score = self.structural(path, modality)
+            return {"box": torch.as_tensor(box, dtype=torch.float32).reshape(1, -1, 6),
+                    "label": torch.as_tensor(label, dtype=torch.long).reshape(1, -1),
+                    "score": torch.as_tensor(score, dtype=torch.float32).reshape(1, -1)}  # fmt: skip
         if self.network is None:
             raise ValueError("SlicerBoxDetector has no network: set .network (MONAI Label does) first")
         if inputs.ndim != 5:
@@ -106,3 +159,16 @@ class SlicerBoxDetector:
             raise ValueError("the input has no affine: SlicerBoxDetector needs a MetaTensor (MONAI's LoadImage)")
         a = np.asarray(affine.cpu() if hasattr(affine, "cpu") else affine, float)
         return [a] * inputs.shape[0] if a.ndim == 2 else [a[b] for b in range(inputs.shape[0])]
+
+
+def _volume_modality(inputs) -> tuple[str, str | None]:
+    """The file a MONAI Label volume was read from and the modality its name says (None: not T1, T2 or FLAIR by
+    name, or no file)."""
+    from pathlib import Path
+
+    from ..data.discover import _name_modality, _stem
+
+    name = getattr(inputs, "meta", {}).get("filename_or_obj", "")
+    name = str(name[0] if isinstance(name, (list, tuple)) and name else name)
+    stem = _stem(Path(name).name) if name else None
+    return name, (_name_modality(stem) if stem else None)

@@ -122,6 +122,23 @@ class RegionDetections(SubjectReader):
         return rows
 
 
+class RegionMap(SubjectReader):
+    """``(uint8 map, affine)`` of the atlas's fine regions on the input file's grid
+    (:func:`bundle.data.atlas.atlas_on_grid`, through the image's ``meta["template_map"]``); zeros where the
+    subject has no map."""
+
+    def compute(self, subject: str, image, output: dict) -> tuple[np.ndarray, np.ndarray]:
+        import json
+
+        from ..data.atlas import atlas_on_grid
+
+        affine, shape = input_grid(image)
+        tmap = getattr(image, "meta", {}).get("template_map")
+        if not tmap:
+            return np.zeros(shape, np.uint8), affine
+        return atlas_on_grid(json.loads(tmap), affine, shape), affine
+
+
 class OutputMap(SubjectReader):
     """``(array, affine)`` of the map ``output[key]`` (channel ``channel`` when given) on one of three grids:
     ``image``: the preprocessed image's (its affine); ``input``: the input file's (resampled there from the
@@ -147,6 +164,15 @@ class OutputMap(SubjectReader):
             return arr, affine
         in_affine, in_shape = input_grid(image)
         return to_grid(arr.astype(np.float32, copy=False), affine, in_affine, in_shape), in_affine
+
+
+class MaskMap(OutputMap):
+    """:class:`OutputMap` of a binary mask (e.g. the brain mask the detector used), as uint8 0/1 after the
+    resampling (at 0.5)."""
+
+    def compute(self, subject: str, image, output: dict) -> tuple[np.ndarray, np.ndarray]:
+        arr, affine = super().compute(subject, image, output)
+        return (np.asarray(arr) >= 0.5).astype(np.uint8), affine
 
 
 class ComponentInstances(SubjectReader):

@@ -75,8 +75,16 @@ def test_demo_writes_table_counts_maps_on_the_input_grid(demo_run):
         swi = nib.load(str(root / e["image"][0]))
         inst = nib.load(str(out / "maps" / f"{e['subject']}_objects.nii.gz"))
         prob = nib.load(str(out / "maps" / f"{e['subject']}_prob.nii.gz"))
-        for img in (inst, prob):
+        mask = nib.load(str(out / "maps" / f"{e['subject']}_brainmask.nii.gz"))
+        regions = nib.load(str(out / "maps" / f"{e['subject']}_regions.nii.gz"))
+        for img in (inst, prob, mask, regions):
             assert img.shape == swi.shape and np.allclose(img.affine, swi.affine)
+        given = np.asarray(nib.load(str(root / e["mask"])).dataobj) > 0  # the demo's own mask, used as given
+        assert np.mean((np.asarray(mask.dataobj) > 0) == given) > 0.995
+        in_brain = np.asarray(regions.dataobj)[given]  # the registered atlas covers the brain with its regions
+        assert np.mean(in_brain > 0) > 0.8 and len(np.unique(in_brain)) >= 12  # 0.86 measured on SWI (T1: 0.95)
+        on_t1 = np.asarray(nib.load(str(out / "structural" / "maps" / f"{e['subject']}_regions.nii.gz")).dataobj)
+        assert np.mean(on_t1[given] > 0) > 0.9
         ids = np.asarray(inst.dataobj)
         p = np.asarray(prob.dataobj)
         subject_rows = [r for r in rows.get(e["subject"], []) if r["label"] == "cmb"]  # the microbleed detector's maps
@@ -238,7 +246,7 @@ def test_a_mixed_cohort_runs_the_detectors_each_subject_allows(demo_run, tmp_pat
     (a, b), root = _truth(out)
     every = ("swi", "t1", "t2", "flair")
     layout = {"sub-01": (a, ("swi",)), "sub-02": (b, ("t1", "t2", "flair")), "sub-03": (a, every),
-              "sub-04": (b, ("t1", "flair")), "sub-05": (a, every)}  # fmt: skip
+              "sub-04": (b, ("t1", "flair")), "sub-05": (a, every), "sub-06": (b, ("flair",))}  # fmt: skip
     cohort = tmp_path / "cohort"
     for sub, (e, mods) in layout.items():
         (cohort / sub).mkdir(parents=True)
@@ -255,11 +263,11 @@ def test_a_mixed_cohort_runs_the_detectors_each_subject_allows(demo_run, tmp_pat
                 "--progress", "false"])  # fmt: skip
     ran = {(p["subject"], p["detector"]): p["run"] for p in csv.DictReader((res / "plan.csv").open())}
     want = {"sub-01": ("yes", "no"), "sub-02": ("no", "yes"), "sub-03": ("yes", "yes"), "sub-04": ("no", "yes"),
-            "sub-05": ("yes", "yes")}  # fmt: skip
+            "sub-05": ("yes", "yes"), "sub-06": ("no", "no")}  # fmt: skip
     assert {s: (ran[s, "cmb"], ran[s, "structural"]) for s in layout} == want
     counts = {c["subject"]: c for c in csv.DictReader((res / "counts.csv").open())}
-    assert list(counts) == list(layout)
-    for s, (cmb, structural) in want.items():
+    assert list(counts) == list(layout)[:5]  # sub-06: FLAIR alone, nothing to run
+    for s, (cmb, structural) in list(want.items())[:5]:
         assert (counts[s]["cmb"] != "", counts[s]["epvs"] != "", counts[s]["lacune"] != "") == \
             (cmb == "yes", structural == "yes", structural == "yes")  # fmt: skip
     demo, mixed = read_detections(out / "detections.csv"), read_detections(res / "detections.csv")
@@ -271,14 +279,16 @@ def test_a_mixed_cohort_runs_the_detectors_each_subject_allows(demo_run, tmp_pat
     assert [(r["modality"], r["resampled"], r["flagged"]) for r in aligned] == [("t1", "True", "False"),
                                                                                 ("flair", "False", "False")]
     page = (res / "index.html").read_text()
-    for s in layout:
+    for s in list(layout)[:5]:
         assert f"<td>{s}" in page
+    assert "<b>sub-06</b>: no detector ran: no SWI or T2*-weighted image; FLAIR alone is not a trained input" in page
     assert 'href="structural/report/sub-04.png"' in page and 'href="report/sub-01.png"' in page
     assert list(csv.DictReader((res / "failed.csv").open())) == []
 
 
-def _monai_label_flow(image) -> np.ndarray:
-    """What MONAI Label 0.8.5's BundleInferTask does for a detection bundle, in this environment."""
+def _monai_label_flow(image, labels=(1,)) -> np.ndarray:
+    """What MONAI Label 0.8.5's BundleInferTask does for a detection bundle, in this environment; every box's label
+    must be one of ``labels`` (1 cmb, 2 epvs, 3 lacune)."""
     import torch
     from monai.bundle import ConfigParser
     from monai.data import decollate_batch
@@ -296,8 +306,25 @@ def _monai_label_flow(image) -> np.ndarray:
     out = decollate_batch(detector(data["image"][None], use_inferer=True))[0]
     data.update(out)
     data = parser.get_parsed_content("post_transforms")(data)
-    assert data["label"].tolist() == [1] * len(data["label"])  # channel_def: 1 = cmb
+    assert set(data["label"].tolist()) <= set(labels)
     return data["box"].numpy()
+
+
+def test_monai_label_serves_epvs_and_lacunes_on_a_t2_volume(demo_run, tmp_path):
+    """A volume whose name says T2 gets the EPVS and lacune detector's boxes (labels 2 and 3), at simulated EPVS
+    and lacunes; one named FLAIR (not a trained input alone) gets none."""
+    out, _ = demo_run
+    (a, _), root = _truth(out)
+    t2 = tmp_path / "sub-0000_T2w.nii.gz"
+    shutil.copy(root / a["image"][2], t2)
+    boxes = _monai_label_flow(t2, labels=(2, 3))
+    truth = [les["centre_mm"] for les in json.loads((root / a["lesions"]).read_text()) if les["class"] != "cmb"]
+    ras = boxes[:, :3] * np.array([-1.0, -1.0, 1.0])
+    near = [np.linalg.norm(np.asarray(truth) - c, axis=1).min() <= 5.0 for c in ras]
+    assert len(boxes) >= 5 and np.mean(near) >= 0.7, (len(boxes), np.mean(near))
+    flair = tmp_path / "sub-0000_FLAIR.nii.gz"
+    shutil.copy(root / a["image"][3], flair)
+    assert len(_monai_label_flow(flair, labels=())) == 0
 
 
 @pytest.mark.parametrize(
@@ -355,7 +382,8 @@ def test_bad_subjects_are_listed_and_the_others_written(demo_run, tmp_path):
     assert res.returncode == 3, res.stderr[-3000:]
     assert [c["subject"] for c in csv.DictReader((res_dir / "counts.csv").open())] == ["a_good"]
     assert set(read_detections(res_dir / "detections.csv")) <= {"a_good"}
-    assert sorted(p.name for p in (res_dir / "maps").iterdir()) == ["a_good_objects.nii.gz", "a_good_prob.nii.gz"]
+    assert sorted(p.name for p in (res_dir / "maps").iterdir()) == [f"a_good_{m}.nii.gz" for m in
+                                                                    ("brainmask", "objects", "prob", "regions")]
     failed = list(csv.DictReader((res_dir / "failed.csv").open()))
     assert [f["subject"] for f in failed] == ["b_truncated", "c_zeros"]
     truncated = r"b_truncated: image file .*b_truncated\.nii\.gz could not be read as NIfTI \(.*\)"

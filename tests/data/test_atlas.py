@@ -126,3 +126,19 @@ def test_region_columns_from_the_images_map():
     assert [(r["region"], r["subregion"]) for r in rows] == [("basal_ganglia", "basal_ganglia"), ("deep", "thalamus")]
     del image.meta["template_map"]
     assert {r["region"] for r in reader("t", image, {})} == {"unknown"}
+
+
+def test_the_atlas_on_a_subjects_grid():
+    """Through an identity map onto a 2 mm grid that starts 10 mm inside the template: every voxel takes the atlas's
+    label at its centre."""
+    atlas = A.load_atlas()
+    aff = atlas["affine"].copy()
+    aff[:3, :3] *= 2.0
+    aff[:3, 3] += 10.0
+    shape = (60, 80, 70)
+    got = A.atlas_on_grid(IDENTITY, aff, shape)
+    ijk = np.indices(shape).reshape(3, -1).T
+    src = (ijk * 2 + 10).clip(max=np.array(atlas["labels"].shape) - 1)  # atlas voxels (1 mm, same origin + 10 mm)
+    inside = np.all(ijk * 2 + 10 < atlas["labels"].shape, axis=1)
+    want = np.where(inside, atlas["labels"][src[:, 0], src[:, 1], src[:, 2]], 0).reshape(shape)
+    assert got.dtype == np.uint8 and np.array_equal(got, want) and len(np.unique(got)) > 10

@@ -84,3 +84,25 @@ def test_report_handler_links_every_subject_and_detection(tmp_path):
         drawn = [int(v) for v in png.text["Detections"].split(",") if v]
         assert png.text["Subject"] == subject and drawn == want
     assert len(rows) == 2
+
+
+def test_montage_outlines_the_brain_mask_and_regions(tmp_path):
+    """The brain mask's and the regions' borders are drawn in their colours on every panel; none without them."""
+    vol = np.full((40, 40, 20), 100.0, np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "img.nii.gz")
+    mask = np.zeros(vol.shape, np.uint8)
+    mask[4:36, 4:36] = 1
+    groups = np.zeros(vol.shape, np.uint8)
+    groups[10:20, 10:30], groups[20:30, 10:30] = 1, 2
+    outlines = {"brain mask": (mask, "green"), "atlas regions": (groups, "orange")}
+
+    def coloured(png, colour):
+        r, g, b = np.moveaxis(np.asarray(Image.open(png).convert("RGB")).astype(int), -1, 0)
+        green, orange = (g > 60) & (r < 40) & (b < 40), (r > 150) & (g > 80) & (g < 180) & (b < 40)
+        return int((green if colour == "green" else orange).sum())
+
+    subject_montage(tmp_path / "img.nii.gz", [_row(1, 10, 10, 5, 0.9)], tmp_path / "o.png", "s", ("cmb",),
+                    outlines=outlines)  # fmt: skip
+    subject_montage(tmp_path / "img.nii.gz", [_row(1, 10, 10, 5, 0.9)], tmp_path / "p.png", "s", ("cmb",))
+    assert coloured(tmp_path / "o.png", "green") > 50 and coloured(tmp_path / "o.png", "orange") > 50
+    assert coloured(tmp_path / "p.png", "green") == 0 == coloured(tmp_path / "p.png", "orange")
