@@ -42,16 +42,21 @@ def moved(vol: MetaTensor, world: np.ndarray) -> MetaTensor:
     return out
 
 
-def _sitk(vol: MetaTensor):
+def sitk_image(array: np.ndarray, affine: np.ndarray):
+    """A SimpleITK image (ITK's LPS world) of an (I, J, K) array with a RAS ``affine``."""
     import SimpleITK as sitk
 
-    affine = LPS @ vol.affine.double().numpy()
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    img = sitk.GetImageFromArray(np.ascontiguousarray(vol[0].numpy().astype(np.float32).transpose(2, 1, 0)))
+    lps = LPS @ np.asarray(affine, float)
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, np.float32).transpose(2, 1, 0)))
     img.SetSpacing([float(s) for s in spacing])
-    img.SetDirection([float(v) for v in (affine[:3, :3] / spacing).ravel()])
-    img.SetOrigin([float(v) for v in affine[:3, 3]])
+    img.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
+    img.SetOrigin([float(v) for v in lps[:3, 3]])
     return img
+
+
+def _sitk(vol: MetaTensor):
+    return sitk_image(vol[0].numpy(), vol.affine.double().numpy())
 
 
 def rigid_transform(vol: MetaTensor, ref: MetaTensor, seed: int = 1) -> np.ndarray:

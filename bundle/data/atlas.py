@@ -53,18 +53,9 @@ def load_atlas() -> dict[str, np.ndarray]:
 
 
 def _image(array: np.ndarray, affine: np.ndarray):
-    """A SimpleITK image (ITK's LPS world) of an (I, J, K) array with a RAS ``affine``."""
-    import SimpleITK as sitk
+    from .align import sitk_image
 
-    from .align import LPS
-
-    lps = LPS @ np.asarray(affine, float)
-    spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, np.float32).transpose(2, 1, 0)))
-    img.SetSpacing([float(s) for s in spacing])
-    img.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
-    img.SetOrigin([float(v) for v in lps[:3, 3]])
-    return img
+    return sitk_image(array, affine)
 
 
 def _isotropic(img, mm: float):

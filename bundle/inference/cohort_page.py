@@ -9,7 +9,6 @@ subject with what ran, its counts and grades, and links to its QC montages.
 
 from __future__ import annotations
 
-import csv
 import html
 import os
 import re
@@ -18,18 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.io import atomic_path
+from .run_folder import _rows
 
 __all__ = ["extreme_counts", "write_cohort_page"]
 
 CLASSES = ("cmb", "epvs", "lacune")
 PARTS = ("", "structural")  # the folders whose alignment.csv and report/ the page reads
-
-
-def _rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def extreme_counts(values: dict[str, int], factor: float = 5.0, least: int = 10) -> list[str]:
