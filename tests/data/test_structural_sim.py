@@ -93,6 +93,19 @@ def test_held_out_settings_lie_outside_the_training_draws():
     assert 0.1 < np.mean([a.wide for a in train]) < 0.3
 
 
+def test_train_wide_spans_the_geometric_held_out_settings():
+    """The brain-mask network's extra scans (``train_wide``) reach past oblique heads, severe atrophy and thick
+    slices, as it must to serve them; the other presets' factors (contrast, SNR, load) stay the training's."""
+    wide = [draw_acquisition("train_wide", np.random.default_rng(s)) for s in range(300)]
+    held = {p: [draw_acquisition(p, np.random.default_rng(1000 + s)) for s in range(100)] for p in HELD_OUT}
+    assert max(a.pose_deg for a in wide) > max(a.pose_deg for a in held["oblique"])
+    assert max(a.atrophy for a in wide) > 0.97 * max(a.atrophy for a in held["severe_atrophy"])
+    assert max(a.spacing[2] for a in wide) > max(a.spacing[2] for a in held["thick_slices"])
+    assert min(a.spacing[0] for a in wide) >= 0.8  # it works at 2 mm: no costly sub-0.8 mm voxels
+    assert {a.sequences["t1"]["kind"] for a in wide} == {"mprage", "se"}
+    assert max(max(a.snr.values()) for a in held["low_snr"]) < min(min(a.snr.values()) for a in wide)
+
+
 def test_records_label_map_and_counts_per_region_agree(subject):
     out, entry = subject
     label = _load(out, entry["label"])

@@ -51,6 +51,10 @@ _BASE = {
 PRESETS = {
     "train": {},
     "validation": {},
+    # the brain-mask network's extra training scans (docs/brain_mask.md): head pose, atrophy and slice thickness
+    # wider than thick_slices, severe_atrophy and oblique; its voxels no finer than 0.8 mm (it works at 2 mm)
+    "train_wide": {"pose_deg": 35.0, "atrophy": (0.0, 1.0), "wmh_load": (0.0, 1.0), "inplane": (0.8, 1.3),
+                   "slice": (1.0, 5.0)},
     "thick_slices": {"inplane": (0.8, 1.0), "slice": (3.5, 4.5), "p_isotropic": 0.0},
     "other_contrast": {"t1_kinds": ("spgr",), "t2_te_ms": (130.0, 160.0), "flair_null_error": (0.12, 0.2),
                        "p_wide": 0.0},
