@@ -7,9 +7,13 @@ Simulates (or reuses), skull-stripped as the simulators write them by default: 4
 the structural simulator (preset ``train``/``validation``, seed 800: the EPVS benchmark's training cohort) and 12
 training (``train_wide``) and 3 validation scans of the physics SWI simulator (seed 1700); with a head around the
 brain (``head=True``): 24 training and 4 validation structural scans (seed 810) and 2 x 6 SWI scans of the first
-simulator at 1 mm and 0.5 x 0.5 x 2 mm (seeds 1710, 1711; its validation split validates, the rest trains). Writes
-``OUT/datalist.json``: every scan with its own contrasts (T1, T2, FLAIR or SWI), absolute paths, and the
-simulator's brain mask.
+simulator at 1 mm and 0.5 x 0.5 x 2 mm (seeds 1710, 1711; its validation split validates, the rest trains); of the
+structural preset ``train_wide`` (head pose to 35 degrees, atrophy to 1, slices to 5 mm), 12 training and 2
+validation scans skull-stripped (seed 820) and as many with a head (seed 830). Writes ``OUT/datalist.json``: every
+scan with its own contrasts (T1, T2, FLAIR or SWI), absolute paths, and the simulator's brain mask.
+
+``--parts`` makes and lists only some of these cohorts (the shipped weights' fine-tuning used ``wide swi
+swi_heads``, docs/brain_mask.md).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+PARTS = ("structural", "swi", "heads", "swi_heads", "wide")
 
 
 def entries(folder: Path, split: str) -> list[dict]:
@@ -38,20 +44,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--structural", type=Path, default=None, help="a folder holding that structural cohort already")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     args = ap.parse_args()
-    structural = args.structural or args.out / "structural"
-    generate_structural_cohort(structural, {"training": ("train", 40), "validation": ("validation", 6)}, seed=800)
-    swi = args.out / "swi_train"
-    generate_swi_cohort(swi, {"training": ("train_wide", 12), "validation": ("validation", 3)}, seed=1700)
-    heads = args.out / "structural_head"
-    generate_structural_cohort(heads, {"training": ("train", 24), "validation": ("validation", 4)}, seed=810, head=True)
-    swi_heads = [args.out / f"swi_head_{n}" for n in ("1mm", "05x05x2mm")]
-    for folder, spacing, seed in zip(swi_heads, ((1.0, 1.0, 1.0), (0.5, 0.5, 2.0)), (1710, 1711)):
-        generate_cohort("cmb", 6, folder, seed=seed, spacing=spacing, head=True)
+    train, val = [], []  # (folder, split) whose entries train / validate
+    if "structural" in args.parts:
+        structural = args.structural or args.out / "structural"
+        generate_structural_cohort(structural, {"training": ("train", 40), "validation": ("validation", 6)}, seed=800)
+        train, val = train + [(structural, "training")], val + [structural]
+    if "swi" in args.parts:
+        swi = args.out / "swi_train"
+        generate_swi_cohort(swi, {"training": ("train_wide", 12), "validation": ("validation", 3)}, seed=1700)
+        train, val = train + [(swi, "training")], val + [swi]
+    if "heads" in args.parts:
+        heads = args.out / "structural_head"
+        generate_structural_cohort(heads, {"training": ("train", 24), "validation": ("validation", 4)}, seed=810,
+                                   head=True)  # fmt: skip
+        train, val = train + [(heads, "training")], val + [heads]
+    if "swi_heads" in args.parts:
+        for name, spacing, seed in (("1mm", (1.0, 1.0, 1.0), 1710), ("05x05x2mm", (0.5, 0.5, 2.0), 1711)):
+            folder = args.out / f"swi_head_{name}"
+            generate_cohort("cmb", 6, folder, seed=seed, spacing=spacing, head=True)
+            train, val = train + [(folder, "training+testing")], val + [folder]
+    if "wide" in args.parts:
+        for name, seed, head in (("structural_wide", 820, False), ("structural_head_wide", 830, True)):
+            folder = args.out / name
+            generate_structural_cohort(folder, {"training": ("train_wide", 12), "validation": ("train_wide", 2)},
+                                       seed=seed, head=head)  # fmt: skip
+            train, val = train + [(folder, "training")], val + [folder]
     datalist = {"modalities": ["t1", "t2", "flair", "swi"], "classes": ["brain"],
-                "training": [e for f in (structural, swi, heads) for e in entries(f, "training")]
-                + [e for f in swi_heads for e in entries(f, "training+testing")],
-                "validation": [e for f in (structural, swi, heads, *swi_heads) for e in entries(f, "validation")]}
+                "training": [e for f, split in train for e in entries(f, split)],
+                "validation": [e for f in val for e in entries(f, "validation")]}
     print(write_json(datalist, args.out / "datalist.json"))
 
 

@@ -3,7 +3,7 @@
 test).
 
     python tests/benchmarks/bench_brain_mask.py --out /work/bench_mask_eval [--checkpoint models/brain_mask.pt]
-        [--structural /work/bench_align] [--n 1] [--seed 1800]
+        [--structural /work/bench_align] [--n 1] [--seed 1800] [--baseline OTHER.pt]
 
 Scans none of which the network was trained on (its training: ``scripts/brainmask_cohort.py``, seeds 800 and
 1700):
@@ -94,10 +94,12 @@ def main() -> None:
     ap.add_argument("--structural", type=Path, default=Path("/work/bench_align"))
     ap.add_argument("--n", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1800)
+    ap.add_argument("--baseline", type=Path, default=None, help="another checkpoint scored on the same scans")
     args = ap.parse_args()
     parser = ConfigParser()
     parser.read_config(str(REPO / "configs" / "common.yaml"))
     masker = BrainMaskd("image", parser.get_parsed_content("brainmask_network_def"), str(args.checkpoint))
+    base = args.baseline and BrainMaskd("image", parser.get_parsed_content("brainmask_network_def"), str(args.baseline))
     results = {}
     for setting, entries in cohorts(args):
         rows = []
@@ -112,15 +114,21 @@ def main() -> None:
                 rows.append({"subject": e["subject"], "contrast": name, "dice": round(dice(ours, truth), 4),
                              "head_mask_dice": round(dice(head_mask(d["image"]), truth), 4),
                              "seconds": round(seconds, 2), "spacing": [round(float(s), 3) for s in d["image"].pixdim]})
+                if base:
+                    theirs = base({"subject": e["subject"], "image": d["image"]})["mask"][0].numpy() > 0
+                    rows[-1]["baseline_dice"] = round(dice(theirs, truth), 4)
         results[setting] = rows
         for name in dict.fromkeys(r["contrast"] for r in rows):
             dices = [r["dice"] for r in rows if r["contrast"] == name]
             heads = [r["head_mask_dice"] for r in rows if r["contrast"] == name]
+            older = [r.get("baseline_dice", np.nan) for r in rows if r["contrast"] == name]
             print(f"{setting:32s} {name:6s} Dice min {min(dices):.3f} mean {np.mean(dices):.3f} | Otsu head mask "
-                  f"min {min(heads):.3f} | {max(r['seconds'] for r in rows):.1f} s", flush=True)  # fmt: skip
+                  f"min {min(heads):.3f} | baseline min {min(older):.3f} | {max(r['seconds'] for r in rows):.1f} s",
+                  flush=True)  # fmt: skip
     every = [r for rows in results.values() for r in rows]
     print(f"pooled: {len(every)} scans, Dice min {min(r['dice'] for r in every):.3f}, "
-          f"mean {np.mean([r['dice'] for r in every]):.3f}; below 0.95: {sum(r['dice'] < 0.95 for r in every)}")
+          f"mean {np.mean([r['dice'] for r in every]):.3f}; below 0.95: {sum(r['dice'] < 0.95 for r in every)}"
+          + (f"; baseline below 0.95: {sum(r['baseline_dice'] < 0.95 for r in every)}" if base else ""))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "brain_mask.json").write_text(json.dumps(results, indent=1))
 
