@@ -99,7 +99,8 @@ def main() -> None:
     parser = ConfigParser()
     parser.read_config(str(REPO / "configs" / "common.yaml"))
     masker = BrainMaskd("image", parser.get_parsed_content("brainmask_network_def"), str(args.checkpoint))
-    base = args.baseline and BrainMaskd("image", parser.get_parsed_content("brainmask_network_def"), str(args.baseline))
+    base = args.baseline and BrainMaskd("image", parser.get_parsed_content("brainmask_network_def", lazy=False),
+                                        str(args.baseline))  # its own network (the parser caches the first)
     results = {}
     for setting, entries in cohorts(args):
         rows = []
