@@ -12,8 +12,8 @@ structural preset ``train_wide`` (head pose to 35 degrees, atrophy to 1, slices 
 validation scans skull-stripped (seed 820) and as many with a head (seed 830). Writes ``OUT/datalist.json``: every
 scan with its own contrasts (T1, T2, FLAIR or SWI), absolute paths, and the simulator's brain mask.
 
-``--parts`` makes and lists only some of these cohorts (the shipped weights' fine-tuning used ``wide swi
-swi_heads``, docs/brain_mask.md).
+``--parts`` makes and lists only some of these cohorts (the second stage tried in docs/brain_mask.md, not
+shipped, used ``wide swi swi_heads``).
 """
 
 from __future__ import annotations

@@ -52,12 +52,6 @@ def load_atlas() -> dict[str, np.ndarray]:
     return out
 
 
-def _image(array: np.ndarray, affine: np.ndarray):
-    from .align import sitk_image
-
-    return sitk_image(array, affine)
-
-
 def _isotropic(img, mm: float):
     """``img`` resampled (linear) onto a grid of ``mm`` voxels along its own axes, over the same box."""
     import SimpleITK as sitk
@@ -94,13 +88,15 @@ def template_transform(image: np.ndarray, affine: np.ndarray, mask: np.ndarray |
     """
     import SimpleITK as sitk
 
+    from .align import sitk_image
+
     atlas = load_atlas()
     img = np.asarray(image, np.float32)
     inside = np.ones(img.shape, bool) if mask is None else np.asarray(mask) > 0
-    fixed = _isotropic(_image(img * inside, affine), spacing_mm)
-    fixed_mask = sitk.Cast(_isotropic(_image(inside.astype(np.float32), affine), spacing_mm) > 0.5, sitk.sitkUInt8)
-    moving = _isotropic(_image(atlas["t1"], atlas["affine"]), spacing_mm)
-    moving_mask = _isotropic(_image(atlas["brain"], atlas["affine"]), spacing_mm)
+    fixed = _isotropic(sitk_image(img * inside, affine), spacing_mm)
+    fixed_mask = sitk.Cast(_isotropic(sitk_image(inside.astype(np.float32), affine), spacing_mm) > 0.5, sitk.sitkUInt8)
+    moving = _isotropic(sitk_image(atlas["t1"], atlas["affine"]), spacing_mm)
+    moving_mask = _isotropic(sitk_image(atlas["brain"], atlas["affine"]), spacing_mm)
     start = sitk.CenteredTransformInitializer(sitk.Cast(fixed_mask, sitk.sitkFloat32), moving_mask,
                                               sitk.Similarity3DTransform(),
                                               sitk.CenteredTransformInitializerFilter.MOMENTS)  # fmt: skip

@@ -122,10 +122,10 @@ def main() -> None:
         for name in dict.fromkeys(r["contrast"] for r in rows):
             dices = [r["dice"] for r in rows if r["contrast"] == name]
             heads = [r["head_mask_dice"] for r in rows if r["contrast"] == name]
-            older = [r.get("baseline_dice", np.nan) for r in rows if r["contrast"] == name]
+            older = [r["baseline_dice"] for r in rows if r["contrast"] == name and "baseline_dice" in r]
             print(f"{setting:32s} {name:6s} Dice min {min(dices):.3f} mean {np.mean(dices):.3f} | Otsu head mask "
-                  f"min {min(heads):.3f} | baseline min {min(older):.3f} | {max(r['seconds'] for r in rows):.1f} s",
-                  flush=True)  # fmt: skip
+                  f"min {min(heads):.3f} | " + (f"baseline min {min(older):.3f} | " if older else "")
+                  + f"{max(r['seconds'] for r in rows):.1f} s", flush=True)  # fmt: skip
     every = [r for rows in results.values() for r in rows]
     print(f"pooled: {len(every)} scans, Dice min {min(r['dice'] for r in every):.3f}, "
           f"mean {np.mean([r['dice'] for r in every]):.3f}; below 0.95: {sum(r['dice'] < 0.95 for r in every)}"

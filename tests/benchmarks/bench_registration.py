@@ -33,7 +33,7 @@ def subject(i: int, seed: int, preset: str) -> dict:
     """One simulated subject, moved, on a 1 mm grid, with points in its world and their true template mm."""
     import SimpleITK as sitk
 
-    from bundle.data.align import LPS
+    from bundle.data.align import LPS, sitk_image
     from bundle.data.synth.structural.subject import simulate
 
     s = simulate(i, seed, preset)
@@ -41,8 +41,8 @@ def subject(i: int, seed: int, preset: str) -> dict:
     rng = np.random.default_rng([seed + i, 77])
     move = rigid(rng.uniform(-20, 20, 3), rng.uniform(-40, 40, 3), [0.0, 0.0, 0.0])
     aff = move @ anat.affine
-    img = A._isotropic(A._image(np.asarray(s["images"][mod], np.float32), aff), 1.0)
-    msk = A._isotropic(A._image(anat.brain.astype(np.float32), aff), 1.0)
+    img = A._isotropic(sitk_image(np.asarray(s["images"][mod], np.float32), aff), 1.0)
+    msk = A._isotropic(sitk_image(anat.brain.astype(np.float32), aff), 1.0)
     lps = np.eye(4)
     lps[:3, :3] = np.array(img.GetDirection()).reshape(3, 3) * np.array(img.GetSpacing())
     lps[:3, 3] = img.GetOrigin()
