@@ -34,6 +34,9 @@ GROUPS = {"lobar": ("frontal", "parietal", "temporal", "occipital", "insula", "h
 EPVS_REGIONS = ("basal_ganglia", "centrum_semiovale", "hippocampus", "midbrain")
 OUTSIDE = "outside"  # a point the registered atlas puts outside the brain (farther than NEAREST_MM from it)
 NEAREST_MM = 6.0
+#: the B-spline stage (``deformable``): control-point spacing (mm), L-BFGS-B iterations per level, share of the
+#: brain's voxels sampled by the metric; chosen on the development subjects of ``bench_registration.py``
+BSPLINE_MM, BSPLINE_ITERATIONS, BSPLINE_SAMPLING = 25.0, 30, 0.05
 #: the ``region`` values of each class, in the order counts.csv lists them
 REGIONS_OF = {"cmb": tuple(GROUPS), "lacune": tuple(GROUPS), "epvs": (*EPVS_REGIONS, "other")}
 _GROUP_OF = {fine: group for group, names in GROUPS.items() for fine in names}
@@ -82,7 +85,8 @@ def template_transform(image: np.ndarray, affine: np.ndarray, mask: np.ndarray |
         image: the subject's image (I, J, K), any contrast.
         affine: its voxel-to-world matrix.
         mask: its brain mask (non-zero inside); None: the whole image (a scan with skull registers worse).
-        deformable: refine the affine with a cubic B-spline (40 mm control points, Mattes MI, L-BFGS-B).
+        deformable: refine the affine with a cubic B-spline (:data:`BSPLINE_MM` control points, Mattes MI,
+            L-BFGS-B on the 4 and 2 mm levels).
         seed: the metric's sampling seed (fixed: a rerun gives the same map).
         spacing_mm: the isotropic grid both images are resampled to before registering.
     """
@@ -108,7 +112,7 @@ def template_transform(image: np.ndarray, affine: np.ndarray, mask: np.ndarray |
     linear = _register(_method(fixed_mask, seed, [2, 1]), linear, fixed, moving)
     out = {"affine": _matrix(linear).round(6).tolist(), "bspline": None}
     if deformable:
-        mesh = [max(int(round(n * sp / 40.0)), 1) for n, sp in zip(fixed.GetSize(), fixed.GetSpacing())]
+        mesh = [max(int(round(n * sp / BSPLINE_MM)), 1) for n, sp in zip(fixed.GetSize(), fixed.GetSpacing())]
         warp = sitk.BSplineTransformInitializer(fixed, mesh, order=3)
         reg = _method(fixed_mask, seed, [2, 1], deformable=True)
         reg.SetMovingInitialTransform(linear)
@@ -119,18 +123,20 @@ def template_transform(image: np.ndarray, affine: np.ndarray, mask: np.ndarray |
 
 def _method(fixed_mask, seed: int, shrink: list, deformable: bool = False):
     """Mattes mutual information (32 bins, 25 % of the voxels inside ``fixed_mask``, fixed ``seed``) minimised on
-    ``shrink``-ed levels (smoothing twice the shrink factor, mm) by regular-step gradient descent, or L-BFGS-B (50
-    iterations) for a ``deformable`` B-spline."""
+    ``shrink``-ed levels (smoothing twice the shrink factor, mm) by regular-step gradient descent, or for a
+    ``deformable`` B-spline by L-BFGS-B (:data:`BSPLINE_ITERATIONS` per level, :data:`BSPLINE_SAMPLING` of the
+    voxels)."""
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.25, seed)
+    reg.SetMetricSamplingPercentage(BSPLINE_SAMPLING if deformable else 0.25, seed)
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     if deformable:
-        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=50, maximumNumberOfCorrections=5)
+        reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=BSPLINE_ITERATIONS,
+                                maximumNumberOfCorrections=5)
     else:
         reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=300)
         reg.SetOptimizerScalesFromPhysicalShift()

@@ -27,7 +27,7 @@ from monai.transforms import (
     Spacing,
 )
 
-from ..utils import is_null
+from ..utils import as_bool, is_null
 
 REGIONS_SPACING_MM = 2.0
 _LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
@@ -202,13 +202,14 @@ class TemplateMapd(MapTransform):
     ``mask_key`` when the data has one) and write the map from the subject's world to template millimetres as JSON
     to the image's ``meta["template_map"]`` (:func:`bundle.data.atlas.template_transform`): the detections' regions
     are looked up through it (:class:`bundle.inference.RegionDetections`). ``deformable``: add the B-spline
-    stage (about 30 s more per subject on 2 CPU cores). A registration that fails is logged (subject and file) and
-    leaves no map: that subject's detections get the region ``unknown``."""
+    stage (about 15 s more per subject on 2 CPU cores; the configs turn it on). A registration that fails is
+    logged (subject and file) and leaves no map: that subject's detections get the region ``unknown``."""
 
     def __init__(self, keys: KeysCollection, mask_key: str = "mask", channel: int = 0,
                  deformable: bool = False) -> None:  # fmt: skip
         super().__init__(keys)
-        self.mask_key, self.channel, self.deformable = mask_key, int(channel), bool(deformable)
+        self.mask_key, self.channel = mask_key, int(channel)
+        self.deformable = as_bool(deformable, "deformable")  # `--atlas_deformable false` is a string
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         import json

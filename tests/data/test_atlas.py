@@ -142,3 +142,35 @@ def test_the_atlas_on_a_subjects_grid():
     inside = np.all(ijk * 2 + 10 < atlas["labels"].shape, axis=1)
     want = np.where(inside, atlas["labels"][src[:, 0], src[:, 1], src[:, 2]], 0).reshape(shape)
     assert got.dtype == np.uint8 and np.array_equal(got, want) and len(np.unique(got)) > 10
+
+
+def test_the_bspline_stage_follows_a_smooth_warp():
+    """The template's T1 (2 mm) warped by a known smooth field (5 mm sines of 100 mm wavelength, which no affine
+    map follows): with the B-spline stage the registered map must send brain points much closer to where they came
+    from than the affine map alone does."""
+    from scipy.ndimage import map_coordinates
+
+    atlas = A.load_atlas()
+    t1, brain = atlas["t1"][::2, ::2, ::2], atlas["brain"][::2, ::2, ::2]
+    aff = atlas["affine"].copy()
+    aff[:3, :3] *= 2.0
+    world = np.indices(t1.shape).reshape(3, -1).T @ aff[:3, :3].T + aff[:3, 3]
+    wave = 2 * np.pi * world / 100.0
+    source = world + 5.0 * np.sin(wave[:, [1, 2, 0]])  # where each voxel of the warped image comes from
+    vox = np.linalg.solve(aff[:3, :3], (source - aff[:3, 3]).T)
+    image = map_coordinates(t1, vox, order=1).reshape(t1.shape)
+    mask = map_coordinates(brain.astype(np.float32), vox, order=1).reshape(t1.shape) > 0.5
+    points = np.flatnonzero(mask.ravel())[::40]
+    err = {}
+    for deformable in (False, True):
+        tmap = A.template_transform(image, aff, mask, deformable=deformable)
+        err[deformable] = np.median(np.linalg.norm(A.to_template(world[points], tmap) - source[points], axis=1))
+    assert err[True] < 0.5 * err[False] and err[True] < 2.0, err
+
+
+@pytest.mark.parametrize("flag, want", [("false", False), ("true", True), (False, False), (True, True)])
+def test_the_deformable_flag_from_the_command_line(flag, want):
+    """`--atlas_deformable false` arrives as the string 'false', which must turn the B-spline stage off."""
+    from bundle.transforms import TemplateMapd
+
+    assert TemplateMapd(keys="image", deformable=flag).deformable is want
