@@ -23,8 +23,8 @@ from PIL import Image
 from bundle.inference import read_detections
 from scripts.build_configs import build
 
-# the demo run keeps the configs' regions (affine + B-spline) and checks them; the other runs test other things and
-# take the affine map alone, which is about 15 s faster per subject and detector
+# the demo run (and the resume test, which compares with it) keeps the configs' regions (affine + B-spline) and
+# checks them; runs that test other things take the affine map alone, about 15 s faster per subject and detector
 AFFINE = ["--atlas_deformable", "false"]
 
 
@@ -407,8 +407,7 @@ def test_a_run_killed_after_one_subject_resumes_to_the_same_outputs(demo_run, tm
     out, _ = demo_run
     res_dir = tmp_path / "res"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
-           str(out / "demo_input" / "input.json"), "--output_dir", str(res_dir), "--progress", "false",
-           *AFFINE]  # fmt: skip
+           str(out / "demo_input" / "input.json"), "--output_dir", str(res_dir), "--progress", "false"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = res_dir / "subjects" / "sub-0000.json"  # written after the subject's maps: the subject is complete
