@@ -202,7 +202,7 @@ class TemplateMapd(MapTransform):
     ``mask_key`` when the data has one) and write the map from the subject's world to template millimetres as JSON
     to the image's ``meta["template_map"]`` (:func:`bundle.data.atlas.template_transform`): the detections' regions
     are looked up through it (:class:`bundle.inference.RegionDetections`). ``deformable``: add the B-spline
-    stage (about 15 s more per subject on 2 CPU cores; the configs turn it on). A registration that fails is
+    stage (15-25 s more per registration on 2 CPU cores; the configs turn it on). A registration that fails is
     logged (subject and file) and leaves no map: that subject's detections get the region ``unknown``."""
 
     def __init__(self, keys: KeysCollection, mask_key: str = "mask", channel: int = 0,
