@@ -67,12 +67,12 @@ class N4BiasFieldCorrection(Transform):
         self,
         shrink_factor: int = 4,
         iterations=(50, 50, 30),
-        convergence: float = 1e-6,
+        convergence: float = 1e-3,
         spline_distance_mm: float = 100.0,
     ):
         self.shrink_factor = int(shrink_factor)
         self.iterations = [int(i) for i in iterations]
-        self.convergence = convergence
+        self.convergence = float(convergence)
         self.spline_distance_mm = spline_distance_mm
 
     def __call__(self, img: NdarrayOrTensor, mask: NdarrayOrTensor | None = None) -> NdarrayOrTensor:

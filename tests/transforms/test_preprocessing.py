@@ -56,6 +56,20 @@ def test_n4_lowers_white_matter_cv_under_known_bias():
     assert after < clean + 0.03  # close to the noise-only floor
 
 
+def test_every_n4_of_the_configs_takes_n4_convergence():
+    """Both detectors' N4 stop at the config's ``n4_convergence`` (0.001), and an override reaches both."""
+    from monai.bundle import ConfigParser
+
+    for value, expected in ((None, 1e-3), ("1e-6", 1e-6)):
+        parser = ConfigParser()
+        parser.read_config("configs/common.yaml")
+        if value is not None:
+            parser["n4_convergence"] = value  # as the command line passes it
+        steps = [*parser.get_parsed_content("intensity_cmb"), *parser.get_parsed_content("preprocessing_rcnn")]
+        n4 = [t.op for t in steps if isinstance(getattr(t, "op", None), N4BiasFieldCorrection)]
+        assert len(n4) == 2 and all(op.convergence == expected for op in n4), [op.convergence for op in n4]
+
+
 def test_histogram_peak_maps_to_half_and_is_linear():
     img, brain, wm, _ = _phantom()
     mt = MetaTensor(torch.from_numpy(img * 7.3)[None])
