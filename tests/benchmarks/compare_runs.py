@@ -44,12 +44,13 @@ def _pairs(a: list, b: list, mm: float) -> tuple[int, list[float]]:
         return 0, []
     pa, pb = np.array(a), np.array(b)
     dist = np.linalg.norm(pa[:, None, :3] - pb[None, :, :3], axis=-1)
-    used, diffs = set(), []
+    used_a, used_b, diffs = set(), set(), []
     for i, j in sorted(np.argwhere(dist <= mm).tolist(), key=lambda ij: dist[ij[0], ij[1]]):
-        if i not in {u[0] for u in used} and j not in {u[1] for u in used}:
-            used.add((i, j))
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
             diffs.append(abs(pa[i, 3] - pb[j, 3]))
-    return len(used), diffs
+    return len(diffs), diffs
 
 
 def _hits(dets: list, objects: list, mm: float) -> tuple[int, int]:
