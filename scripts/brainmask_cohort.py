@@ -12,6 +12,9 @@ structural preset ``train_wide`` (head pose to 35 degrees, atrophy to 1, slices 
 validation scans skull-stripped (seed 820) and as many with a head (seed 830). Writes ``OUT/datalist.json``: every
 scan with its own contrasts (T1, T2, FLAIR or SWI), absolute paths, and the simulator's brain mask.
 
+``cut``: 12 training and 2 validation structural scans (seed 840) and 6 + 1 physics-SWI scans (seed 1720) whose
+field of view cuts the brain (:func:`cut_field_of_view`).
+
 ``--parts`` makes and lists only some of these cohorts (the second stage tried in docs/brain_mask.md, not
 shipped, used ``wide swi swi_heads``).
 """
@@ -22,7 +25,37 @@ import argparse
 import json
 from pathlib import Path
 
-PARTS = ("structural", "swi", "heads", "swi_heads", "wide")
+PARTS = ("structural", "swi", "heads", "swi_heads", "wide", "cut")
+
+
+def cut_field_of_view(folder: Path, seed: int) -> None:
+    """Crop every subject of ``folder`` as a scan whose field of view cuts the brain: on 1-3 random faces of the
+    volume, 5-25 % of the brain's extent along that axis is cut off. Every NIfTI of the subject on the brain mask's
+    grid (images, mask, label maps) is cut with the same box, so the affines stay right. Done once per folder
+    (``fov_cut.json`` records the boxes). Lesion records and counts are left as they were: these cohorts train the
+    brain-mask network only."""
+    import nibabel as nib
+    import numpy as np
+
+    record = folder / "fov_cut.json"
+    if record.exists():
+        return
+    d, rng, boxes = json.loads((folder / "datalist.json").read_text()), np.random.default_rng(seed), {}
+    for e in [e for split in ("training", "validation", "testing") for e in d.get(split, [])]:
+        mask = nib.load(folder / e["mask"])
+        inside = np.nonzero(np.asarray(mask.dataobj) > 0)
+        lo, hi = [int(i.min()) for i in inside], [int(i.max()) + 1 for i in inside]
+        box = [[0, n] for n in mask.shape[:3]]
+        for face in rng.choice(6, size=int(rng.integers(1, 4)), replace=False):
+            axis, depth = int(face) // 2, int(round(rng.uniform(0.05, 0.25) * (hi[face // 2] - lo[face // 2])))
+            box[axis][face % 2] = lo[axis] + depth if face % 2 == 0 else hi[axis] - depth
+        boxes[e["subject"]] = box
+        for path in sorted((folder / e["mask"]).parent.glob("*.nii.gz")):
+            img = nib.load(path)
+            if img.shape[:3] == mask.shape[:3]:
+                cut = img.slicer[box[0][0]:box[0][1], box[1][0]:box[1][1], box[2][0]:box[2][1]]
+                nib.save(nib.Nifti1Image(np.asarray(cut.dataobj), cut.affine, cut.header), path)
+    record.write_text(json.dumps(boxes))
 
 
 def entries(folder: Path, split: str) -> list[dict]:
@@ -70,6 +103,16 @@ def main() -> None:
             folder = args.out / name
             generate_structural_cohort(folder, {"training": ("train_wide", 12), "validation": ("train_wide", 2)},
                                        seed=seed, head=head)  # fmt: skip
+            train, val = train + [(folder, "training")], val + [folder]
+    if "cut" in args.parts:
+        for name, seed in (("structural_cut", 840), ("swi_cut", 1720)):
+            folder = args.out / name
+            if name == "structural_cut":
+                splits = {"training": ("train", 12), "validation": ("validation", 2)}
+                generate_structural_cohort(folder, splits, seed=seed)
+            else:
+                generate_swi_cohort(folder, {"training": ("train_wide", 6), "validation": ("validation", 1)}, seed=seed)
+            cut_field_of_view(folder, seed)
             train, val = train + [(folder, "training")], val + [folder]
     datalist = {"modalities": ["t1", "t2", "flair", "swi"], "classes": ["brain"],
                 "training": [e for f, split in train for e in entries(f, split)],
