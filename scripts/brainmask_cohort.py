@@ -31,16 +31,17 @@ PARTS = ("structural", "swi", "heads", "swi_heads", "wide", "cut")
 def cut_field_of_view(folder: Path, seed: int) -> None:
     """Crop every subject of ``folder`` as a scan whose field of view cuts the brain: on 1-3 random faces of the
     volume, 5-25 % of the brain's extent along that axis is cut off. Every NIfTI of the subject on the brain mask's
-    grid (images, mask, label maps) is cut with the same box, so the affines stay right. Done once per folder
-    (``fov_cut.json`` records the boxes). Lesion records and counts are left as they were: these cohorts train the
-    brain-mask network only."""
+    grid (images, mask, label maps) is cut with the same box, so the affines stay right. Done once per subject
+    (``fov_cut.json`` records each subject's box as it is done; each file is replaced atomically). Lesion records
+    and counts are left as they were: these cohorts train the brain-mask network only."""
     import nibabel as nib
     import numpy as np
 
+    from bundle.data.io import atomic_path, write_json
+
     record = folder / "fov_cut.json"
-    if record.exists():
-        return
-    d, rng, boxes = json.loads((folder / "datalist.json").read_text()), np.random.default_rng(seed), {}
+    boxes = json.loads(record.read_text()) if record.exists() else {}
+    d, rng = json.loads((folder / "datalist.json").read_text()), np.random.default_rng(seed)
     for e in [e for split in ("training", "validation", "testing") for e in d.get(split, [])]:
         mask = nib.load(folder / e["mask"])
         inside = np.nonzero(np.asarray(mask.dataobj) > 0)
@@ -49,13 +50,16 @@ def cut_field_of_view(folder: Path, seed: int) -> None:
         for face in rng.choice(6, size=int(rng.integers(1, 4)), replace=False):
             axis, depth = int(face) // 2, int(round(rng.uniform(0.05, 0.25) * (hi[face // 2] - lo[face // 2])))
             box[axis][face % 2] = lo[axis] + depth if face % 2 == 0 else hi[axis] - depth
-        boxes[e["subject"]] = box
+        if e["subject"] in boxes:
+            continue
         for path in sorted((folder / e["mask"]).parent.glob("*.nii.gz")):
             img = nib.load(path)
             if img.shape[:3] == mask.shape[:3]:
                 cut = img.slicer[box[0][0]:box[0][1], box[1][0]:box[1][1], box[2][0]:box[2][1]]
-                nib.save(nib.Nifti1Image(np.asarray(cut.dataobj), cut.affine, cut.header), path)
-    record.write_text(json.dumps(boxes))
+                with atomic_path(path) as tmp:
+                    nib.save(nib.Nifti1Image(np.asarray(cut.dataobj), cut.affine, cut.header), tmp)
+        boxes[e["subject"]] = box
+        write_json(boxes, record)
 
 
 def entries(folder: Path, split: str) -> list[dict]:
@@ -105,14 +109,11 @@ def main() -> None:
                                        seed=seed, head=head)  # fmt: skip
             train, val = train + [(folder, "training")], val + [folder]
     if "cut" in args.parts:
-        for name, seed in (("structural_cut", 840), ("swi_cut", 1720)):
-            folder = args.out / name
-            if name == "structural_cut":
-                splits = {"training": ("train", 12), "validation": ("validation", 2)}
-                generate_structural_cohort(folder, splits, seed=seed)
-            else:
-                generate_swi_cohort(folder, {"training": ("train_wide", 6), "validation": ("validation", 1)}, seed=seed)
-            cut_field_of_view(folder, seed)
+        structural, swi = args.out / "structural_cut", args.out / "swi_cut"
+        generate_structural_cohort(structural, {"training": ("train", 12), "validation": ("validation", 2)}, seed=840)
+        generate_swi_cohort(swi, {"training": ("train_wide", 6), "validation": ("validation", 1)}, seed=1720)
+        for folder, seed in ((structural, 840), (swi, 1720)):
+            cut_field_of_view(folder, seed)  # the same boxes as before: the draws run before the skip
             train, val = train + [(folder, "training")], val + [folder]
     datalist = {"modalities": ["t1", "t2", "flair", "swi"], "classes": ["brain"],
                 "training": [e for f, split in train for e in entries(f, split)],
