@@ -27,7 +27,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from monai.data.utils import affine_to_spacing
 
 from ..metrics.objects import connected_components, objects_from_instances
 from .datalist import DatalistError, save_datalist
@@ -74,6 +73,8 @@ def instances_from_mask(mask: np.ndarray, connectivity: int = 26, min_voxels: in
 def _records(inst: np.ndarray, affine: np.ndarray, cls: str, rater_masks: list[np.ndarray]) -> list[dict]:
     """One record per id 1..N of ``inst``; a rater calls a lesion ``cls`` when their mask touches it. One pass
     over the volume per rater, whatever the number of lesions."""
+    from monai.data.utils import affine_to_spacing  # deferred, so that `--help` is quick
+
     spacing = affine_to_spacing(affine)
     objs = objects_from_instances(inst, spacing)
     n = len(objs)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .datalist import SPLITS, DatalistError, expected_channels, prepare_entry, read_datalist
-from .subject import CLASSES, LoadSubjectd
+from .vocabulary import CLASSES
 
 __all__ = ["validate_datalist", "main"]
 
@@ -40,6 +40,8 @@ def validate_datalist(
     except DatalistError as err:
         problems.append(str(err))
         n_channels = len(modalities) if modalities else None
+    from .subject import LoadSubjectd  # MONAI: deferred, so that `--help` is quick
+
     loader = LoadSubjectd(classes=classes)
     entries = [e for s in splits for e in data.get(s, [])]
     if progress:

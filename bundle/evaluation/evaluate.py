@@ -20,9 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import SPLITS, DatalistError, load_datalist, load_volume
+from ..data.datalist import SPLITS, DatalistError, load_datalist
 from ..data.io import write_json
-from ..inference.detections import read_detections
 from ..metrics import (
     LABEL_FORMATS,
     RULES,
@@ -44,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 def _reference(entry: dict, label_format: str = "auto", connectivity: int = 26):
     """(reference objects, label volume, how the label was read: ``"instances"`` or ``"binary"``)."""
+    from ..data.subject import load_volume  # MONAI's reader: deferred, so that `--help` is quick
+
     if not entry.get("label"):
         raise DatalistError(f"{entry['subject']}: no 'label' to evaluate against")
     label = load_volume(entry["label"], entry["subject"], "label")
@@ -61,6 +62,8 @@ def _reference(entry: dict, label_format: str = "auto", connectivity: int = 26):
 
 
 def _prediction_map(folder: Path, entry: dict, label) -> tuple[np.ndarray, Path]:
+    from ..data.subject import load_volume
+
     sid = entry["subject"]
     hits = sorted(folder.glob(f"{sid}.nii*")) + sorted(folder.glob(f"{sid}_*.nii*"))
     if not hits:
@@ -184,6 +187,8 @@ def evaluate(
     if rule == "valdo":
         return evaluate_valdo(datalist, output_dir, predictions, split, threshold, connectivity, subjects=subjects,
                               **match_kwargs)  # fmt: skip
+    from ..inference.detections import read_detections
+
     entries = load_datalist(datalist, split)
     table = read_detections(detections) if detections else None
     _check_table_subjects(table, entries, detections, split, datalist)
@@ -227,6 +232,8 @@ def evaluate_valdo(
     summed TP/FP/FN, the mean and median F1 of the scans where it is defined, the mean count difference; writes
     ``output_dir/metrics.json``. An instance-map label is binarised (the challenge's masks are 0/1, or 0.5 where
     raters disagree)."""
+    from ..data.subject import load_volume
+
     entries = load_datalist(datalist, split)
     entries = _restrict(entries, subjects, split, datalist)
     per_scan = []

@@ -1,73 +1,52 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Inference outputs: the detections table (``docs/outputs.md``)."""
+"""Inference outputs: the detections table (``docs/outputs.md``).
+
+Names load their submodule on first use (:mod:`bundle._lazy`): importing the package is cheap.
+"""
 
 from __future__ import annotations
 
-from .cohort import merge_parts, run_part
-from .cohort_page import write_cohort_page
-from .detections import (
-    COLUMNS,
-    TABLE_COLUMNS,
-    DetectionTableError,
-    detection_rows,
-    input_grid,
-    input_grid_rows,
-    objects_from_detector_table,
-    print_summary,
-    read_detections,
-    to_grid,
-    write_detections,
-)
-from .isolation import FAILED, SKIPPED, IsolatedDataset, IsolatingEvaluator, failure_reason, finish_run, short_errors
-from .monai_label import SlicerBoxDetector, StructuralBoxes
-from .outputs import (
-    ComponentInstances,
-    MapDetections,
-    MaskMap,
-    OutputMap,
-    RegionDetections,
-    RegionMap,
-    SubjectReader,
-    TableDetections,
-    instance_map_of_rows,
-)
-from .run_folder import SubjectRecords, claim_output, close_run, shard
+from .._lazy import lazy_exports
 
-__all__ = [
-    "merge_parts",
-    "run_part",
-    "write_cohort_page",
-    "claim_output",
-    "close_run",
-    "shard",
-    "SubjectRecords",
-    "FAILED",
-    "SKIPPED",
-    "IsolatedDataset",
-    "IsolatingEvaluator",
-    "failure_reason",
-    "finish_run",
-    "short_errors",
-    "ComponentInstances",
-    "MapDetections",
-    "MaskMap",
-    "OutputMap",
-    "RegionDetections",
-    "RegionMap",
-    "SubjectReader",
-    "TableDetections",
-    "instance_map_of_rows",
-    "input_grid",
-    "input_grid_rows",
-    "to_grid",
-    "SlicerBoxDetector",
-    "StructuralBoxes",
-    "COLUMNS",
-    "TABLE_COLUMNS",
-    "DetectionTableError",
-    "detection_rows",
-    "objects_from_detector_table",
-    "print_summary",
-    "read_detections",
-    "write_detections",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "cohort": ("merge_parts", "run_part"),
+        "cohort_page": ("write_cohort_page",),
+        "detections": (
+            "COLUMNS",
+            "TABLE_COLUMNS",
+            "DetectionTableError",
+            "detection_rows",
+            "input_grid",
+            "input_grid_rows",
+            "objects_from_detector_table",
+            "print_summary",
+            "read_detections",
+            "to_grid",
+            "write_detections",
+        ),
+        "isolation": (
+            "FAILED",
+            "SKIPPED",
+            "IsolatedDataset",
+            "IsolatingEvaluator",
+            "failure_reason",
+            "finish_run",
+            "short_errors",
+        ),
+        "monai_label": ("SlicerBoxDetector", "StructuralBoxes"),
+        "outputs": (
+            "ComponentInstances",
+            "MapDetections",
+            "MaskMap",
+            "OutputMap",
+            "RegionDetections",
+            "RegionMap",
+            "SubjectReader",
+            "TableDetections",
+            "instance_map_of_rows",
+        ),
+        "run_folder": ("SubjectRecords", "claim_output", "close_run", "shard"),
+    },
+)

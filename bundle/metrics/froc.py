@@ -10,7 +10,6 @@ sensitivity holds) with the LUNA16 operating points.
 from __future__ import annotations
 
 import numpy as np
-from monai.metrics import compute_froc_score
 
 __all__ = ["LUNA16_FPS", "froc_curve", "cpm_score"]
 
@@ -47,4 +46,6 @@ def cpm_score(fp_per_scan: np.ndarray, sensitivity: np.ndarray, eval_fps=LUNA16_
     fp_per_scan, sensitivity = np.asarray(fp_per_scan, float), np.asarray(sensitivity, float)
     if not len(fp_per_scan) or np.isnan(fp_per_scan).any() or np.isnan(sensitivity).any():
         return float("nan")
+    from monai.metrics import compute_froc_score  # deferred: MONAI takes seconds to import
+
     return float(compute_froc_score(fp_per_scan[::-1], sensitivity[::-1], tuple(eval_fps)))
