@@ -121,6 +121,12 @@ def _scan_row(subject: str, how: str, res: dict) -> dict:
     )
 
 
+def _read_table(detections: str | None) -> dict | None:
+    from ..inference.detections import read_detections  # torch and MONAI: deferred, so that `--help` is quick
+
+    return read_detections(detections) if detections else None
+
+
 def _check_table_subjects(table: dict | None, entries: list[dict], detections, split: str, datalist) -> None:
     """Raise DatalistError when the table holds subjects that the split does not."""
     unknown = sorted(set(table) - {e["subject"] for e in entries}) if table else []
@@ -187,10 +193,8 @@ def evaluate(
     if rule == "valdo":
         return evaluate_valdo(datalist, output_dir, predictions, split, threshold, connectivity, subjects=subjects,
                               **match_kwargs)  # fmt: skip
-    from ..inference.detections import read_detections
-
     entries = load_datalist(datalist, split)
-    table = read_detections(detections) if detections else None
+    table = _read_table(detections)
     _check_table_subjects(table, entries, detections, split, datalist)
     entries = _restrict(entries, subjects, split, datalist)
     results, all_results, per_scan = [], [], []
