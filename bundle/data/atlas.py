@@ -213,19 +213,13 @@ def atlas_on_grid(tmap: dict, affine: np.ndarray, shape: tuple[int, ...]) -> np.
     """The atlas's fine regions (uint8 codes of :data:`FINE`, 0 outside) on a subject's grid (``affine``, ``shape``)
     through the affine part of a :func:`template_transform` map (nearest atlas voxel; a B-spline stage is left out
     here: the map is for looking at, the detections' regions use the whole map)."""
+    from scipy import ndimage as ndi
+
     atlas = load_atlas()
     m = np.asarray(tmap["affine"], float) @ np.asarray(affine, float)  # subject voxel -> template mm
     to_vox = np.linalg.inv(atlas["affine"]) @ m  # subject voxel -> atlas voxel
-    out = np.zeros(tuple(shape), np.uint8)
-    labels = atlas["labels"]
-    ij = np.stack(np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij"), -1).reshape(-1, 2).astype(float)
-    for k in range(shape[2]):  # one slice at a time: no full-volume coordinate arrays
-        v = np.rint(ij @ to_vox[:3, :2].T + k * to_vox[:3, 2] + to_vox[:3, 3]).astype(int)
-        ok = np.all((v >= 0) & (v < labels.shape), axis=1)
-        sl = np.zeros(len(v), np.uint8)
-        sl[ok] = labels[v[ok, 0], v[ok, 1], v[ok, 2]]
-        out[:, :, k] = sl.reshape(shape[0], shape[1])
-    return out
+    return ndi.affine_transform(atlas["labels"], to_vox, output_shape=tuple(int(n) for n in shape), order=0,
+                                mode="constant", cval=0, prefilter=False).astype(np.uint8)  # fmt: skip
 
 
 def epvs_grade(count: int) -> int:
