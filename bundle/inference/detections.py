@@ -205,18 +205,42 @@ def input_grid(image) -> tuple[np.ndarray, tuple[int, ...]]:
 
 def to_grid(volume: np.ndarray, affine: np.ndarray, dst_affine: np.ndarray, dst_shape) -> np.ndarray:
     """``volume`` (H, W, D) on ``affine`` resampled (trilinear, zero outside) onto the grid ``dst_affine``,
-    ``dst_shape``; returned unchanged when the grids are the same."""
-    if tuple(volume.shape) == tuple(dst_shape) and np.allclose(affine, dst_affine, atol=1e-4):
+    ``dst_shape``; returned unchanged when the grids are the same. Only the box of the destination that the
+    volume's non-zero voxels (and one voxel around them) reach is interpolated: the rest is zero anyway."""
+    dst_shape = tuple(int(s) for s in dst_shape)
+    if tuple(volume.shape) == dst_shape and np.allclose(affine, dst_affine, atol=1e-4):
         return volume
     import torch
     from monai.data import MetaTensor
     from monai.transforms import SpatialResample
 
+    out = np.zeros(dst_shape, np.float32)
+    lo, hi = _reached_box(volume, affine, dst_affine, dst_shape)
+    if np.any(hi <= lo):
+        return out
+    box = np.array(dst_affine, float)
+    box[:3, 3] += box[:3, :3] @ lo
     src = MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
-    out = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
-        src, dst_affine=torch.as_tensor(dst_affine), spatial_size=tuple(int(s) for s in dst_shape)
+    part = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
+        src, dst_affine=torch.as_tensor(box), spatial_size=tuple(int(n) for n in hi - lo)
     )
-    return np.asarray(out.detach().cpu())[0].astype(np.float32)
+    out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = np.asarray(part.detach().cpu())[0]
+    return out
+
+
+def _reached_box(volume: np.ndarray, affine, dst_affine, dst_shape) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)``: the destination voxels (half-open box, clipped to ``dst_shape``) within one source voxel of
+    ``volume``'s non-zero voxels; an empty box when there are none."""
+    nz = [np.flatnonzero(np.asarray(volume != 0).any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    if any(len(n) == 0 for n in nz):
+        return np.zeros(3, int), np.zeros(3, int)
+    corners = np.array([[c[i] for c, i in zip(([n[0] - 1, n[-1] + 1] for n in nz), idx)]
+                        for idx in np.ndindex(2, 2, 2)], float)  # fmt: skip
+    to_dst = np.linalg.inv(np.asarray(dst_affine, float)) @ np.asarray(affine, float)
+    vox = corners @ to_dst[:3, :3].T + to_dst[:3, 3]
+    lo = np.clip(np.floor(vox.min(0)).astype(int) - 1, 0, dst_shape)
+    hi = np.clip(np.ceil(vox.max(0)).astype(int) + 2, 0, dst_shape)
+    return lo, hi
 
 
 def input_grid_rows(

@@ -140,10 +140,40 @@ def test_to_grid_resamples_through_both_affines_with_zeros_outside():
     assert np.argwhere(out > 1e-4).tolist() == [[1, 3, 5]] and out[1, 3, 5] == pytest.approx(8.0)
     fine = np.diag([1.0, 2.0, 2.0, 1.0])  # half-voxel steps in i: trilinear halves between voxels
     out = to_grid(vol, src, fine, (12, 6, 6))
-    assert out[4, 3, 4] == pytest.approx(8.0) and out[3, 3, 4] == pytest.approx(4.0) and out[5, 3, 4] == pytest.approx(4.0)
+    assert (
+        out[4, 3, 4] == pytest.approx(8.0) and out[3, 3, 4] == pytest.approx(4.0) and out[5, 3, 4] == pytest.approx(4.0)
+    )
     assert out.sum() == pytest.approx(16.0)
     swapped = np.array([[0, 2.0, 0, 0], [2.0, 0, 0, 0], [0, 0, 2.0, 0], [0, 0, 0, 1]])  # i and j exchanged
     assert np.argwhere(to_grid(vol, src, swapped, (6, 6, 6)) > 1e-4).tolist() == [[3, 2, 4]]
+
+
+def test_to_grid_of_a_sparse_volume_equals_resampling_the_whole_grid():
+    """to_grid interpolates only the box its non-zero voxels reach: the result is that of MONAI's resampling of the
+    whole destination grid, including the partial voxels at the box's edge (finer, rotated destination)."""
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import SpatialResample
+
+    from bundle.data.synth.regrid import rigid
+    from bundle.inference import to_grid
+
+    rng = np.random.default_rng(3)
+    vol = np.zeros((30, 34, 26), np.float32)
+    vol[9:17, 12:20, 5:11] = rng.uniform(0.5, 1.0, (8, 8, 6))
+    src = rigid(np.array([12.0, -7.0, 25.0]), np.array([-15.0, -17.0, -13.0]), [0.0, 0.0, 0.0])
+    dst = np.diag([0.45, 0.55, 1.7, 1.0])
+    dst[:3, 3] = (-22.0, -24.0, -20.0)
+    shape = (100, 90, 28)
+    whole = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
+        MetaTensor(torch.as_tensor(vol)[None], affine=torch.as_tensor(src)),
+        dst_affine=torch.as_tensor(dst),
+        spatial_size=shape,
+    )[0].numpy()
+    out = to_grid(vol, src, dst, shape)
+    assert (whole > 1e-3).sum() > 1000 and (whole > 1e-3).sum() < out.size // 10  # sparse, and reached
+    np.testing.assert_allclose(out, whole, atol=1e-4)
+    assert not to_grid(np.zeros_like(vol), src, dst, shape).any()
 
 
 def test_input_grid_prefers_the_loaded_files_grid():
@@ -175,7 +205,9 @@ def test_detector_tables_as_arrays_inclusive_min_score_and_defaults():
     nan = float("nan")
     table = np.array([[1, 2, 3, 0.5, 0.9, 4], [5, 6, 7, 0.4, 0.2, 2], [nan] * 6])  # a NumPy table, not a tensor
     objs = objects_from_detector_table(table, [0.5, 0.5, 2.0], min_score=0.5)  # the limit is inclusive
-    assert objs.centres.tolist() == [[1, 2, 3]] and list(objs.labels) == [""] and objs.spacing.tolist() == [0.5, 0.5, 2.0]
+    assert (
+        objs.centres.tolist() == [[1, 2, 3]] and list(objs.labels) == [""] and objs.spacing.tolist() == [0.5, 0.5, 2.0]
+    )
     assert objs.diameters_mm[0] == pytest.approx((6.0 * 4 * 0.5 / np.pi) ** (1 / 3))
     image = MetaTensor(torch.zeros(1, 8, 8, 8), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
     rows, affine, shape = input_grid_rows("s", torch.as_tensor(table), image)  # default: column 3, no label
