@@ -290,7 +290,7 @@ def test_training_from_the_configs_with_a_missing_modality(trained):
 def _infer(trained, datalist, out) -> str:
     return run_bundle(["--config_file", config_files(INFER), "--datalist", str(datalist), "--output_dir", str(out),
                        "--checkpoint", str(trained[0] / "checkpoints" / "best_network.pt"), "--threshold", "0.3",
-                       "--detection_threshold", "0", *SMALL])  # fmt: skip
+                       "--detection_threshold", "0", "--atlas_deformable", "false", *SMALL])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
