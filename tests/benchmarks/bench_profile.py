@@ -5,13 +5,14 @@
 
 Runs the main job (``configs/inference.yaml``, shipped weights, ``--progress false``) in this process under
 ``cProfile`` on the folder of subjects ``--input`` into ``OUT/run`` and prints, per step, the time summed over
-every call (both detectors together; a step inside another is not counted twice) and the number of calls:
-start-up (imports, timed before the run), reading, the brain-mask network, template registration, the working
-grid, N4, intensity normalisation, the networks (the evaluator's iterations: inferer, detector,
-post-processing), the writers, the QC report and the rest. Floors: reading every NIfTI file under ``--input``
-once with nibabel; for the networks, their multiply-adds counted by ``torch.utils.flop_counter`` (``--flops``: a
-second run of the job, whose times are not used) over this machine's measured throughput on a 3D convolution;
-writing, the time to gzip the written NIfTI files again. Writes ``OUT/profile.json``.
+every call (both detectors together; a step inside another is not counted twice) and the number of calls: start-up
+(imports, timed before the run), reading, the brain-mask network, template registration, the working grid, N4,
+intensity normalisation, the networks (the evaluator's iterations: inferer, detector, post-processing), the
+writers, the QC report and the rest; and the time of the EPVS and lacune detector (``run_part``) against the rest
+(the microbleed detector, merging, cohort page). Floors: reading every NIfTI file under ``--input`` once with
+nibabel; for the networks, their multiply-adds counted by ``torch.utils.flop_counter`` (``--flops``: a second run
+of the job, whose times are not used) over this machine's measured throughput on a 3D convolution; writing, the
+time to gzip the written NIfTI files again. Writes ``OUT/profile.json``.
 """
 
 from __future__ import annotations
@@ -134,7 +135,12 @@ def main() -> None:
     }
     rows["read"]["floor_seconds"] = round(_read_floor(sorted(args.input.rglob("*.nii*"))), 2)
     rows["writers (tables, maps on the input grids)"]["floor_seconds"] = round(_write_floor(args.out / "run"), 2)
-    result = {"input": str(args.input), "run_seconds": round(total, 2), "steps": rows}
+    from bundle.inference.cohort import run_part
+
+    code = run_part.__code__
+    part = stats.get((code.co_filename, code.co_firstlineno, code.co_name), (0, 0, 0, 0.0))[3]
+    per_detector = {"EPVS and lacunes (run_part)": round(part, 2), "microbleeds and the rest": round(total - part, 2)}
+    result = {"input": str(args.input), "run_seconds": round(total, 2), "steps": rows, "detectors": per_detector}
     if args.flops:
         macs, rate = _flops(args), _throughput()
         result.update({"network_multiply_adds": macs, "conv3d_multiply_adds_per_second": rate})
@@ -143,7 +149,7 @@ def main() -> None:
     print("| step | seconds | calls | floor (s) |\n|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['seconds']:.1f} | {r.get('calls', '')} | {r.get('floor_seconds', '')} |")
-    print(f"run (after start-up): {total:.1f} s")
+    print(f"run (after start-up): {total:.1f} s; " + ", ".join(f"{k} {v:.1f} s" for k, v in per_detector.items()))
 
 
 if __name__ == "__main__":
