@@ -15,6 +15,8 @@ Then, in this one process on this machine's threads:
 
 The detector comes from ``--checkpoint`` (trained weights matter: the candidate count drives stage 2) built by the
 main job's config (``configs/inference.yaml``), so the networks are the shipped detector's.
+It works on the scan's own grid: the main job first resamples to its 1 mm working grid, so for the main job's
+time use ``bench_profile.py`` (docs/benchmarks.md#profile-of-the-main-job-version-0350-2026-12-05).
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def main() -> None:
     m = torch.as_tensor(mask)[None]
     t = time.time()
     with torch.no_grad():
-        table = det(x, m)[0]
+        res = det(x, m)
+    table = (res["table"] if isinstance(res, dict) else res)[0]  # the main job's detector also returns its map
     det_s = time.time() - t
     table = table[torch.isfinite(table[:, 3])]
     peak = _peak_mib()
