@@ -28,7 +28,7 @@ def modules(root: Path = PACKAGE) -> dict[str, Path]:
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
     """The package's modules that ``path`` imports anywhere in its body (``from X import name`` counts X.name when
-    that is a module, else X)."""
+    that is a module, else X; a package's ``lazy_exports`` mapping counts its submodules)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
@@ -46,6 +46,9 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
                 continue
             subs = {f"{src}.{a.name}" for a in node.names} & known
             found |= subs or {src}
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "lazy_exports":  # bundle._lazy
+            mapping = next((a for a in node.args if isinstance(a, ast.Dict)), None)
+            found |= {f"{package}.{k.value}" for k in (mapping.keys if mapping else []) if isinstance(k, ast.Constant)}
     return {m for m in found if m in known and m != name}
 
 

@@ -219,7 +219,7 @@ def atlas_on_grid(tmap: dict, affine: np.ndarray, shape: tuple[int, ...]) -> np.
     m = np.asarray(tmap["affine"], float) @ np.asarray(affine, float)  # subject voxel -> template mm
     to_vox = np.linalg.inv(atlas["affine"]) @ m  # subject voxel -> atlas voxel
     return ndi.affine_transform(atlas["labels"], to_vox, output_shape=tuple(int(n) for n in shape), order=0,
-                                mode="constant", cval=0, prefilter=False).astype(np.uint8)  # fmt: skip
+                                mode="constant", cval=0, prefilter=False).astype(np.uint8, copy=False)  # fmt: skip
 
 
 def epvs_grade(count: int) -> int:

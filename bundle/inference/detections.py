@@ -214,28 +214,34 @@ def to_grid(volume: np.ndarray, affine: np.ndarray, dst_affine: np.ndarray, dst_
     from monai.data import MetaTensor
     from monai.transforms import SpatialResample
 
-    out = np.zeros(dst_shape, np.float32)
     lo, hi = _reached_box(volume, affine, dst_affine, dst_shape)
     if np.any(hi <= lo):
-        return out
+        return np.zeros(dst_shape, np.float32)
     box = np.array(dst_affine, float)
     box[:3, 3] += box[:3, :3] @ lo
     src = MetaTensor(torch.as_tensor(volume, dtype=torch.float32)[None], affine=torch.as_tensor(affine))
     part = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
         src, dst_affine=torch.as_tensor(box), spatial_size=tuple(int(n) for n in hi - lo)
     )
-    out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = np.asarray(part.detach().cpu())[0]
+    part = np.asarray(part.detach().cpu())[0]
+    if part.shape == dst_shape:  # the box is the whole grid (a brain that fills the field of view): no copy
+        return part
+    out = np.zeros(dst_shape, np.float32)
+    out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = part
     return out
 
 
 def _reached_box(volume: np.ndarray, affine, dst_affine, dst_shape) -> tuple[np.ndarray, np.ndarray]:
     """``(lo, hi)``: the destination voxels (half-open box, clipped to ``dst_shape``) within one source voxel of
     ``volume``'s non-zero voxels; an empty box when there are none."""
-    nz = [np.flatnonzero(np.asarray(volume != 0).any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    from itertools import product
+
+    inside = np.asarray(volume) != 0  # one pass over the volume, then its projections
+    plane = inside.any(axis=2)
+    nz = [np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)), np.flatnonzero(inside.any(axis=(0, 1)))]
     if any(len(n) == 0 for n in nz):
         return np.zeros(3, int), np.zeros(3, int)
-    corners = np.array([[c[i] for c, i in zip(([n[0] - 1, n[-1] + 1] for n in nz), idx)]
-                        for idx in np.ndindex(2, 2, 2)], float)  # fmt: skip
+    corners = np.array(list(product(*[(n[0] - 1, n[-1] + 1) for n in nz])), float)  # the box one voxel wider
     to_dst = np.linalg.inv(np.asarray(dst_affine, float)) @ np.asarray(affine, float)
     vox = corners @ to_dst[:3, :3].T + to_dst[:3, 3]
     lo = np.clip(np.floor(vox.min(0)).astype(int) - 1, 0, dst_shape)
