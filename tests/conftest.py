@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from bundle_cli import bundle_run
 
 from bundle.data.synth import generate_cohort
 
@@ -60,9 +60,10 @@ def coarse_cohort(tmp_path_factory) -> Path:
 
 
 def run_bundle(args, cwd=REPO) -> str:
-    """Run ``python -m monai.bundle run ARGS`` (warnings off), assert it succeeded, return stdout + stderr."""
+    """Run ``python -m monai.bundle run ARGS`` (warnings off; forked from a preloaded server, tests/bundle_cli.py),
+    assert it succeeded, return stdout + stderr."""
     cmd = [sys.executable, "-m", "monai.bundle", "run", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    res = bundle_run(cmd, cwd, {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout + res.stderr
 

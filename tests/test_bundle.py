@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from bundle_cli import bundle_run
 from conftest import REPO
 from monai.bundle import ConfigParser, verify_metadata
 from monai.transforms import Compose
@@ -140,7 +140,7 @@ def test_demo_config_runs_as_documented(tmp_path):
         "--task",
         "epvs_lacune",
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    res = bundle_run(cmd, REPO, {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 0, res.stderr[-3000:]
     assert "subjects: training 2" in res.stdout and "epvs:" in res.stdout
     data = json.loads((out / "datalist.json").read_text())

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
+from bundle_cli import bundle_run
 from conftest import REPO
 from monai.bundle import ConfigParser
 
@@ -20,8 +20,7 @@ CONFIG, META = str(REPO / "configs" / "inference.yaml"), str(REPO / "configs" / 
 
 
 def _monai_bundle(*args) -> str:
-    res = subprocess.run([sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, cwd=REPO,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
+    res = bundle_run([sys.executable, "-m", "monai.bundle", *args], REPO, {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout + res.stderr
 

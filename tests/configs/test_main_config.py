@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
+from bundle_cli import bundle_popen, bundle_run
 from conftest import REPO, run_bundle
 from PIL import Image
 
@@ -341,7 +342,7 @@ def test_monai_label_serves_epvs_and_lacunes_on_a_t2_volume(demo_run, tmp_path):
 def test_bad_input_names_the_problem(tmp_path, make, message):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
            "--datalist", str(make(tmp_path)), "--output_dir", str(tmp_path / "o")]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    res = bundle_run(cmd, REPO, {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode != 0 and re.search(message, res.stderr)
     assert not (tmp_path / "o" / "detections.csv").exists()
 
@@ -353,7 +354,7 @@ def test_an_error_that_stops_the_run_is_one_line_with_the_traceback_saved(demo_r
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
            str(out / "demo_input" / "input.json"), "--unet_channels", "[16]", "--progress", "false"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    res = subprocess.run([*cmd, "--output_dir", str(tmp_path / "a")], capture_output=True, text=True, cwd=REPO, env=env)
+    res = bundle_run([*cmd, "--output_dir", str(tmp_path / "a")], REPO, env)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     last = res.stderr.rstrip().splitlines()[-1]
     found = re.fullmatch(r"error: ValueError: the length of `channels` should be no less than 2\. \(traceback: "
@@ -362,7 +363,7 @@ def test_an_error_that_stops_the_run_is_one_line_with_the_traceback_saved(demo_r
     saved = Path(found.group(1)).read_text()
     assert saved.startswith("Traceback") and "Failed to evaluate" in saved
     debug = [*cmd, "--output_dir", str(tmp_path / "b"), "--debug", "true"]
-    res = subprocess.run(debug, capture_output=True, text=True, cwd=REPO, env=env)
+    res = bundle_run(debug, REPO, env)
     assert res.returncode == 1 and "Traceback" in res.stderr
 
 
@@ -382,7 +383,7 @@ def test_bad_subjects_are_listed_and_the_others_written(demo_run, tmp_path):
     res_dir = tmp_path / "res"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
            str(folder), "--output_dir", str(res_dir), "--progress", "false", *AFFINE]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    res = bundle_run(cmd, REPO, {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 3, res.stderr[-3000:]
     assert [c["subject"] for c in csv.DictReader((res_dir / "counts.csv").open())] == ["a_good"]
     assert set(read_detections(res_dir / "detections.csv")) <= {"a_good"}
@@ -401,7 +402,6 @@ def test_bad_subjects_are_listed_and_the_others_written(demo_run, tmp_path):
 def test_a_run_killed_after_one_subject_resumes_to_the_same_outputs(demo_run, tmp_path):
     """SIGKILL once the first subject is complete, then the same command again: it skips that subject, and the
     tables and maps equal the uninterrupted demo run's, with no temporary file left."""
-    import signal
     import time
 
     out, _ = demo_run
@@ -409,17 +409,17 @@ def test_a_run_killed_after_one_subject_resumes_to_the_same_outputs(demo_run, tm
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
            str(out / "demo_input" / "input.json"), "--output_dir", str(res_dir), "--progress", "false"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = bundle_popen(cmd, REPO, env)
     first = res_dir / "subjects" / "sub-0000.json"  # written after the subject's maps: the subject is complete
     deadline = time.time() + 300
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    proc.kill()  # SIGKILL
     proc.wait()
     assert first.exists() and not (res_dir / "detections.csv").exists()  # killed mid-run
     done = {p: p.stat().st_mtime_ns for p in (first, res_dir / "maps" / "sub-0000_prob.nii.gz")}
     (res_dir / "maps" / ".sub-0001_prob.k2j_8x0q.nii.gz").write_bytes(b"")  # what a kill mid-write leaves
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    res = bundle_run(cmd, REPO, env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in done} == done  # the complete subject was skipped, not redone
     for name in ("detections.csv", "counts.csv", "failed.csv"):
@@ -448,7 +448,11 @@ def test_torchrun_two_processes_write_the_tables_of_one(demo_run, tmp_path):
     multi = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
              "monai.bundle", "run", "--config_file", configs, *args]  # fmt: skip
     for cmd, res_dir in ((single, tmp_path / "one"), (multi, tmp_path / "two")):
-        res = subprocess.run([*cmd, "--output_dir", str(res_dir)], capture_output=True, text=True, cwd=REPO, env=env)
+        if cmd is single:
+            res = bundle_run([*cmd, "--output_dir", str(res_dir)], REPO, env)
+        else:  # torchrun starts its own processes
+            res = subprocess.run([*cmd, "--output_dir", str(res_dir)], capture_output=True, text=True, cwd=REPO,
+                                 env=env)  # fmt: skip
         assert res.returncode == 0, res.stderr[-3000:]
     one, two = tmp_path / "one", tmp_path / "two"
     for name in ("detections.csv", "counts.csv", "failed.csv"):

@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_cli import bundle_run
 from conftest import REPO, blank_subject, config_files, run_bundle
 from monai.bundle import ConfigParser
 from scipy import ndimage as ndi
@@ -182,6 +182,6 @@ def test_paper_blobs_are_whole_connected_components(trained, cohort, tmp_path):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", config_files(INFER),
            "--datalist", str(cohort), "--output_dir", str(tmp_path / "bad"), "--checkpoint",
            str(out / "models" / "gpunet.pt"), *SMALL, "--count_blobs", "peaks"]  # fmt: skip
-    bad = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    bad = bundle_run(cmd, REPO)
     assert bad.returncode != 0
     assert "blobs must be one of ('components', 'basins') (see docs/gpunet.md), got 'peaks'" in bad.stderr

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_cli import bundle_run
 from conftest import REPO
 from monai.bundle import ConfigParser
 
@@ -36,7 +36,7 @@ def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
         "--datalist", str(seg_cohort), "--output_dir", str(out), "--max_iterations", "6", "--val_interval", "3",
         "--loss_name", "dice_ce", "--validate_training_volumes", "true",
     ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    res = bundle_run(cmd, REPO, {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 0, res.stderr[-3000:]
     log = res.stdout + res.stderr
     assert "val_lesion_sensitivity" in log and "val_lesion_fp_per_scan" in log and "train_loss" in log
@@ -61,9 +61,7 @@ def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
 
     # a second run with a larger budget resumes from the last checkpoint instead of starting over
     resume = [*cmd[: cmd.index("--max_iterations")], "--max_iterations", "9", "--val_interval", "3"]
-    res = subprocess.run(
-        resume, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}
-    )
+    res = bundle_run(resume, REPO, {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 0, res.stderr[-3000:]
     assert (
         "Restored all variables from" in res.stdout + res.stderr
@@ -82,7 +80,7 @@ def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
         "--datalist", str(seg_cohort), "--output_dir", str(inf),
         "--checkpoint", str(out / "checkpoints" / "best_network.pt"), "--threshold", "0.3",
     ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    res = bundle_run(cmd, REPO, {**os.environ, "PYTHONWARNINGS": "ignore"})
     assert res.returncode == 0, res.stderr[-3000:]
     header = (inf / "detections.csv").read_text().splitlines()[0].split(",")
     assert header == list(COLUMNS)
