@@ -35,9 +35,9 @@ def _context():
 
 
 #: environment variables that only take effect when an interpreter starts: a command given one that differs from
-#: this process's runs as a real subprocess (OMP_NUM_THREADS is applied in the fork instead)
-STARTUP_ONLY = ("PYTHONHASHSEED", "PYTHONIOENCODING", "PYTHONPATH", "PYTHONWARNINGS", "MKL_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS", "LD_PRELOAD")  # fmt: skip
+#: this process's runs as a real subprocess (the fork applies OMP_NUM_THREADS itself, and PYTHONWARNINGS=ignore)
+STARTUP_ONLY = ("PYTHONHASHSEED", "PYTHONIOENCODING", "PYTHONPATH", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "LD_PRELOAD")  # fmt: skip
 
 
 def _child(args, cwd, env, out, err, start_method):  # runs in the forked process
@@ -99,8 +99,8 @@ def _forkable(cwd, env) -> bool:
     spec = importlib.util.find_spec("bundle")
     if spec is None or not spec.origin or REPO not in Path(spec.origin).resolve().parents:
         return False  # the server would import another checkout's `bundle` (e.g. an editable install elsewhere)
-    return all(env.get(k) == os.environ.get(k) for k in STARTUP_ONLY if k != "PYTHONWARNINGS") and env.get(
-        "PYTHONWARNINGS", "ignore") in ("ignore", os.environ.get("PYTHONWARNINGS"))  # fmt: skip
+    same = all(env.get(k) == os.environ.get(k) for k in STARTUP_ONLY)
+    return same and env.get("PYTHONWARNINGS") in (None, "ignore", os.environ.get("PYTHONWARNINGS"))
 
 
 class Running:
