@@ -31,7 +31,8 @@ RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
 class StructuralBoxes:
     """EPVS and lacune boxes of one T1, T2 or FLAIR volume: the main job's EPVS and lacune detector (its own config,
-    :data:`bundle.inference.cohort.PARTS`, shipped weights) run on the volume's file in a temporary folder.
+    :data:`bundle.inference.cohort.PARTS`, shipped weights) run on the volume's file in a temporary folder, its
+    template registration affine only (boxes carry no region; the B-spline stage would add 10-15 s per volume).
 
     ``__call__(path, modality)`` returns ``(boxes (N, 6) LPS centre and side, labels (N,), scores (N,))``: label
     ``epvs_index`` or ``lacune_index``, side the detection's equivalent-sphere diameter, at least ``min_size_mm``.
@@ -59,8 +60,8 @@ class StructuralBoxes:
             datalist = Path(tmp) / "volume.json"
             datalist.write_text(json.dumps({"testing": [{"subject": "volume", "image": [str(path)],
                                                          "modalities": [modality]}]}))  # fmt: skip
-            run_part("structural", self.bundle_root, str(datalist), tmp, {"report": False, "progress": False,
-                                                                          "device": self.device})  # fmt: skip
+            settings = {"report": False, "progress": False, "device": self.device, "atlas_deformable": False}
+            run_part("structural", self.bundle_root, str(datalist), tmp, settings)  # boxes carry no region
             table = Path(tmp) / "structural" / "detections.csv"
             rows = list(csv.DictReader(table.open(newline=""))) if table.is_file() else []
         world = np.array([[float(r[a]) for a in "xyz"] for r in rows], float).reshape(-1, 3)
