@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_nii
+from conftest import REPO, write_nii
 from monai.data import DataLoader
 
 from bundle.data import LoadSubjectd
@@ -82,3 +82,16 @@ def test_a_run_without_failures_writes_an_empty_failed_csv_and_finishes(tmp_path
     # nothing of a written subject is held while the next one runs (memory flat over a cohort)
     assert evaluator.state.batch is None and evaluator.state.output is None
     assert getattr(table.detections, "_last", None) is None
+
+
+
+def test_the_main_job_passes_its_preprocessing_workers_to_the_epvs_and_lacune_detector():
+    """``--inference_workers`` of the main job (and of its evaluation) reaches the EPVS and lacune detector's own
+    config (``run_part``'s settings), as ``--device`` and ``--atlas_deformable`` do."""
+    from monai.bundle import ConfigParser
+
+    for name in ("inference.yaml", "evaluate.yaml"):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "configs" / name))
+        parser["inference_workers"] = 2
+        assert parser.get_parsed_content("part_settings")["inference_workers"] == 2, name
