@@ -21,7 +21,8 @@ PROBE = (
 
 
 @pytest.mark.parametrize(
-    "module", ["bundle.evaluation", "bundle.data.validate", "bundle.data.valdo", "bundle.data.plan"]
+    "module",
+    ["bundle.evaluation", "bundle.data.validate", "bundle.data.valdo", "bundle.data.plan", "bundle.data.synth"],
 )
 def test_help_imports_no_heavy_library(module):
     res = subprocess.run([sys.executable, "-c", PROBE, module], capture_output=True, text=True, cwd=REPO)
@@ -30,7 +31,7 @@ def test_help_imports_no_heavy_library(module):
     assert "usage:" in res.stdout and json.loads(lines[-1]) == []
 
 
-@pytest.mark.parametrize("package", ["bundle.data", "bundle.metrics", "bundle.inference"])
+@pytest.mark.parametrize("package", ["bundle.data", "bundle.metrics", "bundle.inference", "bundle.data.synth"])
 def test_every_lazy_name_resolves_to_its_submodules_object(package):
     mod = importlib.import_module(package)
     assert mod.__all__ and set(mod.__all__) <= set(dir(mod))

@@ -2,30 +2,28 @@
 """Simulator of extremely small objects on real brain anatomy (see ``docs/data.md``).
 
 CLI: ``python -m bundle.data.synth --task {cmb,epvs_lacune} --n N --out DIR --seed S [--montage]``.
+
+The simulator itself (``generate_cohort``, ``generate_subject``: torch, MONAI) loads on first use
+(:mod:`bundle._lazy`), so ``--help`` imports neither.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .cohort import TASKS, generate_cohort, generate_subject
+from ..._lazy import lazy_exports
 from .montage import montage
 from .summary import format_summary, summarise
+from .tasks import TASKS
 
-__all__ = [
-    "TASKS",
-    "demo",
-    "demo_input",
-    "format_summary",
-    "generate_cohort",
-    "generate_subject",
-    "montage",
-    "summarise",
-]
+__getattr__, __dir__, _lazy = lazy_exports(__name__, {"cohort": ("generate_cohort", "generate_subject")})
+__all__ = ["TASKS", "demo", "demo_input", "format_summary", *_lazy, "montage", "summarise"]
 
 
 def demo(task: str = "cmb", n: int = 4, out_dir: str = "eso_demo", seed: int = 0, spacing=(1.0, 1.0, 1.0)) -> dict:
     """Simulate a small cohort, write its montage, print and return its summary (the bundle's demo job)."""
+    from .cohort import generate_cohort
+
     datalist = generate_cohort(task, int(n), out_dir, int(seed), tuple(float(s) for s in spacing))
     summary = summarise(datalist)
     summary["montage"] = str(montage(datalist, Path(out_dir) / "montage.png"))
@@ -44,6 +42,7 @@ def demo_input(out_dir: str | Path, n: int = 2, seed: int = 13, task: str = "all
 
     from ...utils import as_bool
     from ..io import write_json
+    from .cohort import generate_cohort
 
     cohort = generate_cohort(task, int(n), Path(out_dir), int(seed), progress=False,
                              overwrite=as_bool(overwrite, "overwrite"))  # fmt: skip

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cohort import TASKS, generate_cohort
 from .montage import montage
 from .summary import format_summary, summarise
+from .tasks import TASKS
 
 __all__ = ["main"]
 
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.montage:
             print(f"montage: {montage(datalist, datalist.parent / 'montage.png')}")
         return 0
+    from .cohort import generate_cohort
+
     try:
         datalist = generate_cohort(
             args.task,

@@ -16,17 +16,9 @@ from .head import HEAD_LEVELS, head_fractions, head_image
 from .objects import ObjectSampler, SimObject
 from .raters import CHOICES, rate
 from .shapes import Tube, render
+from .tasks import TASKS
 
 __all__ = ["TASKS", "generate_subject", "generate_cohort"]
-
-TASKS = {
-    "cmb": {"modalities": ("swi",), "classes": ("cmb",)},
-    "epvs_lacune": {"modalities": ("t1", "t2", "flair"), "classes": ("epvs", "lacune")},
-    # GP-Unet (docs/gpunet.md): EPVS in the basal ganglia only, so ``count`` is the count within the ROI
-    "epvs": {"modalities": ("t2",), "classes": ("epvs",)},
-    # the main job's demo (bundle.data.synth.demo_input): every marker in one brain, every modality
-    "all": {"modalities": ("swi", "t1", "t2", "flair"), "classes": ("cmb", "epvs", "lacune")},
-}
 
 
 def _draw_objects(task: str, sampler: ObjectSampler, rng: np.random.Generator) -> list[SimObject]:
