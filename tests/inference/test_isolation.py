@@ -84,7 +84,6 @@ def test_a_run_without_failures_writes_an_empty_failed_csv_and_finishes(tmp_path
     assert getattr(table.detections, "_last", None) is None
 
 
-
 def test_the_main_job_passes_its_preprocessing_workers_to_the_epvs_and_lacune_detector():
     """``--inference_workers`` of the main job (and of its evaluation) reaches the EPVS and lacune detector's own
     config (``run_part``'s settings), as ``--device`` and ``--atlas_deformable`` do."""
