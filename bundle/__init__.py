@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.36.0"
+__version__ = "0.37.0"
 __all__ = ["__version__"]
 
 _SUBPACKAGES = {

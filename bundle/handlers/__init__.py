@@ -15,6 +15,7 @@ from .writers import (
     LabelMapWriter,
     MapWriter,
     SubjectWriter,
+    TemplateMapWriter,
     Writers,
     write_counts,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "LabelMapWriter",
     "MapWriter",
     "SubjectWriter",
+    "TemplateMapWriter",
     "Writers",
     "write_counts",
     "LesionDetection",

@@ -178,6 +178,29 @@ class LabelMapWriter(MapWriter):
             raise ValueError(f"subject {subject!r}: label values {array.min()}..{array.max()} do not fit uint8")
 
 
+class TemplateMapWriter(SubjectWriter):
+    """``output_dir/maps/<subject>_template.json`` per subject (atomically): the map from the subject's world (RAS
+    mm) to template millimetres that :class:`bundle.transforms.TemplateMapd` put in the image's metadata
+    (``affine``, ``bspline``, the ``image`` file registered); nothing for a subject without one. The main job's
+    microbleed detector reuses the EPVS and lacune detector's (``TemplateMapd(maps_from=...)``)."""
+
+    def record(self, subject: str, batch: dict, output: dict) -> dict:
+        record = super().record(subject, batch, output)
+        name = f"maps/{subject}_template.json"
+        return {**record, "files": [name]} if (self.output_dir / name).is_file() and FAILED not in record else record
+
+    def write_subject(self, subject: str, image, output: dict) -> None:
+        text = getattr(image, "meta", {}).get("template_map")
+        text = text[0] if isinstance(text, (list, tuple)) else text  # a batch of one, not decollated
+        check_subject_id(subject, "output maps")  # it becomes a file name
+        path = self.maps_dir / f"{subject}_template.json"
+        if not text:
+            path.unlink(missing_ok=True)  # an earlier run's map must not stand for this one's
+            return
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+
+
 def alignment_of(image) -> list[dict]:
     """The loader's alignment records of an image (``image.meta["alignment"]``, :class:`bundle.data.LoadSubjectd`;
     none where it has one channel or was not read by it)."""

@@ -200,16 +200,25 @@ class BrainMaskd(BrainRegionsd):
 class TemplateMapd(MapTransform):
     """Register the bundle's template to the image ``keys`` (its channel ``channel``, inside the brain mask
     ``mask_key`` when the data has one) and write the map from the subject's world to template millimetres as JSON
-    to the image's ``meta["template_map"]`` (:func:`bundle.data.atlas.template_transform`): the detections' regions
-    are looked up through it (:class:`bundle.inference.RegionDetections`). ``deformable``: add the B-spline
-    stage (15-25 s more per registration on 2 CPU cores; the configs turn it on). A registration that fails is
-    logged (subject and file) and leaves no map: that subject's detections get the region ``unknown``."""
+    to the image's ``meta["template_map"]`` (:func:`bundle.data.atlas.template_transform`, plus the ``image`` file
+    registered): the detections' regions are looked up through it (:class:`bundle.inference.RegionDetections`).
+    ``deformable``: add the B-spline stage (10-15 s more per registration on 2 CPU cores; the configs turn it on).
+    A registration that fails is logged (subject and file) and leaves no map: that subject's detections get the
+    region ``unknown``.
 
-    def __init__(self, keys: KeysCollection, mask_key: str = "mask", channel: int = 0,
-                 deformable: bool = False) -> None:  # fmt: skip
+    ``maps_from``: a folder of maps another detector of the same job wrote
+    (``<subject>_template.json``, :class:`bundle.handlers.TemplateMapWriter`). A subject's map there is used
+    instead of registering when it was made with the same ``deformable`` setting and the head of the image it
+    registered agrees with this one through the two affines (:func:`bundle.data.align.align_onto`, overlap >=
+    ``min_overlap``): the world-to-template map is the same for every image of a session."""
+
+    def __init__(self, keys: KeysCollection, mask_key: str = "mask", channel: int = 0, deformable: bool = False,
+                 maps_from: str | None = None, min_overlap: float = 0.95) -> None:  # fmt: skip
         super().__init__(keys)
         self.mask_key, self.channel = mask_key, int(channel)
         self.deformable = as_bool(deformable, "deformable")  # `--atlas_deformable false` is a string
+        self.maps_from = None if is_null(maps_from) else Path(maps_from)
+        self.min_overlap = float(min_overlap)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         import json
@@ -220,13 +229,61 @@ class TemplateMapd(MapTransform):
         mask = d.get(self.mask_key)
         for key in self.key_iterator(d):
             img = d[key]
-            try:
-                tmap = template_transform(np.asarray(img[self.channel]), np.asarray(img.affine, float),
-                                          None if mask is None else np.asarray(mask[0]), deformable=self.deformable)
-            except RuntimeError as err:  # SimpleITK's failures (e.g. no overlap) are RuntimeErrors
-                logging.getLogger("bundle").warning("%s: %s: registration to the template failed (%s); regions unknown",
-                                                    d.get("subject", "<no subject>"), img.meta.get("filename_or_obj"),
-                                                    str(err).strip().splitlines()[-1])  # fmt: skip
-                continue
+            tmap = self.reused(d, img)
+            if tmap is None:
+                try:
+                    tmap = template_transform(np.asarray(img[self.channel]), np.asarray(img.affine, float),
+                                              None if mask is None else np.asarray(mask[0]),
+                                              deformable=self.deformable)  # fmt: skip
+                except RuntimeError as err:  # SimpleITK's failures (e.g. no overlap) are RuntimeErrors
+                    _log().warning("%s: %s: registration to the template failed (%s); regions unknown",
+                                   d.get("subject", "<no subject>"), _file(img),
+                                   str(err).strip().splitlines()[-1])  # fmt: skip
+                    continue
+                tmap["image"] = _file(img)
             img.meta["template_map"] = json.dumps(tmap)
         return d
+
+    def reused(self, d: Mapping, img: MetaTensor) -> dict | None:
+        """The subject's map from ``maps_from`` when it fits ``img`` (see the class), else None (logged when a map
+        was there but did not fit)."""
+        import json
+
+        import nibabel as nib
+
+        from ..data.align import align_onto
+        from ..data.datalist import check_subject_id
+
+        if self.maps_from is None:
+            return None
+        subject = d.get("subject")
+        path = self.maps_from / f"{check_subject_id(subject, 'template maps')}_template.json"
+        if not path.is_file():
+            return None
+        try:
+            tmap = json.loads(path.read_text())
+            if bool(tmap.get("bspline")) != self.deformable:
+                return None
+            other = nib.load(tmap["image"])
+            vol = np.asarray(other.dataobj, np.float32)
+            vol = MetaTensor(torch.from_numpy(vol.reshape(*vol.shape[:3], -1)[..., 0])[None], affine=other.affine)
+            ref = MetaTensor(img[self.channel : self.channel + 1].as_tensor(), meta=dict(img.meta))
+            agree = align_onto(vol, ref, "affine", self.min_overlap)[1]["overlap"]
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+            _log().warning("%s: %s: template map not reused (%s); registering %s", subject, path, err, _file(img))
+            return None
+        if agree < self.min_overlap:
+            _log().warning("%s: %s and %s: head overlap %.3f < %s through the affines; registering %s itself", subject,
+                           tmap["image"], _file(img), agree, self.min_overlap, _file(img))  # fmt: skip
+            return None
+        return tmap
+
+
+def _log() -> logging.Logger:
+    return logging.getLogger("bundle")
+
+
+def _file(img) -> str:
+    """The file an image was read from (the first of several), "" when unknown."""
+    name = getattr(img, "meta", {}).get("filename_or_obj", "")
+    return str(name[0] if isinstance(name, (list, tuple)) and name else name)

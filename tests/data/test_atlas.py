@@ -174,3 +174,50 @@ def test_the_deformable_flag_from_the_command_line(flag, want):
     from bundle.transforms import TemplateMapd
 
     assert TemplateMapd(keys="image", deformable=flag).deformable is want
+
+
+def _head(tmp_path, name: str, shift_mm: float = 0.0, scale: float = 1.0):
+    """A 2 mm ellipsoidal 'head' (its intensity times ``scale``, as another contrast would be) written to
+    ``name``.nii.gz with its frame shifted by ``shift_mm`` along x; returns (MetaTensor (1, ...), path)."""
+    import nibabel as nib
+    import torch
+    from monai.data import MetaTensor
+
+    i, j, k = np.meshgrid(*(np.arange(40.0),) * 3, indexing="ij")
+    vol = (((i - 20) / 15) ** 2 + ((j - 20) / 17) ** 2 + ((k - 20) / 13) ** 2 < 1).astype(np.float32) * scale
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-40.0 + shift_mm, -40.0, -40.0]
+    path = tmp_path / f"{name}.nii.gz"
+    nib.save(nib.Nifti1Image(vol, affine), str(path))
+    meta = {"filename_or_obj": str(path)}
+    return MetaTensor(torch.from_numpy(vol)[None], affine=torch.tensor(affine), meta=meta), path
+
+
+@pytest.mark.parametrize("case, reused", [("same session", True), ("head moved", False), ("other setting", False),
+                                          ("no map", False), ("broken map", False)])  # fmt: skip
+def test_a_map_of_another_image_of_the_session_is_reused(tmp_path, monkeypatch, caplog, case, reused):
+    """The microbleed detector takes the subject's map that the EPVS and lacune detector wrote when its image's head
+    agrees with the SWI's through the affines and it was made with the same B-spline setting; otherwise (a head
+    20 mm off, an affine-only map for a B-spline run, no map, a broken file) it registers its own image and says
+    why when a map was there."""
+    from bundle.transforms import TemplateMapd
+
+    calls = []
+    own = {"affine": np.eye(4).tolist(), "bspline": {"own": 1}}
+    monkeypatch.setattr(A, "template_transform", lambda *a, **k: calls.append(1) or dict(own))
+    swi, swi_path = _head(tmp_path, "swi", scale=3.0)
+    t1, t1_path = _head(tmp_path, "t1", shift_mm=20.0 if case == "head moved" else 0.0)
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    stored = {"affine": (2 * np.eye(4)).tolist(), "bspline": None if case == "other setting" else {"t1": 1},
+              "image": str(t1_path)}  # fmt: skip
+    if case != "no map":
+        text = json.dumps(stored)
+        (maps / "s1_template.json").write_text(text[:-5] if case == "broken map" else text)
+    out = TemplateMapd(keys="image", deformable=True, maps_from=str(maps))({"image": swi, "subject": "s1"})
+    got = json.loads(out["image"].meta["template_map"])
+    if reused:
+        assert got == stored and calls == []
+    else:
+        assert got["bspline"] == {"own": 1} and got["image"] == str(swi_path) and calls == [1]
+    assert ("registering" in caplog.text) is (case in ("head moved", "broken map")), caplog.text

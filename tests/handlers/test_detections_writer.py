@@ -174,3 +174,21 @@ def test_a_reader_shared_by_writers_computes_once_per_subject_and_names_missing_
     too_many = np.full((6, 6, 6), 40000)
     with pytest.raises(ValueError, match="subject 'd': instance ids 40000..40000 do not fit int16"):
         InstanceMapWriter(tmp_path, lambda *a: (too_many, np.eye(4))).write_subject("d", image, {})
+
+
+def test_the_template_map_file_is_the_subjects_map_or_none(tmp_path):
+    """maps/<subject>_template.json holds the map TemplateMapd put in the image's metadata and is listed in the
+    subject's record (a rerun checks it); a subject without a map leaves none, not even an earlier run's."""
+    import json
+
+    from bundle.handlers import TemplateMapWriter
+
+    tmap = {"affine": np.eye(4).tolist(), "bspline": None, "image": "t1.nii.gz"}
+    image = MetaTensor(torch.zeros(1, 2, 2, 2))
+    image.meta["template_map"] = json.dumps(tmap)
+    writer = TemplateMapWriter(tmp_path)
+    assert writer.record("s1", {"image": image}, {}) == {"subject": "s1", "files": ["maps/s1_template.json"]}
+    assert json.loads((tmp_path / "maps" / "s1_template.json").read_text()) == tmap
+    (tmp_path / "maps" / "s2_template.json").write_text("{}")  # an earlier run's
+    assert writer.record("s2", {"image": MetaTensor(torch.zeros(1, 2, 2, 2))}, {}) == {"subject": "s2"}
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["s1_template.json"]
