@@ -163,20 +163,24 @@ def sphere_field(points: np.ndarray, centre, radius: float, chi: float, b_dir=(0
 def box_integrate(f: np.ndarray, pitch, width, n_out) -> np.ndarray:
     """Mean of a piecewise-constant field over boxes: voxel ``j`` of the output covers ``[j w, (j+1) w)`` (per
     axis, in mm from the outer edge of input voxel 0), ``f`` sampled at ``pitch`` mm (one value or one per axis).
-    Exact for any ratio."""
+    Exact for any ratio: along each axis a sparse matrix of each input voxel's overlap with each box."""
+    from scipy import sparse
+
     out = f
     pitches = np.broadcast_to(np.asarray(pitch, float), (3,))
     for ax in range(3):
-        w, n, pitch = float(width[ax]), int(n_out[ax]), float(pitches[ax])
-        x = np.moveaxis(out, ax, 0)
-        cum = np.concatenate([np.zeros((1, *x.shape[1:]), x.dtype), np.cumsum(x, axis=0, dtype=x.dtype)], 0)
-        edges = np.arange(n + 1) * w / pitch  # in input-voxel units from the first boundary
-        i0 = np.clip(np.floor(edges).astype(int), 0, x.shape[0] - 1)
-        t = np.clip(edges - i0, 0.0, 1.0).astype(np.float32)
-        shp = (-1,) + (1,) * (x.ndim - 1)
-        c = cum[i0] * (1 - t).reshape(shp) + cum[np.minimum(i0 + 1, x.shape[0])] * t.reshape(shp)
-        out = np.moveaxis((c[1:] - c[:-1]) / np.float32(w / pitch), 0, ax)
-    return out
+        u, n, n_in = float(width[ax]) / float(pitches[ax]), int(n_out[ax]), out.shape[ax]
+        rows, cols, vals = [], [], []
+        for j in range(n):  # box j covers [j u, (j + 1) u) in input voxels; the input ends at n_in
+            lo, hi = j * u, min((j + 1) * u, n_in)
+            for i in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
+                overlap = min(i + 1.0, hi) - max(float(i), lo)
+                if overlap > 0:
+                    rows.append(j), cols.append(i), vals.append(overlap / u)
+        weights = sparse.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(n, n_in))
+        x = np.ascontiguousarray(np.moveaxis(out, ax, 0)).reshape(n_in, -1)
+        out = np.moveaxis(np.asarray(weights @ x).reshape(n, *np.moveaxis(out, ax, 0).shape[1:]), 0, ax)
+    return np.ascontiguousarray(out)
 
 
 VISIBLE_RATIO = 0.5  # a voxel belongs to a microbleed's label when it lowers the magnitude under this fraction
@@ -191,9 +195,12 @@ def complex_gaussian(z: np.ndarray, sigma_vox) -> np.ndarray:
 def gre_signal(pd, r2s, field_ppm, b0: float, te_s: float) -> np.ndarray:
     """Complex gradient-echo signal ``PD exp(-R2* TE) exp(-i gamma B0 field TE)`` (field in ppm of B0)."""
     phase = np.asarray(field_ppm, np.float32) * np.float32(-GAMMA * b0 * 1e-6 * te_s)
-    return (np.asarray(pd, np.float32) * np.exp(-np.asarray(r2s, np.float32) * np.float32(te_s))) * np.exp(
-        1j * phase
-    ).astype(np.complex64)
+    amp = np.asarray(pd, np.float32) * np.exp(-np.asarray(r2s, np.float32) * np.float32(te_s))
+    amp, phase = np.broadcast_arrays(amp, phase)
+    out = np.empty(amp.shape, np.complex64)  # float32 cos and sin: no complex128 temporaries
+    np.multiply(amp, np.cos(phase), out=out.real)
+    np.multiply(amp, np.sin(phase), out=out.imag)
+    return out
 
 
 def local_dephasing(shape, affine, centre, radii, rotation, chi_ppm: float, b_world, b0: float, te_s: float,
