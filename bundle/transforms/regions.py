@@ -208,17 +208,20 @@ class TemplateMapd(MapTransform):
 
     ``maps_from``: a folder of maps another detector of the same job wrote
     (``<subject>_template.json``, :class:`bundle.handlers.TemplateMapWriter`). A subject's map there is used
-    instead of registering when it was made with the same ``deformable`` setting and the head of the image it
-    registered agrees with this one through the two affines (:func:`bundle.data.align.align_onto`, overlap >=
-    ``min_overlap``): the world-to-template map is the same for every image of a session."""
+    instead of registering when it was made with the B-spline setting ``maps_deformable`` (default:
+    ``deformable``) and the head of the image it registered agrees with this one through the two affines
+    (:func:`bundle.data.align.align_onto`, overlap >= ``min_overlap``): the world-to-template map is the same for
+    every image of a session."""
 
     def __init__(self, keys: KeysCollection, mask_key: str = "mask", channel: int = 0, deformable: bool = False,
-                 maps_from: str | None = None, min_overlap: float = 0.95) -> None:  # fmt: skip
+                 maps_from: str | None = None, min_overlap: float = 0.95, maps_deformable=None) -> None:  # fmt: skip
         super().__init__(keys)
         self.mask_key, self.channel = mask_key, int(channel)
         self.deformable = as_bool(deformable, "deformable")  # `--atlas_deformable false` is a string
         self.maps_from = None if is_null(maps_from) else Path(maps_from)
         self.min_overlap = float(min_overlap)
+        self.maps_deformable = as_bool(maps_deformable, "maps_deformable") if not is_null(maps_deformable) else \
+            self.deformable  # fmt: skip
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         import json
@@ -262,7 +265,7 @@ class TemplateMapd(MapTransform):
             return None
         try:
             tmap = json.loads(path.read_text())
-            if bool(tmap.get("bspline")) != self.deformable:
+            if bool(tmap.get("bspline")) != self.maps_deformable:
                 return None
             other = nib.load(tmap["image"])
             vol = np.asarray(other.dataobj, np.float32)

@@ -46,9 +46,10 @@ def agreement(run: Path, entries: list[dict], root: Path, hit_mm: float) -> dict
 
 
 def coverage(run: Path, entries: list[dict], root: Path, folder: str) -> list[float]:
-    """Per subject: the share of its given brain mask inside the atlas's regions of ``run/folder/maps``."""
+    """Per subject: the share of its given brain mask inside the atlas's regions of ``run/folder/maps`` (none when
+    that detector did not run)."""
     out = []
-    for e in entries:
+    for e in entries if (run / folder / "maps").is_dir() else []:
         given = np.asarray(nib.load(str(root / e["mask"])).dataobj) > 0
         regions = np.asarray(nib.load(str(run / folder / "maps" / f"{e['subject']}_regions.nii.gz")).dataobj)
         out.append(float(np.mean(regions[given] > 0)))
@@ -68,9 +69,9 @@ def main() -> None:
     print("|---|" + "---|" * (len(DRAWN) + 2))
     for run in map(Path, args.runs):
         agree = agreement(run, entries, root, args.hit_mm)
-        cells = [f"{100 * a / max(n, 1):.1f} % ({a}/{n})" for a, n in agree.values()]
+        cells = [f"{100 * a / n:.1f} % ({a}/{n})" if n else "-" for a, n in agree.values()]
         cov = [coverage(run, entries, root, f) for f in (".", "structural")]
-        cells += [f"{np.mean(c):.3f} ({min(c):.3f}-{max(c):.3f})" for c in cov]
+        cells += [f"{np.mean(c):.3f} ({min(c):.3f}-{max(c):.3f})" if c else "-" for c in cov]
         print(f"| {run} | " + " | ".join(cells) + " |")
 
 

@@ -193,8 +193,10 @@ def test_folder_of_nifti_without_masks(demo_run, tmp_path):
     shutil.copy(root / entries[1]["image"][0], folder / "patient_a.nii.gz")
     res_dir = tmp_path / "res"
     log = run_bundle(["inference", "--config_file", "configs/inference.yaml", "--datalist", str(folder),
-                      "--output_dir", str(res_dir), "--report", "false", "--progress", "false", *AFFINE])  # fmt: skip
+                      "--output_dir", str(res_dir), "--report", "false", "--progress", "false"])  # fmt: skip
     assert "patient_a: no brain mask given; using the bundle's brain-mask network" in log
+    tmap = json.loads((res_dir / "maps" / "patient_a_template.json").read_text())  # an SWI alone: the affine only
+    assert tmap["bspline"] is None and tmap["image"] == str(folder / "patient_a.nii.gz")
     counts = list(csv.DictReader((res_dir / "counts.csv").open()))
     assert [c["subject"] for c in counts] == ["patient_a"]
     assert not (res_dir / "report").exists()

@@ -221,3 +221,20 @@ def test_a_map_of_another_image_of_the_session_is_reused(tmp_path, monkeypatch, 
     else:
         assert got["bspline"] == {"own": 1} and got["image"] == str(swi_path) and calls == [1]
     assert ("registering" in caplog.text) is (case in ("head moved", "broken map")), caplog.text
+
+
+def test_an_affine_registration_reuses_a_bspline_map_of_the_session(tmp_path, monkeypatch):
+    """The main job's microbleed detector registers an SWI with the affine alone (``deformable`` false) but takes
+    the EPVS and lacune detector's B-spline map (``maps_deformable`` true), and not an affine one."""
+    from bundle.transforms import TemplateMapd
+
+    calls = []
+    monkeypatch.setattr(A, "template_transform", lambda *a, **k: calls.append(k["deformable"]) or {"affine": 1})
+    swi, _ = _head(tmp_path, "swi", scale=3.0)
+    _, t1_path = _head(tmp_path, "t1")
+    (tmp_path / "s1_template.json").write_text(json.dumps({"bspline": {"t1": 1}, "image": str(t1_path)}))
+    make = TemplateMapd(keys="image", deformable="false", maps_from=str(tmp_path), maps_deformable="true")
+    assert json.loads(make({"image": swi, "subject": "s1"})["image"].meta["template_map"])["bspline"] == {"t1": 1}
+    (tmp_path / "s1_template.json").write_text(json.dumps({"bspline": None, "image": str(t1_path)}))
+    assert json.loads(make({"image": swi, "subject": "s1"})["image"].meta["template_map"])["affine"] == 1
+    assert calls == [False]
