@@ -85,6 +85,12 @@ def write_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, 
     return Path(path)
 
 
+def image_file(image) -> str:
+    """The file an image was read from (its ``filename_or_obj``, the first of several; "" when unknown)."""
+    name = getattr(image, "meta", {}).get("filename_or_obj", "")
+    return str(name[0] if isinstance(name, (list, tuple)) and name else name)
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)

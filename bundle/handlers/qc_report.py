@@ -21,11 +21,10 @@ import numpy as np
 from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
 
-from ..data.io import atomic_path
+from ..data.io import atomic_path, image_file
 from ..inference.detections import read_detections, subject_of
 from ..inference.isolation import FAILED
 from ..inference.run_folder import SubjectRecords, read_failed
-from .writers import image_file
 
 __all__ = ["QCReport", "choose_slices", "subject_montage", "write_index"]
 

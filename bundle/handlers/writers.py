@@ -17,7 +17,7 @@ import numpy as np
 from ignite.engine import Engine, Events
 
 from ..data.datalist import check_subject_id
-from ..data.io import atomic_path, write_nifti
+from ..data.io import atomic_path, image_file, write_nifti
 from ..inference.detections import subject_of, write_detections
 from ..inference.isolation import FAILED, SKIPPED
 from ..inference.outputs import SubjectReader
@@ -291,12 +291,6 @@ class Writers:
         records = self.store.merged(self.seen) if self.store is not None else self.records
         for w in self.writers:
             w.finish(records)
-
-
-def image_file(image) -> str:
-    """The file an image was read from (its ``filename_or_obj``; "" when unknown)."""
-    name = getattr(image, "meta", {}).get("filename_or_obj", "")
-    return str(name[0] if isinstance(name, (list, tuple)) and name else name)
 
 
 def write_csv(path: str | os.PathLike, header: Sequence[str], rows) -> Path:

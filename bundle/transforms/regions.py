@@ -27,6 +27,7 @@ from monai.transforms import (
     Spacing,
 )
 
+from ..data.io import image_file
 from ..utils import as_bool, is_null
 
 REGIONS_SPACING_MM = 2.0
@@ -240,10 +241,10 @@ class TemplateMapd(MapTransform):
                                               deformable=self.deformable)  # fmt: skip
                 except RuntimeError as err:  # SimpleITK's failures (e.g. no overlap) are RuntimeErrors
                     _log().warning("%s: %s: registration to the template failed (%s); regions unknown",
-                                   d.get("subject", "<no subject>"), _file(img),
+                                   d.get("subject", "<no subject>"), image_file(img),
                                    str(err).strip().splitlines()[-1])  # fmt: skip
                     continue
-                tmap["image"] = _file(img)
+                tmap["image"] = image_file(img)
             img.meta["template_map"] = json.dumps(tmap)
         return d
 
@@ -252,10 +253,9 @@ class TemplateMapd(MapTransform):
         was there but did not fit)."""
         import json
 
-        import nibabel as nib
-
         from ..data.align import align_onto
         from ..data.datalist import check_subject_id
+        from ..data.subject import load_volume
 
         if self.maps_from is None:
             return None
@@ -267,26 +267,18 @@ class TemplateMapd(MapTransform):
             tmap = json.loads(path.read_text())
             if bool(tmap.get("bspline")) != self.maps_deformable:
                 return None
-            other = nib.load(tmap["image"])
-            vol = np.asarray(other.dataobj, np.float32)
-            vol = MetaTensor(torch.from_numpy(vol.reshape(*vol.shape[:3], -1)[..., 0])[None], affine=other.affine)
+            other = load_volume(tmap["image"], str(subject), "registered image")  # the loader's reader
             ref = MetaTensor(img[self.channel : self.channel + 1].as_tensor(), meta=dict(img.meta))
-            agree = align_onto(vol, ref, "affine", self.min_overlap)[1]["overlap"]
+            agree = align_onto(other, ref, "affine", self.min_overlap)[1]["overlap"]
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-            _log().warning("%s: %s: template map not reused (%s); registering %s", subject, path, err, _file(img))
+            _log().warning("%s: %s: template map not reused (%s); registering %s", subject, path, err, image_file(img))
             return None
         if agree < self.min_overlap:
             _log().warning("%s: %s and %s: head overlap %.3f < %s through the affines; registering %s itself", subject,
-                           tmap["image"], _file(img), agree, self.min_overlap, _file(img))  # fmt: skip
+                           tmap["image"], image_file(img), agree, self.min_overlap, image_file(img))  # fmt: skip
             return None
         return tmap
 
 
 def _log() -> logging.Logger:
     return logging.getLogger("bundle")
-
-
-def _file(img) -> str:
-    """The file an image was read from (the first of several), "" when unknown."""
-    name = getattr(img, "meta", {}).get("filename_or_obj", "")
-    return str(name[0] if isinstance(name, (list, tuple)) and name else name)

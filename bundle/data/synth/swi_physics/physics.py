@@ -178,8 +178,9 @@ def box_integrate(f: np.ndarray, pitch, width, n_out) -> np.ndarray:
                 if overlap > 0:
                     rows.append(j), cols.append(i), vals.append(overlap / u)
         weights = sparse.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(n, n_in))
-        x = np.ascontiguousarray(np.moveaxis(out, ax, 0)).reshape(n_in, -1)
-        out = np.moveaxis(np.asarray(weights @ x).reshape(n, *np.moveaxis(out, ax, 0).shape[1:]), 0, ax)
+        moved = np.moveaxis(out, ax, 0)
+        summed = weights @ np.ascontiguousarray(moved).reshape(n_in, -1)
+        out = np.moveaxis(np.asarray(summed).reshape(n, *moved.shape[1:]), 0, ax)
     return np.ascontiguousarray(out)
 
 
