@@ -1,5 +1,6 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
-"""Shared fixtures: small synthetic cohorts made by the project's own simulator, and tiny hand-made volumes."""
+"""Shared fixtures: small synthetic cohorts made by the project's own simulator, the demo run, and tiny hand-made
+volumes; the order the test files run in (docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,96 @@ import os
 import sys
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-import pytest
-from bundle_cli import bundle_run
+# pytest-xdist workers share the cores: each gets its share of threads (torch, OpenMP, BLAS and ITK read these when
+# they load, so before the imports below; the commands a test starts inherit them). Two workers of two threads on
+# two cores ran the suite slower than one process (docs/testing.md).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    _SHARE = str(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ.setdefault(_name, _SHARE)
 
-from bundle.data.synth import generate_cohort
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from bundle_cli import bundle_run  # noqa: E402
+from filelock import FileLock  # noqa: E402
+
+from bundle.data.synth import generate_cohort  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+#: the demo run (and the resume test, which compares with it) keeps the configs' regions (affine + B-spline) and
+#: checks them; main-job runs that test other things take the affine map alone, about 15 s less per subject
+AFFINE = ["--atlas_deformable", "false"]
+
+#: the test files that run first, longest first (seconds on one core of the 2-core CI machine, docs/testing.md):
+#: pytest-xdist hands whole files (``--dist loadfile``) to whichever worker is free, so starting the long ones first
+#: keeps both workers busy to the end. The main job's demo run comes first: three files reuse it.
+FIRST = ("tests/configs/test_main_config.py",  # 145, the demo run included
+         "tests/methods/twostage/test_twostage_config.py",  # 81
+         "tests/configs/test_multi_gpu_config.py",  # 70
+         "tests/configs/test_main_resume.py",  # 133, after the demo run
+         "tests/configs/test_main_cohorts.py",  # 120, after the demo run
+         "tests/inference/test_spacing.py",  # 56
+         "tests/test_package.py")  # 54  # fmt: skip
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (setup.cfg): one worker per core, at most one per 4 GiB of memory (a worker's main-job runs peak
+    at about 2 GiB)."""
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(len(os.sched_getaffinity(0)), int(memory_gib // 4)))
+
+
+def pytest_collection_modifyitems(items):
+    """The files of :data:`FIRST` first, in its order; the others after them as collected."""
+    rank = {name: n for n, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(FIRST)))
+
+
+def shared(tmp_path_factory, name: str, make):
+    """``make(folder)``'s value (JSON: paths as strings), made once per test session in the new folder ``name``:
+    under pytest-xdist the first worker to ask makes it, in a folder every worker sees, while the others wait for
+    it. A value whose making failed is made again by the next test that asks."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-of-USER/pytest-N, above each worker's own folder
+    folder, value = root / name, root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not value.is_file():
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir()
+            value.write_text(json.dumps(make(folder)))
+        return json.loads(value.read_text())
 
 
 @pytest.fixture(scope="session")
 def cmb_cohort(tmp_path_factory) -> Path:
     """Three 1 mm microbleed subjects with SWI and T2 (about 20 s)."""
-    out = tmp_path_factory.mktemp("cmb")
-    return generate_cohort("cmb", 3, out, seed=3, modalities=("swi", "t2"), progress=False)
+    return Path(shared(tmp_path_factory, "cmb", lambda out: str(generate_cohort(
+        "cmb", 3, out, seed=3, modalities=("swi", "t2"), progress=False))))  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def epvs_cohort(tmp_path_factory) -> Path:
     """Three 1 mm EPVS/lacune subjects with T1, T2, FLAIR and SWI (about 20 s)."""
-    out = tmp_path_factory.mktemp("epvs")
-    return generate_cohort("epvs_lacune", 3, out, seed=5, modalities=("t1", "t2", "flair", "swi"), progress=False)
+    return Path(shared(tmp_path_factory, "epvs", lambda out: str(generate_cohort(
+        "epvs_lacune", 3, out, seed=5, modalities=("t1", "t2", "flair", "swi"), progress=False))))  # fmt: skip
+
+
+def _structural_small(out: Path) -> list:
+    root = generate_cohort("epvs_lacune", 3, out, seed=6, spacing=(2.0,) * 3, progress=False)
+    d = json.loads(root.read_text())
+    entries = {e["subject"]: e for split in ("training", "validation", "testing") for e in d[split]}
+    entries["blank"] = blank_subject(out, entries["sub-0002"], ("epvs", "lacune"))
+    entries["t1_flair"] = {**entries["sub-0001"], "modalities": ["t1", "flair"],
+                           "image": entries["sub-0001"]["image"][::2]}  # fmt: skip
+    entries["t2only"] = {**entries["sub-0002"], "subject": "t2only", "modalities": ["t2"],
+                         "image": entries["sub-0002"]["image"][1:2]}  # fmt: skip
+    return [str(out), d, entries]
 
 
 @pytest.fixture(scope="session")
@@ -36,27 +105,34 @@ def structural_small(tmp_path_factory) -> tuple[Path, dict, dict]:
     """The EPVS and lacune detectors' configs cohort: three 2 mm EPVS/lacune subjects (seed 6), a blank scan (the
     brain of sub-0002 at one intensity per modality, no object), sub-0001 with T1 and FLAIR only (``t1_flair``
     entry) and sub-0002's T2 alone (``t2only``). Returns ``(folder, the datalist, entries by name)``; each test
-    module writes its own datalist from them."""
-    import json
-
-    root = generate_cohort("epvs_lacune", 3, tmp_path_factory.mktemp("structural2"), seed=6, spacing=(2.0,) * 3,
-                           progress=False)  # fmt: skip
-    folder = root.parent
-    d = json.loads(root.read_text())
-    entries = {e["subject"]: e for split in ("training", "validation", "testing") for e in d[split]}
-    entries["blank"] = blank_subject(folder, entries["sub-0002"], ("epvs", "lacune"))
-    entries["t1_flair"] = {**entries["sub-0001"], "modalities": ["t1", "flair"],
-                           "image": entries["sub-0001"]["image"][::2]}  # fmt: skip
-    entries["t2only"] = {**entries["sub-0002"], "subject": "t2only", "modalities": ["t2"],
-                         "image": entries["sub-0002"]["image"][1:2]}  # fmt: skip
-    return folder, d, entries
+    module writes its own datalist from them, under a name of its own."""
+    folder, d, entries = shared(tmp_path_factory, "structural2", _structural_small)
+    return Path(folder), d, entries
 
 
 @pytest.fixture(scope="session")
 def coarse_cohort(tmp_path_factory) -> Path:
     """Two fast 2 mm EPVS/lacune subjects for pipeline tests."""
-    out = tmp_path_factory.mktemp("coarse")
-    return generate_cohort("epvs_lacune", 2, out, seed=2, spacing=(2.0, 2.0, 2.0), progress=False)
+    return Path(shared(tmp_path_factory, "coarse", lambda out: str(generate_cohort(
+        "epvs_lacune", 2, out, seed=2, spacing=(2.0, 2.0, 2.0), progress=False))))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, str]:
+    """README command 1's job: default input (two simulated subjects) and default weights, `run` spelling. Returns
+    ``(output folder, console log)``; the tests that use it write only new files, under names of their own."""
+    def make(folder):
+        out = folder / "out"
+        return [str(out), run_bundle(["--config_file", "configs/inference.yaml", "--output_dir", str(out)])]
+
+    out, log = shared(tmp_path_factory, "main", make)
+    return Path(out), log
+
+
+def demo_truth(out: Path) -> tuple[list[dict], Path]:
+    """The demo run's datalist entries (``testing``) and the folder their paths are relative to."""
+    data = json.loads((out / "demo_input" / "input.json").read_text())
+    return data["testing"], out / "demo_input"
 
 
 def run_bundle(args, cwd=REPO) -> str:
