@@ -111,6 +111,14 @@ def structural_small(tmp_path_factory) -> tuple[Path, dict, dict]:
 
 
 @pytest.fixture(scope="session")
+def cmb_2mm(tmp_path_factory) -> Path:
+    """Five 2 mm microbleed subjects (seed 6) for the training configs: training sub-0000 (no microbleed), sub-0001
+    (11), sub-0002 (5); validation sub-0003 (4)."""
+    return Path(shared(tmp_path_factory, "cmb_2mm", lambda out: str(generate_cohort(
+        "cmb", 5, out, seed=6, spacing=(2.0, 2.0, 2.0), progress=False))))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def coarse_cohort(tmp_path_factory) -> Path:
     """Two fast 2 mm EPVS/lacune subjects for pipeline tests."""
     return Path(shared(tmp_path_factory, "coarse", lambda out: str(generate_cohort(

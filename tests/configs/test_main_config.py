@@ -163,14 +163,7 @@ def test_report_references_every_subject_and_detection(demo_run):
     assert "QC report:" in log
 
 
-@pytest.fixture(scope="module")
-def train_cohort(tmp_path_factory):
-    from bundle.data.synth import generate_cohort
-
-    return generate_cohort("cmb", 5, tmp_path_factory.mktemp("data"), seed=6, spacing=(2.0, 2.0, 2.0), progress=False)
-
-
-def test_train_workflow_has_every_bundle_property(train_cohort, tmp_path):
+def test_train_workflow_has_every_bundle_property(cmb_2mm, tmp_path):
     """What the model-zoo checks for training: MONAI's train properties (required and optional) resolve, and
     ``train#trainer`` is an ignite engine with ``max_epochs`` and the ``train#handlers`` attached."""
     from ignite.engine import Engine
@@ -182,7 +175,7 @@ def test_train_workflow_has_every_bundle_property(train_cohort, tmp_path):
         workflow_type="train",
         meta_file=str(configs / "metadata.json"),
         logging_file=str(configs / "logging.conf"),
-        datalist=str(train_cohort),
+        datalist=str(cmb_2mm),
         output_dir=str(tmp_path / "run"),
     )
     wf.initialize()
@@ -192,7 +185,7 @@ def test_train_workflow_has_every_bundle_property(train_cohort, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")  # MLflow's SQL store
-def test_top_level_train_config_trains_a_detector_the_inference_config_loads(train_cohort, tmp_path):
+def test_top_level_train_config_trains_a_detector_the_inference_config_loads(cmb_2mm, tmp_path):
     """`run training` spelling of configs/train.yaml, a few iterations, with `--tracking mlflow`: the weights load
     into the main job, and the MLflow store (SQLite file in the output folder) has the run and its metrics."""
     import torch
@@ -200,7 +193,7 @@ def test_top_level_train_config_trains_a_detector_the_inference_config_loads(tra
     from monai.bundle import ConfigParser
 
     out = tmp_path / "run"
-    log = run_bundle(["training", "--config_file", "configs/train.yaml", "--datalist", str(train_cohort),
+    log = run_bundle(["training", "--config_file", "configs/train.yaml", "--datalist", str(cmb_2mm),
                       "--output_dir", str(out), "--stage1_iterations", "3", "--stage2_iterations", "3",
                       "--progress", "false", "--tile_size", "[48, 48, 32]", "--tracking", "mlflow"])  # fmt: skip
     parser = ConfigParser()

@@ -16,10 +16,8 @@ from monai.bundle import ConfigParser
 from bundle.engines import WindowTraining
 
 
-def test_two_processes_train_one_detector(tmp_path):
-    from bundle.data.synth import generate_cohort
-
-    cohort = generate_cohort("cmb", 5, tmp_path / "data", seed=6, spacing=(2.0, 2.0, 2.0), progress=False)
+def test_two_processes_train_one_detector(cmb_2mm, tmp_path):
+    cohort = cmb_2mm
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
            "-m", "monai.bundle", "run", "training", "--config_file",

@@ -13,7 +13,6 @@ import torch
 from conftest import REPO, config_files, run_bundle
 from monai.bundle import ConfigParser
 
-from bundle.data.synth import generate_cohort
 from bundle.inference import COLUMNS, read_detections
 from bundle.methods.twostage import read_mimics
 
@@ -24,9 +23,9 @@ MEMBERS = ("unet_bs20", "unet_bs30", "cnn_bs20", "cnn_bs30")
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
+def cohort(cmb_2mm):
     """Five 2 mm subjects (seed 6): training sub-0000 (no microbleed), sub-0001 (11), sub-0002 (5)."""
-    return generate_cohort("cmb", 5, tmp_path_factory.mktemp("cmb2"), seed=6, spacing=(2.0, 2.0, 2.0), progress=False)
+    return cmb_2mm
 
 
 @pytest.fixture(scope="module")

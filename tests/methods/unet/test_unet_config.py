@@ -16,7 +16,6 @@ from conftest import REPO
 from monai.bundle import ConfigParser
 
 from bundle.data import load_inference_list
-from bundle.data.synth import generate_cohort
 from bundle.inference import COLUMNS, read_detections
 
 CONFIGS = ["configs/common.yaml", "configs/unet/train.yaml", "configs/unet/quick.yaml"]
@@ -24,9 +23,9 @@ LOSSES = ("dice", "ce", "gdl", "tversky", "dice_ce", "gdl_ce")
 
 
 @pytest.fixture(scope="module")
-def seg_cohort(tmp_path_factory):
+def seg_cohort(cmb_2mm):
     """Five 2 mm microbleed subjects; the validation subject (index 3 of seed 6) holds 4 microbleeds."""
-    return generate_cohort("cmb", 5, tmp_path_factory.mktemp("seg"), seed=6, spacing=(2.0, 2.0, 2.0), progress=False)
+    return cmb_2mm
 
 
 def test_training_logs_lesion_wise_figures(seg_cohort, tmp_path):
