@@ -32,21 +32,22 @@ REPO = Path(__file__).resolve().parents[1]
 #: checks them; main-job runs that test other things take the affine map alone, about 15 s less per subject
 AFFINE = ["--atlas_deformable", "false"]
 
-#: the test files that run first, longest first (seconds on one core of the 2-core CI machine, docs/testing.md):
-#: pytest-xdist hands whole files (``--dist loadfile``) to whichever worker is free, so starting the long ones first
-#: keeps both workers busy to the end. The main job's demo run comes first: three files reuse it.
-FIRST = ("tests/configs/test_main_config.py",  # 145, the demo run included
-         "tests/methods/twostage/test_twostage_config.py",  # 81
-         "tests/configs/test_multi_gpu_config.py",  # 70
-         "tests/configs/test_main_resume.py",  # 133, after the demo run
-         "tests/configs/test_main_cohorts.py",  # 120, after the demo run
-         "tests/inference/test_spacing.py",  # 56
-         "tests/test_package.py")  # 54  # fmt: skip
+#: the test files that run first, longest first (CPU seconds each took in a serial run of the suite, be251e3,
+#: docs/testing.md): pytest-xdist hands whole files (``--dist loadfile``) to whichever worker is free, so starting
+#: the long ones first keeps both workers busy to the end. The demo run's file comes first; the two other files that
+#: use the demo run start after a worker has run something else, so neither waits for it.
+FIRST = ("tests/configs/test_main_config.py",  # 169, the demo run included
+         "tests/methods/twostage/test_twostage_config.py",  # 95
+         "tests/configs/test_multi_gpu_config.py",  # 81
+         "tests/configs/test_main_resume.py",  # 154
+         "tests/configs/test_main_cohorts.py",  # 140
+         "tests/inference/test_spacing.py",  # 65
+         "tests/test_package.py")  # 63  # fmt: skip
 
 
 def pytest_xdist_auto_num_workers(config):
-    """``-n auto`` (setup.cfg): one worker per core, at most one per 4 GiB of memory (a worker's main-job runs peak
-    at about 2 GiB)."""
+    """``-n auto`` (setup.cfg): one worker per core, at most one per 4 GiB of memory (the main job peaks at 1.4-2.1
+    GiB, docs/benchmarks.md)."""
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return max(1, min(len(os.sched_getaffinity(0)), int(memory_gib // 4)))
 
