@@ -8,11 +8,17 @@ import os
 import sys
 from pathlib import Path
 
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 # pytest-xdist workers share the cores: each gets its share of threads (torch, OpenMP, BLAS and ITK read these when
 # they load, so before the imports below; the commands a test starts inherit them). Two workers of two threads on
 # two cores ran the suite slower than one process (docs/testing.md).
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    _SHARE = str(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    _SHARE = str(max(1, cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
         os.environ.setdefault(_name, _SHARE)
 
@@ -49,7 +55,7 @@ def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (setup.cfg): one worker per core, at most one per 4 GiB of memory (the main job peaks at 1.4-2.1
     GiB, docs/benchmarks.md)."""
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return max(1, min(len(os.sched_getaffinity(0)), int(memory_gib // 4)))
+    return max(1, min(cores(), int(memory_gib // 4)))
 
 
 def pytest_collection_modifyitems(items):
@@ -61,7 +67,7 @@ def pytest_collection_modifyitems(items):
 def shared(tmp_path_factory, name: str, make):
     """``make(folder)``'s value (JSON: paths as strings), made once per test session in the new folder ``name``:
     under pytest-xdist the first worker to ask makes it, in a folder every worker sees, while the others wait for
-    it. A value whose making failed is made again by the next test that asks."""
+    it. A making that fails keeps nothing: the next call makes the value again."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # pytest-of-USER/pytest-N, above each worker's own folder
