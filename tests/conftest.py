@@ -17,10 +17,14 @@ def cores() -> int:
 # pytest-xdist workers share the cores: each gets its share of threads (torch, OpenMP, BLAS and ITK read these when
 # they load, so before the imports below; the commands a test starts inherit them). Two workers of two threads on
 # two cores ran the suite slower than one process (docs/testing.md).
+THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+#: the thread settings this worker took from the suite (a setting the user gave is kept)
+SHARED_THREADS = {}
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     _SHARE = str(max(1, cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
-        os.environ.setdefault(_name, _SHARE)
+    for _name in THREADS:
+        if _name not in os.environ:
+            SHARED_THREADS[_name] = os.environ[_name] = _SHARE
 
 import json  # noqa: E402
 import shutil  # noqa: E402
@@ -39,9 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 AFFINE = ["--atlas_deformable", "false"]
 
 #: the test files that run first, longest first (CPU seconds each took in a serial run of the suite, be251e3,
-#: docs/testing.md): pytest-xdist hands whole files (``--dist loadfile``) to whichever worker is free, so starting
-#: the long ones first keeps both workers busy to the end. The demo run's file comes first; the two other files that
-#: use the demo run start after a worker has run something else, so neither waits for it.
+#: docs/testing.md): pytest-xdist hands whole files (``--dist loadfile --no-loadscope-reorder``, so in this order) to
+#: a worker that is nearly done, so starting the long ones first keeps both workers busy to the end. The demo run's
+#: file comes first; the two other files that use the demo run come after two long files that do not, so they
+#: rarely wait for it.
 FIRST = ("tests/configs/test_main_config.py",  # 169, the demo run included
          "tests/methods/twostage/test_twostage_config.py",  # 95
          "tests/configs/test_multi_gpu_config.py",  # 81
@@ -77,7 +82,10 @@ def shared(tmp_path_factory, name: str, make):
             if folder.exists():
                 shutil.rmtree(folder)
             folder.mkdir()
-            value.write_text(json.dumps(make(folder)))
+            made = json.dumps(make(folder))
+            tmp = root / f".{name}.json.tmp"
+            tmp.write_text(made)
+            os.replace(tmp, value)  # whole or absent, even if the worker is killed
         return json.loads(value.read_text())
 
 

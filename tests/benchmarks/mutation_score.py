@@ -52,7 +52,7 @@ def mutmut_section() -> str:
         return f"{key} =\n" + "".join(f"    {v}\n" for v in values)
     return ("\n[mutmut]\nsource_paths = bundle\n" + lines("only_mutate", MUTATE)
             + lines("also_copy", ["configs", "models", "tests"])
-            + lines("pytest_add_cli_args_test_selection", TESTS) + lines("pytest_add_cli_args", ["-p", "no:cacheprovider"])
+            + lines("pytest_add_cli_args_test_selection", TESTS) + lines("pytest_add_cli_args", ["-p", "no:cacheprovider", "-n", "0"])
             + "timeout_multiplier = 3.0\n")  # a mutant 3 times slower than the clean run is a timeout (caught)
 
 
