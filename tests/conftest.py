@@ -58,7 +58,9 @@ FIRST = ("tests/configs/test_main_config.py",  # 169, the demo run included
 
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (setup.cfg): one worker per core, at most one per 4 GiB of memory (the main job peaks at 1.4-2.1
-    GiB, docs/benchmarks.md)."""
+    GiB, docs/benchmarks.md); pytest-xdist's ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist's own hook reads it
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return max(1, min(cores(), int(memory_gib // 4)))
 
