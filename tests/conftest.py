@@ -91,18 +91,22 @@ def shared(tmp_path_factory, name: str, make):
         return json.loads(value.read_text())
 
 
+def shared_cohort(tmp_path_factory, name: str, task: str, n: int, **kwargs) -> Path:
+    """The datalist of ``generate_cohort(task, n, folder, **kwargs)``, simulated once per session (:func:`shared`)."""
+    make = lambda out: str(generate_cohort(task, n, out, progress=False, **kwargs))  # noqa: E731
+    return Path(shared(tmp_path_factory, name, make))
+
+
 @pytest.fixture(scope="session")
 def cmb_cohort(tmp_path_factory) -> Path:
     """Three 1 mm microbleed subjects with SWI and T2 (about 20 s)."""
-    return Path(shared(tmp_path_factory, "cmb", lambda out: str(generate_cohort(
-        "cmb", 3, out, seed=3, modalities=("swi", "t2"), progress=False))))  # fmt: skip
+    return shared_cohort(tmp_path_factory, "cmb", "cmb", 3, seed=3, modalities=("swi", "t2"))
 
 
 @pytest.fixture(scope="session")
 def epvs_cohort(tmp_path_factory) -> Path:
     """Three 1 mm EPVS/lacune subjects with T1, T2, FLAIR and SWI (about 20 s)."""
-    return Path(shared(tmp_path_factory, "epvs", lambda out: str(generate_cohort(
-        "epvs_lacune", 3, out, seed=5, modalities=("t1", "t2", "flair", "swi"), progress=False))))  # fmt: skip
+    return shared_cohort(tmp_path_factory, "epvs", "epvs_lacune", 3, seed=5, modalities=("t1", "t2", "flair", "swi"))
 
 
 def _structural_small(out: Path) -> list:
@@ -131,15 +135,13 @@ def structural_small(tmp_path_factory) -> tuple[Path, dict, dict]:
 def cmb_2mm(tmp_path_factory) -> Path:
     """Five 2 mm microbleed subjects (seed 6) for the training configs: training sub-0000 (no microbleed), sub-0001
     (11), sub-0002 (5); validation sub-0003 (4)."""
-    return Path(shared(tmp_path_factory, "cmb_2mm", lambda out: str(generate_cohort(
-        "cmb", 5, out, seed=6, spacing=(2.0, 2.0, 2.0), progress=False))))  # fmt: skip
+    return shared_cohort(tmp_path_factory, "cmb_2mm", "cmb", 5, seed=6, spacing=(2.0, 2.0, 2.0))
 
 
 @pytest.fixture(scope="session")
 def coarse_cohort(tmp_path_factory) -> Path:
     """Two fast 2 mm EPVS/lacune subjects for pipeline tests."""
-    return Path(shared(tmp_path_factory, "coarse", lambda out: str(generate_cohort(
-        "epvs_lacune", 2, out, seed=2, spacing=(2.0, 2.0, 2.0), progress=False))))  # fmt: skip
+    return shared_cohort(tmp_path_factory, "coarse", "epvs_lacune", 2, seed=2, spacing=(2.0, 2.0, 2.0))
 
 
 @pytest.fixture(scope="session")
