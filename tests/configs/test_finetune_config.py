@@ -8,20 +8,20 @@ import json
 
 import pytest
 import torch
-from conftest import REPO, config_files, run_bundle
+from conftest import GRID_2MM, REPO, config_files, run_bundle
 
 
 @pytest.mark.slow
-def test_finetune_starts_from_the_shipped_weights_and_mines_every_scan(cmb_cohort, tmp_path):
-    data = json.loads(cmb_cohort.read_text())
+def test_finetune_starts_from_the_shipped_weights_and_mines_every_scan(cmb_2mm, tmp_path):
+    data = json.loads(cmb_2mm.read_text())
     entries = [dict(e, image=[e["image"][0]]) for s in ("training", "validation", "testing") for e in data[s]]
     site = {"modalities": ["swi"], "classes": ["cmb"], "training": entries}
-    (cmb_cohort.parent / "site.json").write_text(json.dumps(site))
+    (cmb_2mm.parent / "site.json").write_text(json.dumps(site))
     out = tmp_path / "ft"
     log = run_bundle([
         "training", "--config_file", config_files(["configs/train.yaml", "configs/finetune.yaml"]),
-        "--datalist", str(cmb_cohort.parent / "site.json"), "--output_dir", str(out),
-        "--stage1_iterations", "4", "--stage2_iterations", "4", "--progress", "false",
+        "--datalist", str(cmb_2mm.parent / "site.json"), "--output_dir", str(out),
+        "--stage1_iterations", "4", "--stage2_iterations", "4", "--progress", "false", *GRID_2MM,
     ])  # fmt: skip
     shipped = torch.load(REPO / "models" / "model.pt", weights_only=True)
     tuned = torch.load(out / "models" / "cmb_detector.pt", weights_only=True)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import GRID_2MM, REPO
 from monai.bundle import ConfigParser
 
 from bundle.engines import WindowTraining
@@ -23,7 +23,7 @@ def test_two_processes_train_one_detector(cmb_2mm, tmp_path):
            "-m", "monai.bundle", "run", "training", "--config_file",
            str([str(REPO / "configs" / "train.yaml"), str(REPO / "configs" / "multi_gpu_train.yaml")]),
            "--datalist", str(cohort), "--output_dir", str(out), "--stage1_iterations", "2",
-           "--stage2_iterations", "2", "--progress", "false", "--tile_size", "[48, 48, 32]"]  # fmt: skip
+           "--stage2_iterations", "2", "--progress", "false", "--tile_size", "[48, 48, 32]", *GRID_2MM]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "CUDA_VISIBLE_DEVICES": ""}
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
     log = res.stdout + res.stderr

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, config_files, run_bundle
+from conftest import GRID_2MM, REPO, config_files, run_bundle
 from monai.bundle import ConfigParser
 
 from bundle.inference import COLUMNS, read_detections
@@ -34,7 +34,7 @@ def trained(cohort, tmp_path_factory):
     args = [
         "training", "--config_file", config_files(TRAIN), "--datalist", str(cohort), "--output_dir", str(out),
         "--stage1_iterations", "3", "--stage2_iterations", "3", "--crossval", "true", "--progress", "false",
-        "--tile_size", "[48, 48, 32]",
+        "--tile_size", "[48, 48, 32]", *GRID_2MM,
     ]  # fmt: skip
     log = run_bundle(args)
     return out, args, log
@@ -104,7 +104,7 @@ def test_inference_and_evaluation_write_the_table_and_metrics(trained, cohort, t
     out, _, _ = trained
     ev = tmp_path / "eval"
     args = ["--datalist", str(cohort), "--output_dir", str(ev), "--checkpoint", str(out / "models/cmb_detector.pt")]
-    run_bundle(["--config_file", config_files(EVAL), *args, "--tile_size", "[48, 48, 32]"])
+    run_bundle(["--config_file", config_files(EVAL), *args, "--tile_size", "[48, 48, 32]", *GRID_2MM])
     header = (ev / "detections.csv").read_text().splitlines()[0].split(",")
     assert tuple(header) == COLUMNS
     rows = read_detections(ev / "detections.csv")
@@ -126,7 +126,7 @@ def test_detector_on_a_scan_without_microbleeds(trained, cohort, tmp_path):
     datalist.write_text(json.dumps(d))
     ev = tmp_path / "eval0"
     args = ["--datalist", str(datalist), "--output_dir", str(ev), "--checkpoint", str(out / "models/cmb_detector.pt")]
-    run_bundle(["--config_file", config_files(EVAL), *args, "--tile_size", "[48, 48, 32]"])
+    run_bundle(["--config_file", config_files(EVAL), *args, "--tile_size", "[48, 48, 32]", *GRID_2MM])
     metrics = json.loads((ev / "metrics.json").read_text())
     scan = metrics["per_scan"][0]
     assert scan["subject"] == "sub-0000" and scan["n_ref"] == 0 and scan["tp"] == 0 and scan["fp"] == scan["n_pred"]
