@@ -45,18 +45,18 @@ AFFINE = ["--atlas_deformable", "false"]
 #: 1 mm working grid would upsample every scan 8 times for nothing (training tests 2-3 times faster, docs/testing.md)
 GRID_2MM = ["--working_spacing", "[2.0, 2.0, 2.0]"]
 
-#: the test files that run first, longest first (CPU seconds each took in a serial run of the suite, be251e3,
-#: docs/testing.md): pytest-xdist hands whole files (``--dist loadfile --no-loadscope-reorder``, so in this order) to
-#: a worker that is nearly done, so starting the long ones first keeps both workers busy to the end. The demo run's
-#: file comes first; the two other files that use the demo run come after two long files that do not, so they
-#: rarely wait for it.
-FIRST = ("tests/configs/test_main_config.py",  # 169, the demo run included
-         "tests/methods/twostage/test_twostage_config.py",  # 95
-         "tests/configs/test_multi_gpu_config.py",  # 81
-         "tests/configs/test_main_resume.py",  # 154
-         "tests/configs/test_main_cohorts.py",  # 140
-         "tests/inference/test_spacing.py",  # 65
-         "tests/test_package.py")  # 63  # fmt: skip
+#: the test files that run first, long ones first (the seconds of their longest tests on one worker of a clean-clone
+#: run, 8ab1b49, docs/testing.md): pytest-xdist hands whole files (``--dist loadfile --no-loadscope-reorder``, so in
+#: this order) to a worker that is nearly done, so starting the long ones first keeps both workers busy to the end.
+#: The demo run's file comes first; the two other files that use the demo run come after files that do not and take
+#: longer than the demo run together, so they do not wait for it.
+FIRST = ("tests/configs/test_main_config.py",  # the demo run 82, evaluation 21, training 13
+         "tests/methods/twostage/test_twostage_config.py",  # training 24
+         "tests/configs/test_multi_gpu_config.py",  # 25
+         "tests/inference/test_spacing.py",  # 60 (two physics SWI subjects, one of them conftest's swi_1mm)
+         "tests/configs/test_main_resume.py",  # 66, 53
+         "tests/configs/test_main_cohorts.py",  # 66, 21, 17, 13, 10
+         "tests/test_package.py")  # 64  # fmt: skip
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -145,6 +145,29 @@ def cmb_2mm(tmp_path_factory) -> Path:
 def coarse_cohort(tmp_path_factory) -> Path:
     """Two fast 2 mm EPVS/lacune subjects for pipeline tests."""
     return shared_cohort(tmp_path_factory, "coarse", "epvs_lacune", 2, seed=2, spacing=(2.0, 2.0, 2.0))
+
+
+def swi_acquisition(spacing):
+    """The physics SWI simulator's ``train`` acquisition (first draw of seed 0) at 3 T, TE 20 ms, SNR 30, magnitude
+    contrast, 10 microbleeds, tilted by 12 degrees, on a grid of ``spacing`` mm."""
+    import dataclasses
+
+    from bundle.data.synth.swi_physics import draw_acquisition
+
+    acq = draw_acquisition("train", np.random.default_rng(0))
+    return dataclasses.replace(acq, b0=3.0, te_ms=20.0, snr=30.0, n_cmb=10, contrast="magnitude", tilt_deg=12.0,
+                               spacing=tuple(spacing))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def swi_1mm(tmp_path_factory) -> tuple[Path, dict]:
+    """Subject 0 of seed 21 of the physics SWI simulator on :func:`swi_acquisition` at 1 mm (about 20 s): ``(folder,
+    datalist entry with paths relative to it)``."""
+    from bundle.data.synth.swi_physics import generate_swi_subject
+
+    make = lambda out: [str(out), generate_swi_subject(0, out, seed=21, acquisition=swi_acquisition((1.0,) * 3))]  # noqa: E731
+    folder, entry = shared(tmp_path_factory, "swi_1mm", make)
+    return Path(folder), entry
 
 
 @pytest.fixture(scope="session")

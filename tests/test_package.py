@@ -40,9 +40,10 @@ def test_zip_downloads_runs_and_loads(tmp_path):
     assert not any(n.startswith((f"{NAME}/tests/", f"{NAME}/.ci/")) for n in names)
     assert json.loads(zipfile.ZipFile(path).read(f"{NAME}/configs/metadata.json"))["version"] == __version__
 
-    bundles = tmp_path / "bundles"
-    _run(["download", "--name", NAME, "--version", __version__, "--url", path.as_uri(), "--bundle_dir", str(bundles)],
-         cwd=tmp_path)  # fmt: skip
+    from monai.bundle import download, load
+
+    bundles = tmp_path / "bundles"  # `python -m monai.bundle download` calls this function with the same arguments
+    download(name=NAME, version=__version__, url=path.as_uri(), bundle_dir=str(bundles))
     root = bundles / NAME
     assert (root / "models" / "model.pt").is_file()
     out = tmp_path / "out"
@@ -51,8 +52,6 @@ def test_zip_downloads_runs_and_loads(tmp_path):
     counts = list(csv.DictReader((out / "counts.csv").open()))
     assert [c["subject"] for c in counts] == ["sub-0000", "sub-0001"] and "QC report:" in log
     assert sum(int(c["total"]) for c in counts) >= 1
-
-    from monai.bundle import load
 
     net = load(NAME, bundle_dir=str(bundles), workflow_type="inference", device="cpu")
     want = torch.load(REPO / "models" / "model.pt", weights_only=True)

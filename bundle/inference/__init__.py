@@ -47,6 +47,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "TableDetections",
             "instance_map_of_rows",
         ),
-        "run_folder": ("SubjectRecords", "claim_output", "close_run", "shard"),
+        "run_folder": ("SubjectRecords", "claim_output", "close_run", "match_itk_threads", "shard"),
     },
 )

@@ -20,6 +20,7 @@ import csv
 import datetime
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -168,6 +169,19 @@ def shard(entries: Sequence[dict], spec: str | None = None) -> list[dict]:
         raise SystemExit(f"error: {name} gets no subject: the input has {len(entries)}, split {n} ways; use at most "
                          f"{len(entries)} shards or processes")  # fmt: skip
     return partition_dataset(list(entries), num_partitions=n)[i]  # every n-th from the i-th
+
+
+def match_itk_threads() -> int:
+    """SimpleITK's default number of threads (bias correction, registration) set to torch's, unless
+    ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` sets it: processes that share a CPU (torchrun gives each one torch
+    thread unless ``OMP_NUM_THREADS`` says otherwise) then share its cores instead of each running ITK on all of
+    them. Returns SimpleITK's number of threads."""
+    import SimpleITK as sitk
+    import torch
+
+    if not os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(torch.get_num_threads())
+    return sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
 
 
 class SubjectRecords:

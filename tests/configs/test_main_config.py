@@ -194,8 +194,8 @@ def test_top_level_train_config_trains_a_detector_the_inference_config_loads(cmb
 
     out = tmp_path / "run"
     log = run_bundle(["training", "--config_file", "configs/train.yaml", "--datalist", str(cmb_2mm),
-                      "--output_dir", str(out), "--stage1_iterations", "3", "--stage2_iterations", "3",
-                      "--progress", "false", "--tile_size", "[48, 48, 32]", "--tracking", "mlflow", *GRID_2MM])  # fmt: skip
+                      "--output_dir", str(out), "--stage1_iterations", "3", "--stage2_iterations", "3", "--progress",
+                      "false", "--tile_size", "[48, 48, 32]", "--tracking", "mlflow", *GRID_2MM])  # fmt: skip
     parser = ConfigParser()
     parser.read_config(str(REPO / "configs" / "inference.yaml"))
     net = parser.get_parsed_content("network_def")

@@ -8,6 +8,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import swi_acquisition
 
 from bundle.data.synth.anatomy import build_anatomy, region_masks
 from bundle.data.synth.swi_physics import (
@@ -200,33 +201,36 @@ def _segment_distance(p, a, b) -> float:
 
 
 @pytest.mark.slow
-def test_subject_is_deterministic_and_consistent(tmp_path):
-    """Same seed and index -> identical files; labels, records and the acquisition agree with each other."""
-    a = generate_swi_subject(2, tmp_path / "a", seed=5)
-    b = generate_swi_subject(2, tmp_path / "b", seed=5)
+def test_subject_is_deterministic_and_consistent(swi_1mm, tmp_path):
+    """Same seed, index and acquisition -> identical files (conftest's ``swi_1mm`` simulated again), and the same
+    generator state draws the same acquisition; labels, records and the acquisition agree with each other."""
+    folder, a = swi_1mm
+    b = generate_swi_subject(0, tmp_path / "b", seed=21, acquisition=swi_acquisition((1.0, 1.0, 1.0)))
     for key in ("image", "label", "mask"):
         pa = a[key][0] if isinstance(a[key], list) else a[key]
-        va, vb = nib.load(tmp_path / "a" / pa), nib.load(tmp_path / "b" / pa)
+        va, vb = nib.load(folder / pa), nib.load(tmp_path / "b" / pa)
         np.testing.assert_array_equal(np.asanyarray(va.dataobj), np.asanyarray(vb.dataobj))
         np.testing.assert_array_equal(va.affine, vb.affine)
-    assert (tmp_path / "a" / a["lesions"]).read_text() == (tmp_path / "b" / b["lesions"]).read_text()
-    img = nib.load(tmp_path / "a" / a["image"][0])
+    assert (folder / a["lesions"]).read_text() == (tmp_path / "b" / b["lesions"]).read_text()
+    assert draw_acquisition("train", np.random.default_rng([5, 2, 7])) == draw_acquisition(
+        "train", np.random.default_rng([5, 2, 7]))  # fmt: skip  (what generate_swi_subject draws without one)
+    img = nib.load(folder / a["image"][0])
     assert np.allclose(img.header.get_zooms(), a["swi"]["spacing"], atol=1e-3)
     assert abs(img.affine[:3, :3] - np.diag(np.diag(img.affine[:3, :3]))).max() > 1e-3  # oblique
-    label = np.asanyarray(nib.load(tmp_path / "a" / a["label"]).dataobj)
-    lesions = json.loads((tmp_path / "a" / a["lesions"]).read_text())
+    label = np.asanyarray(nib.load(folder / a["label"]).dataobj)
+    lesions = json.loads((folder / a["lesions"]).read_text())
     assert sorted(np.unique(label[label > 0]).tolist()) == [r["id"] for r in lesions]
     for r in lesions:
         assert r["n_voxels"] == int((label == r["id"]).sum()) and r["region"] in ("lobar", "deep", "infratentorial")
         centre = img.affine[:3, :3] @ np.argwhere(label == r["id"]).mean(0) + img.affine[:3, 3]
         np.testing.assert_allclose(centre, r["centre_mm"], atol=0.01)
-    mimics = json.loads((tmp_path / "a" / a["mimics"]).read_text())
+    mimics = json.loads((folder / a["mimics"]).read_text())
     assert 0.3 <= a["swi"]["vein_chi"] <= 0.55 and tuple(a["swi"]["chi_vein_ppm"]) == (0.3, 0.55)
     assert sum(m["kind"] == "vein" for m in mimics) >= 100 and a["swi"]["n_vein_segments"] >= 300
-    # raters' 2-10 mm: a microbleed visible over less is left unlabelled and listed (this subject has two)
+    # raters' 2-10 mm: a microbleed visible over less is left unlabelled and listed (this subject has three)
     assert 2.0 <= min(r["diameter_mm"] for r in lesions) and max(r["diameter_mm"] for r in lesions) <= 10.0
     faint = [m["diameter_mm"] for m in mimics if m["kind"] == "subvisible_cmb" and "diameter_mm" in m]
-    assert len(faint) == 2 and all(0.5 < f < 2.0 for f in faint)
+    assert len(faint) == 3 and all(0.5 < f < 2.0 for f in faint)
 
 
 def test_cohort_and_command_line_write_a_datalist_of_every_split(tmp_path, monkeypatch):

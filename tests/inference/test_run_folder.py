@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from bundle.inference import SubjectRecords, claim_output, close_run, shard
+from bundle.inference import SubjectRecords, claim_output, close_run, match_itk_threads, shard
 
 
 @pytest.fixture
@@ -106,3 +106,26 @@ def test_shard_splits_subjects_and_refuses_a_bad_spec(setup):
         shard(entries, "7/8")
     with pytest.raises(SystemExit, match="not with --shard"):
         claim_output(out, entries[:0], weights, overwrite=True, shard_spec="0/2")
+
+
+def test_simpleitk_takes_torchs_threads_unless_its_own_variable_is_set(monkeypatch):
+    """configs/multi_gpu_inference.yaml on a CPU: each process's bias correction and registration on as many threads
+    as its torch (one under torchrun), not on every core."""
+    import SimpleITK as sitk
+    import torch
+
+    before = (torch.get_num_threads(), sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+    try:
+        monkeypatch.delenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", raising=False)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(4)
+        torch.set_num_threads(1)
+        assert match_itk_threads() == 1 == sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        torch.set_num_threads(3)
+        assert match_itk_threads() == 3
+        monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")  # the user's setting stays
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
+        torch.set_num_threads(1)
+        assert match_itk_threads() == 2
+    finally:
+        torch.set_num_threads(before[0])
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before[1])

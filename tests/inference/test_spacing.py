@@ -4,26 +4,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import run_bundle
+from conftest import run_bundle, swi_acquisition
 
-from bundle.data.synth.swi_physics import draw_acquisition, generate_swi_subject
+from bundle.data.synth.swi_physics import generate_swi_subject
 from bundle.inference import read_detections
 
 
 @pytest.mark.slow
-def test_same_microbleeds_at_the_same_world_positions_on_two_grids(tmp_path):
-    acq = draw_acquisition("train", np.random.default_rng(0))
-    acq = dataclasses.replace(acq, b0=3.0, te_ms=20.0, snr=30.0, n_cmb=10, contrast="magnitude", tilt_deg=12.0)
+def test_same_microbleeds_at_the_same_world_positions_on_two_grids(swi_1mm, tmp_path):
+    """conftest's ``swi_1mm``, and the same subject simulated on a 0.5 x 0.5 x 2 mm grid."""
+    aniso = generate_swi_subject(0, tmp_path / "aniso", seed=21, acquisition=swi_acquisition((0.5, 0.5, 2.0)))
     entries = []
-    for name, spacing in (("iso", (1.0, 1.0, 1.0)), ("aniso", (0.5, 0.5, 2.0))):
-        e = generate_swi_subject(0, tmp_path / name, seed=21, acquisition=dataclasses.replace(acq, spacing=spacing))
-        e = {k: ([str(tmp_path / name / p) for p in v] if k == "image" else str(tmp_path / name / v))
+    for name, (folder, e) in (("iso", swi_1mm), ("aniso", (tmp_path / "aniso", aniso))):
+        e = {k: ([str(folder / p) for p in v] if k == "image" else str(folder / v))
              for k, v in e.items() if k in ("image", "label", "lesions", "mask")}  # fmt: skip
         entries.append(dict(e, subject=name))
     (tmp_path / "dl.json").write_text(json.dumps({"modalities": ["swi"], "classes": ["cmb"], "testing": entries}))
