@@ -37,22 +37,35 @@ def run_part(part: str, bundle_root: str | os.PathLike, input, output_dir: str |
     """Run the detector of ``part`` (:data:`PARTS`) on ``input`` into ``output_dir/part`` with its own config, the
     main job's ``settings`` (e.g. device, overwrite) overriding its defaults. A detector that has no subject to run
     on, or stops on an error, is logged and returns its exit status (0: it ran, 3: some subjects failed, they are
-    in its ``failed.csv``); the main job's own outputs are never lost to it. Not run in a ``torch.distributed``
-    group or a ``shard`` of a cohort (returns 0 with one log line): run the part's config itself there; not run
-    when the ``plan`` (:func:`bundle.data.input_plan`) has no subject for it."""
+    in its ``failed.csv``); the main job's own outputs are never lost to it. With a ``shard`` (``i/n``) it runs on
+    the subjects of the main job's share, by their place in the ``plan`` (:func:`bundle.inference.shard`), so both
+    detectors of a subject run in the same process. Not run in a ``torch.distributed`` group (returns 0 with one
+    log line: run the part's config itself there), nor when the ``plan`` (:func:`bundle.data.input_plan`) has no
+    subject for it (in this shard)."""
     import ignite.distributed as idist
     from monai.bundle import ConfigWorkflow
 
-    if idist.get_world_size() > 1 or not is_null(shard):
-        logger.warning("%s detector not run by a sharded or distributed main job; run configs/%s on the input",
+    from .run_folder import shard as share
+
+    if idist.get_world_size() > 1:
+        logger.warning("%s detector not run by a distributed main job; run configs/%s on the input",
                        part, PARTS[part][-1])  # fmt: skip
         return 0
-    if plan is not None and not any(r["detector"] == part and r["run"] == "yes" for r in plan):
+    mine = [r["subject"] for r in plan or [] if r["detector"] == part and r["run"] == "yes"]
+    if plan is not None and not mine:
         logger.info("%s detector: no subject has its inputs (plan.csv says why)", part)
         return 0
+    overrides = {k: v for k, v in (settings or {}).items() if v is not None}
+    if not is_null(shard):
+        order = list(dict.fromkeys(r["subject"] for r in plan or []))
+        try:
+            share([{"subject": s} for s in mine], shard, order)
+        except SystemExit:
+            logger.info("%s detector: no subject of --shard %s has its inputs", part, shard)
+            return 0
+        overrides.update(shard=shard, subject_order=order)
     files = [str(Path(bundle_root) / "configs" / f) for f in PARTS[part]]
     out = Path(output_dir) / part
-    overrides = {k: v for k, v in (settings or {}).items() if v is not None}
     try:
         configs = Path(bundle_root) / "configs"
         wf = ConfigWorkflow(config_file=files, meta_file=str(configs / "metadata.json"),

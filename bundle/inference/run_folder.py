@@ -150,10 +150,13 @@ def close_run(output_dir) -> dict:
     return record
 
 
-def shard(entries: Sequence[dict], spec: str | None = None) -> list[dict]:
+def shard(entries: Sequence[dict], spec: str | None = None, order: Sequence[str] | None = None) -> list[dict]:
     """This process's share of ``entries``: every n-th from the i-th for ``spec`` ``"i/n"`` (e.g. a SLURM array's
     ``$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``), else every ``world_size``-th from this rank's in a
-    ``torch.distributed`` group, else all of them.
+    ``torch.distributed`` group, else all of them. With ``order`` (every subject of the input, in its order), a
+    subject's place in ``order`` counts instead of its place in ``entries``: the main job's two detectors, each on
+    the subjects it can run, then give a subject to the same process (``entries`` with a subject not in ``order``
+    count by their own places).
 
     Raises:
         SystemExit: ``spec`` is not ``i/n`` with 0 <= i < n, or the share is empty (one line).
@@ -165,6 +168,13 @@ def shard(entries: Sequence[dict], spec: str | None = None) -> list[dict]:
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 0 <= int(parts[0]) < int(parts[1]):
             raise SystemExit(f"error: --shard {spec!r} must be i/n with 0 <= i < n (e.g. 0/4)")
         i, n, name = int(parts[0]), int(parts[1]), f"--shard {spec}"
+    place = {str(s): k for k, s in enumerate(order or [])}
+    if n > 1 and not is_null(order) and all(str(e["subject"]) in place for e in entries):
+        mine = [e for e in entries if place[str(e["subject"])] % n == i]
+        if not mine:
+            raise SystemExit(f"error: {name} gets no subject this detector can run (its share of the input's "
+                             f"{len(place)} has none); a run without --shard does them all")  # fmt: skip
+        return mine
     if len(entries) < n:
         raise SystemExit(f"error: {name} gets no subject: the input has {len(entries)}, split {n} ways; use at most "
                          f"{len(entries)} shards or processes")  # fmt: skip

@@ -16,10 +16,12 @@ from bundle_cli import bundle_popen, bundle_run
 from conftest import AFFINE, REPO, demo_truth
 
 
-def test_a_run_killed_after_one_subject_resumes_to_the_same_outputs(demo_run, tmp_path):
-    """SIGKILL once the first subject is complete (the EPVS and lacune detector runs first), then the same command
-    again: it skips that subject, and the tables and maps equal the uninterrupted demo run's, with no temporary
-    file left."""
+def test_a_sharded_run_killed_after_one_subject_resumes_to_the_same_outputs(demo_run, tmp_path):
+    """The demo in two shards, as a SLURM array's two tasks (one after the other here): ``--shard 1/2`` runs both
+    detectors on its subject only; ``--shard 0/2`` is killed (SIGKILL) once its subject is complete in the EPVS and
+    lacune detector (which runs first); then the command without ``--shard`` skips every complete subject, runs
+    what the kill left, and merges. The tables and maps equal the uninterrupted demo run's, with no temporary file
+    left."""
     import time
 
     out, _ = demo_run
@@ -27,17 +29,23 @@ def test_a_run_killed_after_one_subject_resumes_to_the_same_outputs(demo_run, tm
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
            str(out / "demo_input" / "input.json"), "--output_dir", str(res_dir), "--progress", "false"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = bundle_popen(cmd, REPO, env)
+    res = bundle_run([*cmd, "--shard", "1/2"], REPO, env)
+    assert res.returncode == 0, res.stderr[-3000:]
     part = res_dir / "structural"
+    wrote = {d.name: sorted(p.stem for p in (d / "subjects").glob("*.json")) for d in (res_dir, part)}
+    assert wrote == {"res": ["sub-0001"], "structural": ["sub-0001"]}  # its subject in both detectors, no other
+    run = json.loads((res_dir / "run.json").read_text())
+    assert (run["status"], run["written"], run["pending"]) == ("incomplete", ["sub-0001"], ["sub-0000"])
+    proc = bundle_popen([*cmd, "--shard", "0/2"], REPO, env)
     first = part / "subjects" / "sub-0000.json"  # written after the subject's maps: the subject is complete
     deadline = time.time() + 300
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.kill()  # SIGKILL
     proc.wait()
-    assert first.exists() and not (part / "detections.csv").exists()  # killed mid-run
+    assert first.exists() and not (res_dir / "subjects" / "sub-0000.json").exists()  # before its microbleeds
     done = {p: p.stat().st_mtime_ns for p in (first, part / "maps" / "sub-0000_epvs_prob.nii.gz")}
-    (part / "maps" / ".sub-0001_epvs_prob.k2j_8x0q.nii.gz").write_bytes(b"")  # what a kill mid-write leaves
+    (part / "maps" / ".sub-0000_lacune_prob.k2j_8x0q.nii.gz").write_bytes(b"")  # what a kill mid-write leaves
     res = bundle_run(cmd, REPO, env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in done} == done  # the complete subject was skipped, not redone

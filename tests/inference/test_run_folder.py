@@ -106,6 +106,14 @@ def test_shard_splits_subjects_and_refuses_a_bad_spec(setup):
         shard(entries, "7/8")
     with pytest.raises(SystemExit, match="not with --shard"):
         claim_output(out, entries[:0], weights, overwrite=True, shard_spec="0/2")
+    # by the place in the whole input (the main job's two detectors on the subjects each can run): a subject goes
+    # to the same shard in both, whatever the other detector's subjects
+    order = [str(n) for n in range(7)]
+    some = [entries[n] for n in (0, 2, 4, 5)]
+    assert [[e["subject"] for e in shard(some, f"{i}/3", order)] for i in range(3)] == [["0"], ["4"], ["2", "5"]]
+    assert [e["subject"] for e in shard(some, "1/3", order[:3])] == ["2"]  # a subject not in the order: by place
+    with pytest.raises(SystemExit, match=r"^error: --shard 0/3 gets no subject this detector can run"):
+        shard([entries[1], entries[2]], "0/3", order)
 
 
 def test_simpleitk_takes_torchs_threads_unless_its_own_variable_is_set(monkeypatch):
