@@ -4,16 +4,17 @@
 
 Simulates ``--n`` subjects with every marker and modality (the demo's simulator, 1 mm, brain masks given), then
 runs the main job (``configs/inference.yaml``, shipped weights, both detectors, B-spline regions) on them once per
-value of ``--workers`` (``--inference_workers``), each as its own process, then once per value of ``--ranks``
-(``torchrun --nproc_per_node RANKS`` with ``configs/multi_gpu_inference.yaml``: each process takes every RANKS-th
-subject, on the CPU's cores / RANKS torch threads; SimpleITK takes as many). While it runs, the script samples every
+value of ``--workers`` (``--inference_workers``), each as its own process, then once per value of ``--shards``
+(docs/outputs.md#several-processes: SHARDS processes ``--shard i/SHARDS`` at once, each on the CPU's cores / SHARDS
+torch and SimpleITK threads, then the same command without ``--shard``, which merges; all of it timed). While it
+runs, the script samples every
 0.5 s the machine's CPU use (``/proc/stat``, all cores together) and the resident memory of the job's processes
 (the job and its DataLoader workers; summed, so pages they share count once per process). Per run: wall time,
 subjects per minute, the share of the cores busy over the run, the CPU time, the share of 1-s intervals with the
-cores over 90 % busy together, peak memory (all processes, and the largest one), and whether its tables equal the
-first run's. Writes ``throughput.json`` and prints the table::
+cores over 90 % busy together, peak memory (all processes, and the largest one), and how its detections differ
+from the first run's (:func:`differences`). Writes ``throughput.json`` and prints the table::
 
-    python tests/benchmarks/bench_throughput.py --out /work/bench_throughput --n 20 --workers 0 --ranks 2
+    python tests/benchmarks/bench_throughput.py --out /work/bench_throughput --n 20 --workers 0 --shards 2
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -64,18 +66,15 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run(datalist: Path, out: Path, workers: int, ranks: int = 1) -> dict:
-    args = ["--datalist", str(datalist), "--output_dir", str(out), "--progress", "false", "--inference_workers",
-            str(workers)]  # fmt: skip
+def run(datalist: Path, out: Path, workers: int, shards: int = 1) -> dict:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
+           str(datalist), "--output_dir", str(out), "--progress", "false", "--inference_workers", str(workers)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    if ranks == 1:
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", *args]
-    else:
-        configs = "['configs/inference.yaml','configs/multi_gpu_inference.yaml']"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), "-m",
-               "monai.bundle", "run", "--config_file", configs, *args]  # fmt: skip
-        threads = str(max(1, _cores() // ranks))
-        env["OMP_NUM_THREADS"] = threads  # SimpleITK follows torch (bundle.inference.match_itk_threads)
+    if shards > 1:  # the shards at once, each on its share of the cores; then the run that merges
+        threads = max(1, _cores() // shards)
+        each = [f"OMP_NUM_THREADS={threads} ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} "
+                f"{shlex.join([*cmd, '--shard', f'{i}/{shards}'])} &" for i in range(shards)]  # fmt: skip
+        cmd = ["bash", "-c", f"{' '.join(each)} wait; {shlex.join(cmd)}"]
     out.parent.mkdir(parents=True, exist_ok=True)
     log = open(out.with_suffix(".log"), "w")
     start, (b0, t0) = time.perf_counter(), _cpu()
@@ -96,11 +95,26 @@ def run(datalist: Path, out: Path, workers: int, ranks: int = 1) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{out.name}: the main job failed ({proc.returncode}); see {log.name}")
     n = len(json.loads((out / "run.json").read_text())["written"])
-    return {"workers": workers, "ranks": ranks, "subjects": n, "wall_s": round(wall, 1),
+    return {"workers": workers, "shards": shards, "subjects": n, "wall_s": round(wall, 1),
             "per_minute": round(60.0 * n / wall, 2),
             "busy": round((b1 - b0) / max(t1 - t0, 1), 3), "cpu_core_s": round((b1 - b0) / os.sysconf("SC_CLK_TCK")),
             "both_busy_seconds": round(sum(s >= 0.9 for s in samples) / max(len(samples), 1), 3),
             "peak_mib": round(peak / 2**20), "largest_mib": round(largest / 2**20)}  # fmt: skip
+
+
+def differences(folder: Path, first: Path) -> str:
+    """How ``folder``'s detections differ from ``first``'s: ``equal`` (byte for byte), else the rows whose subject,
+    class or voxel differ, the largest score difference and the regions that differ on the same rows."""
+    from bundle.inference import read_detections
+
+    if all((folder / t).read_bytes() == (first / t).read_bytes() for t in ("detections.csv", "counts.csv")):
+        return "equal"
+    a, b = ({(s, r["label"], r["i"], r["j"], r["k"]): r for s, rs in read_detections(f / "detections.csv").items()
+             for r in rs} for f in (folder, first))  # fmt: skip
+    same = a.keys() & b.keys()
+    score = max((abs(a[k]["score"] - b[k]["score"]) for k in same), default=0.0)
+    regions = sum(a[k].get("region") != b[k].get("region") for k in same)
+    return f"{len(a.keys() ^ b.keys())} rows differ; scores within {score:.1e}; {regions} regions differ"
 
 
 def main() -> None:
@@ -109,32 +123,31 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--workers", default="0,2", help="comma-separated --inference_workers values")
-    ap.add_argument("--ranks", default="", help="comma-separated numbers of torchrun processes (no workers)")
+    ap.add_argument("--shards", default="", help="comma-separated numbers of --shard processes (no workers)")
     args = ap.parse_args()
     from bundle.data.synth import demo_input
 
     out = Path(args.out)
     datalist = demo_input(out / "input", n=args.n, seed=args.seed)
-    rows, first = [], None
-    runs = [(int(w), 1) for w in args.workers.split(",") if w] + [(0, int(r)) for r in args.ranks.split(",") if r]
+    rows = []
+    runs = [(int(w), 1) for w in args.workers.split(",") if w] + [(0, int(r)) for r in args.shards.split(",") if r]
     for w, r in runs:
-        folder = out / (f"run_w{w}" if r == 1 else f"run_r{r}")
+        folder = out / (f"run_w{w}" if r == 1 else f"run_s{r}")
         row = run(datalist, folder, w, r)
-        tables = {t: (folder / t).read_text() for t in ("detections.csv", "counts.csv", "failed.csv")}
-        first = first or tables
-        row["tables_equal_first"] = tables == first
+        row["against_first"] = differences(folder, out / (f"run_w{runs[0][0]}" if runs[0][1] == 1 else
+                                                          f"run_s{runs[0][1]}"))  # fmt: skip
         rows.append(row)
         print(row, flush=True)
     (out / "throughput.json").write_text(json.dumps({"n": args.n, "seed": args.seed, "runs": rows}, indent=1))
-    print("| workers | processes | subjects | wall (s) | subjects/min | cores busy | CPU (core-s) | "
+    print("| workers | shards | subjects | wall (s) | subjects/min | cores busy | CPU (core-s) | "
           "1-s intervals >= 90 % busy | peak memory, all processes (MiB) | largest process (MiB) | "
-          "tables equal the first run's |")
+          "detections against the first run's |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['workers']} | {r['ranks']} | {r['subjects']} | {r['wall_s']} | {r['per_minute']} | "
+        print(f"| {r['workers']} | {r['shards']} | {r['subjects']} | {r['wall_s']} | {r['per_minute']} | "
               f"{100 * r['busy']:.0f} % | {r['cpu_core_s']} | "
               f"{100 * r['both_busy_seconds']:.0f} % | {r['peak_mib']} | {r['largest_mib']} | "
-              f"{r['tables_equal_first']} |")
+              f"{r['against_first']} |")
 
 
 if __name__ == "__main__":
