@@ -37,6 +37,9 @@ def test_zip_downloads_runs_and_loads(tmp_path):
     for need in ("configs/inference.yaml", "configs/inference.json", "configs/metadata.json", "models/model.pt",
                  "bundle/__init__.py", "LICENSE", "docs/README.md"):  # fmt: skip
         assert f"{NAME}/{need}" in names
+    tracked = subprocess.run(["git", "ls-files", "bundle", "configs", "models"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()  # fmt: skip
+    assert len(tracked) > 100 and {f"{NAME}/{f}" for f in tracked} <= set(names)  # both detectors' code and files
     assert not any(n.startswith((f"{NAME}/tests/", f"{NAME}/.ci/")) for n in names)
     assert json.loads(zipfile.ZipFile(path).read(f"{NAME}/configs/metadata.json"))["version"] == __version__
 
@@ -48,7 +51,9 @@ def test_zip_downloads_runs_and_loads(tmp_path):
     assert (root / "models" / "model.pt").is_file()
     out = tmp_path / "out"
     log = _run(["run", "--config_file", "configs/inference.yaml", "--output_dir", str(out), "--progress", "false",
-                "--atlas_deformable", "false"], cwd=root)  # fmt: skip  (affine regions: this tests the package)
+                "--atlas_deformable", "false", "--structural_detector", "false"], cwd=root)  # fmt: skip
+    # (this tests the package: affine regions, and the microbleed detector alone; the demo run, conftest's, runs both
+    # detectors on the same demo from the repository, and the zip holds the other detector's files, checked above)
     counts = list(csv.DictReader((out / "counts.csv").open()))
     assert [c["subject"] for c in counts] == ["sub-0000", "sub-0001"] and "QC report:" in log
     assert sum(int(c["total"]) for c in counts) >= 1

@@ -169,16 +169,18 @@ def shard(entries: Sequence[dict], spec: str | None = None, order: Sequence[str]
             raise SystemExit(f"error: --shard {spec!r} must be i/n with 0 <= i < n (e.g. 0/4)")
         i, n, name = int(parts[0]), int(parts[1]), f"--shard {spec}"
     place = {str(s): k for k, s in enumerate(order or [])}
-    if n > 1 and not is_null(order) and all(str(e["subject"]) in place for e in entries):
-        mine = [e for e in entries if place[str(e["subject"])] % n == i]
-        if not mine:
-            raise SystemExit(f"error: {name} gets no subject this detector can run (its share of the input's "
-                             f"{len(place)} has none); a run without --shard does them all")  # fmt: skip
-        return mine
-    if len(entries) < n:
-        raise SystemExit(f"error: {name} gets no subject: the input has {len(entries)}, split {n} ways; use at most "
-                         f"{len(entries)} shards or processes")  # fmt: skip
-    return partition_dataset(list(entries), num_partitions=n)[i]  # every n-th from the i-th
+    by_place = n > 1 and not is_null(order) and all(str(e["subject"]) in place for e in entries)
+    total = len(place) if by_place else len(entries)
+    if total < n:
+        raise SystemExit(f"error: {name} gets no subject: the input has {total}, split {n} ways; use at most "
+                         f"{total} shards or processes")  # fmt: skip
+    if not by_place:
+        return partition_dataset(list(entries), num_partitions=n)[i]  # every n-th from the i-th
+    mine = [e for e in entries if place[str(e["subject"])] % n == i]
+    if not mine:
+        raise SystemExit(f"error: {name} gets no subject this detector can run (its share of the input's {total} has "
+                         "none); a run without --shard does them all")  # fmt: skip
+    return mine
 
 
 def match_itk_threads() -> int:

@@ -5,7 +5,7 @@
 Simulates ``--n`` subjects with every marker and modality (the demo's simulator, 1 mm, brain masks given), then
 runs the main job (``configs/inference.yaml``, shipped weights, both detectors, B-spline regions) on them once per
 value of ``--workers`` (``--inference_workers``), each as its own process, then once per value of ``--shards``
-(docs/outputs.md#several-processes: SHARDS processes ``--shard i/SHARDS`` at once, each on the CPU's cores / SHARDS
+(docs/outputs.md#every-marker-of-a-cohort: SHARDS processes ``--shard i/SHARDS`` at once, each on the CPU's cores / SHARDS
 torch and SimpleITK threads, then the same command without ``--shard``, which merges; all of it timed). While it
 runs, the script samples every
 0.5 s the machine's CPU use (``/proc/stat``, all cores together) and the resident memory of the job's processes

@@ -114,6 +114,8 @@ def test_shard_splits_subjects_and_refuses_a_bad_spec(setup):
     assert [e["subject"] for e in shard(some, "1/3", order[:3])] == ["2"]  # a subject not in the order: by place
     with pytest.raises(SystemExit, match=r"^error: --shard 0/3 gets no subject this detector can run"):
         shard([entries[1], entries[2]], "0/3", order)
+    with pytest.raises(SystemExit, match=r"^error: --shard 7/8 gets no subject: the input has 7, split 8 ways"):
+        shard(some, "7/8", order)  # the whole input counts
 
 
 def test_simpleitk_takes_torchs_threads_unless_its_own_variable_is_set(monkeypatch):
