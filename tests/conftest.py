@@ -46,17 +46,17 @@ AFFINE = ["--atlas_deformable", "false"]
 GRID_2MM = ["--working_spacing", "[2.0, 2.0, 2.0]"]
 
 #: the test files that run first, long ones first (the seconds of their longest tests on one worker of a clean-clone
-#: run, 8ab1b49, docs/testing.md): pytest-xdist hands whole files (``--dist loadfile --no-loadscope-reorder``, so in
+#: run, 3c8ab6e, docs/testing.md): pytest-xdist hands whole files (``--dist loadfile --no-loadscope-reorder``, so in
 #: this order) to a worker that is nearly done, so starting the long ones first keeps both workers busy to the end.
 #: The demo run's file comes first; the two other files that use the demo run come after files that do not and take
 #: longer than the demo run together, so they do not wait for it.
-FIRST = ("tests/configs/test_main_config.py",  # the demo run 82, evaluation 21, training 13
-         "tests/methods/twostage/test_twostage_config.py",  # training 24
-         "tests/configs/test_multi_gpu_config.py",  # 25
-         "tests/inference/test_spacing.py",  # 60 (two physics SWI subjects, one of them conftest's swi_1mm)
-         "tests/configs/test_main_resume.py",  # 66, 53
-         "tests/configs/test_main_cohorts.py",  # 66, 21, 17, 13, 10
-         "tests/test_package.py")  # 64  # fmt: skip
+FIRST = ("tests/configs/test_main_config.py",  # the demo run 80, evaluation 19, training 12
+         "tests/methods/twostage/test_twostage_config.py",  # training 22
+         "tests/configs/test_multi_gpu_config.py",  # 22
+         "tests/inference/test_spacing.py",  # 41 (and conftest's swi_1mm, 16, when this file makes it)
+         "tests/configs/test_main_resume.py",  # 66, 51
+         "tests/configs/test_main_cohorts.py",  # 71, 16, 15, 13, 9
+         "tests/test_package.py")  # 30  # fmt: skip
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -165,7 +165,9 @@ def swi_1mm(tmp_path_factory) -> tuple[Path, dict]:
     datalist entry with paths relative to it)``."""
     from bundle.data.synth.swi_physics import generate_swi_subject
 
-    make = lambda out: [str(out), generate_swi_subject(0, out, seed=21, acquisition=swi_acquisition((1.0,) * 3))]  # noqa: E731
+    def make(out):
+        return [str(out), generate_swi_subject(0, out, seed=21, acquisition=swi_acquisition((1.0,) * 3))]
+
     folder, entry = shared(tmp_path_factory, "swi_1mm", make)
     return Path(folder), entry
 

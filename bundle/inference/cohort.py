@@ -1,12 +1,12 @@
 # Copyright (c) 2026 brain_mri_eso_detection contributors. Licensed under the Apache License, Version 2.0.
 """The main job's second detector and its merged tables (docs/outputs.md#every-marker-of-a-cohort).
 
-The main job runs the microbleed detector over the subjects with SWI (or T2*) into its folder, then
-:func:`run_part` runs the EPVS and lacune detector's own config (``configs/unet/structural_inference.yaml``) over
-the same input into ``<folder>/structural`` (its own ``run.json``, tables, maps and QC report), and
-:func:`merge_parts` writes the cohort's tables at the top: ``detections.csv`` (every class, ``label`` cmb, epvs or
-lacune, with its ``region``), ``counts.csv`` (per subject, class and region; empty where a detector did not run on
-the subject) and ``plan.csv`` (per subject and detector: run or not, and why).
+The main job runs the EPVS and lacune detector first: :func:`run_part` runs its own config
+(``configs/unet/structural_inference.yaml``) over the input into ``<folder>/structural`` (its own ``run.json``,
+tables, maps and QC report); then the microbleed detector runs over the subjects with SWI (or T2*) into the folder
+itself, and :func:`merge_parts` writes the cohort's tables at the top: ``detections.csv`` (every class, ``label``
+cmb, epvs or lacune, with its ``region``), ``counts.csv`` (per subject, class and region; empty where a detector
+did not run on the subject) and ``plan.csv`` (per subject and detector: run or not, and why).
 """
 
 from __future__ import annotations
@@ -58,9 +58,7 @@ def run_part(part: str, bundle_root: str | os.PathLike, input, output_dir: str |
     overrides = {k: v for k, v in (settings or {}).items() if v is not None}
     if not is_null(shard):
         order = list(dict.fromkeys(r["subject"] for r in plan or []))
-        try:
-            share([{"subject": s} for s in mine], shard, order)
-        except SystemExit:
+        if not share([{"subject": s} for s in mine], shard, order):
             logger.info("%s detector: no subject of --shard %s has its inputs", part, shard)
             return 0
         overrides.update(shard=shard, subject_order=order)

@@ -20,6 +20,7 @@ import csv
 import datetime
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,7 +35,9 @@ from ..data.datalist import check_subject_id
 from ..data.io import fingerprint, write_json
 from ..utils import as_bool, is_null
 
-__all__ = ["OUTPUTS", "SubjectRecords", "claim_output", "close_run", "read_failed", "shard"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["OUTPUTS", "SubjectRecords", "claim_output", "close_run", "match_itk_threads", "read_failed", "shard"]
 
 #: what a run writes into its folder (files and folders); nothing else is ever removed
 OUTPUTS = ("detections.csv", "counts.csv", "failed.csv", "alignment.csv", "count_predictions.csv", "plan.csv",
@@ -153,13 +156,14 @@ def close_run(output_dir) -> dict:
 def shard(entries: Sequence[dict], spec: str | None = None, order: Sequence[str] | None = None) -> list[dict]:
     """This process's share of ``entries``: every n-th from the i-th for ``spec`` ``"i/n"`` (e.g. a SLURM array's
     ``$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``), else every ``world_size``-th from this rank's in a
-    ``torch.distributed`` group, else all of them. With ``order`` (every subject of the input, in its order), a
-    subject's place in ``order`` counts instead of its place in ``entries``: the main job's two detectors, each on
-    the subjects it can run, then give a subject to the same process (``entries`` with a subject not in ``order``
-    count by their own places).
+    ``torch.distributed`` group, else all of them. With a ``spec`` and an ``order`` (every subject of the input, in
+    its order), a subject's place in ``order`` counts instead of its place in ``entries``: the main job's two
+    detectors, each on the subjects it can run, then give a subject to the same shard, and a detector's share may
+    be empty (logged). When a subject of ``entries`` is not in ``order`` (a warning), all count by their places in
+    ``entries``.
 
     Raises:
-        SystemExit: ``spec`` is not ``i/n`` with 0 <= i < n, or the share is empty (one line).
+        SystemExit: ``spec`` is not ``i/n`` with 0 <= i < n, or the input has fewer subjects than shares (one line).
     """
     if is_null(spec):
         i, n, name = idist.get_rank(), idist.get_world_size(), "this process"
@@ -169,7 +173,10 @@ def shard(entries: Sequence[dict], spec: str | None = None, order: Sequence[str]
             raise SystemExit(f"error: --shard {spec!r} must be i/n with 0 <= i < n (e.g. 0/4)")
         i, n, name = int(parts[0]), int(parts[1]), f"--shard {spec}"
     place = {str(s): k for k, s in enumerate(order or [])}
-    by_place = n > 1 and not is_null(order) and all(str(e["subject"]) in place for e in entries)
+    by_place = not is_null(spec) and n > 1 and not is_null(order)
+    if by_place and not all(str(e["subject"]) in place for e in entries):
+        logger.warning("%s: a subject is not in the input's order; sharding by the detector's own list", name)
+        by_place = False
     total = len(place) if by_place else len(entries)
     if total < n:
         raise SystemExit(f"error: {name} gets no subject: the input has {total}, split {n} ways; use at most "
@@ -178,8 +185,7 @@ def shard(entries: Sequence[dict], spec: str | None = None, order: Sequence[str]
         return partition_dataset(list(entries), num_partitions=n)[i]  # every n-th from the i-th
     mine = [e for e in entries if place[str(e["subject"])] % n == i]
     if not mine:
-        raise SystemExit(f"error: {name} gets no subject this detector can run (its share of the input's {total} has "
-                         "none); a run without --shard does them all")  # fmt: skip
+        logger.info("%s: no subject of this share for this detector", name)
     return mine
 
 

@@ -5,11 +5,11 @@
 Simulates ``--n`` subjects with every marker and modality (the demo's simulator, 1 mm, brain masks given), then
 runs the main job (``configs/inference.yaml``, shipped weights, both detectors, B-spline regions) on them once per
 value of ``--workers`` (``--inference_workers``), each as its own process, then once per value of ``--shards``
-(docs/outputs.md#every-marker-of-a-cohort: SHARDS processes ``--shard i/SHARDS`` at once, each on the CPU's cores / SHARDS
-torch and SimpleITK threads, then the same command without ``--shard``, which merges; all of it timed). While it
-runs, the script samples every
-0.5 s the machine's CPU use (``/proc/stat``, all cores together) and the resident memory of the job's processes
-(the job and its DataLoader workers; summed, so pages they share count once per process). Per run: wall time,
+(docs/outputs.md#every-marker-of-a-cohort: SHARDS processes ``--shard i/SHARDS`` at once, each on the CPU's
+cores / SHARDS torch and SimpleITK threads, then the same command without ``--shard``, which merges; all of it
+timed; a failed shard fails the run). While it runs, the script samples every 0.5 s the machine's CPU use
+(``/proc/stat``, all cores together) and the resident memory of the job's processes (the job and its DataLoader
+workers or shards; summed, so pages they share count once per process). Per run: wall time,
 subjects per minute, the share of the cores busy over the run, the CPU time, the share of 1-s intervals with the
 cores over 90 % busy together, peak memory (all processes, and the largest one), and how its detections differ
 from the first run's (:func:`differences`). Writes ``throughput.json`` and prints the table::
@@ -73,8 +73,9 @@ def run(datalist: Path, out: Path, workers: int, shards: int = 1) -> dict:
     if shards > 1:  # the shards at once, each on its share of the cores; then the run that merges
         threads = max(1, _cores() // shards)
         each = [f"OMP_NUM_THREADS={threads} ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} "
-                f"{shlex.join([*cmd, '--shard', f'{i}/{shards}'])} &" for i in range(shards)]  # fmt: skip
-        cmd = ["bash", "-c", f"{' '.join(each)} wait; {shlex.join(cmd)}"]
+                f"{shlex.join([*cmd, '--shard', f'{i}/{shards}'])} & pids+=($!);" for i in range(shards)]  # fmt: skip
+        cmd = ["bash", "-c", f"pids=(); {' '.join(each)} for p in ${{pids[@]}}; do wait $p || exit 1; done; "
+               f"{shlex.join(cmd)}"]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     log = open(out.with_suffix(".log"), "w")
     start, (b0, t0) = time.perf_counter(), _cpu()

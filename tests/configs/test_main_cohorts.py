@@ -255,3 +255,22 @@ def test_bad_subjects_are_listed_and_the_others_written(demo_run, tmp_path):
     assert res.stderr.rstrip().splitlines()[-2:] == [f"  {f['reason']}" for f in failed]
     page = (res_dir / "report" / "index.html").read_text()
     assert "2 subject(s) failed" in page and "<b>c_zeros</b>: c_zeros: image file" in page
+
+
+def test_a_shard_without_a_microbleed_subject_ends_normally(demo_run, tmp_path):
+    """``--shard 1/2`` of an input whose second subject has a T1 and no SWI: the microbleed detector has no subject
+    in this shard (one log line), the run ends with status 0 and its run.json lists the other subject as pending.
+    The EPVS and lacune detector, which would run the T1 here, is switched off (the resume test runs it in shards)."""
+    out, _ = demo_run
+    (a, _), root = demo_truth(out)
+    two = [{"subject": s, "modalities": [m], "image": [str(root / a["image"][n])], "mask": str(root / a["mask"])}
+           for s, m, n in (("swi", "swi", 0), ("t1", "t1", 1))]  # fmt: skip
+    (tmp_path / "two.json").write_text(json.dumps({"modalities": ["swi", "t1"], "testing": two}))
+    res_dir = tmp_path / "res"
+    log = run_bundle(["--config_file", "configs/inference.yaml", "--datalist", str(tmp_path / "two.json"),
+                      "--output_dir", str(res_dir), "--progress", "false", "--shard", "1/2", "--structural_detector",
+                      "false"])  # fmt: skip
+    assert "--shard 1/2: no subject of this share for this detector" in log
+    run = json.loads((res_dir / "run.json").read_text())
+    assert (run["status"], run["written"], run["pending"]) == ("incomplete", [], ["swi"])
+    assert not (res_dir / "subjects").exists() and not (res_dir / "maps").exists()

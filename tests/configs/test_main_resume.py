@@ -36,6 +36,7 @@ def test_a_sharded_run_killed_after_one_subject_resumes_to_the_same_outputs(demo
     assert wrote == {"res": ["sub-0001"], "structural": ["sub-0001"]}  # its subject in both detectors, no other
     run = json.loads((res_dir / "run.json").read_text())
     assert (run["status"], run["written"], run["pending"]) == ("incomplete", ["sub-0001"], ["sub-0000"])
+    done = {p: p.stat().st_mtime_ns for d in (res_dir, part) for p in (d / "subjects").glob("*.json")}
     proc = bundle_popen([*cmd, "--shard", "0/2"], REPO, env)
     first = part / "subjects" / "sub-0000.json"  # written after the subject's maps: the subject is complete
     deadline = time.time() + 300
@@ -44,11 +45,11 @@ def test_a_sharded_run_killed_after_one_subject_resumes_to_the_same_outputs(demo
     proc.kill()  # SIGKILL
     proc.wait()
     assert first.exists() and not (res_dir / "subjects" / "sub-0000.json").exists()  # before its microbleeds
-    done = {p: p.stat().st_mtime_ns for p in (first, part / "maps" / "sub-0000_epvs_prob.nii.gz")}
+    done.update({p: p.stat().st_mtime_ns for p in (first, part / "maps" / "sub-0000_epvs_prob.nii.gz")})
     (part / "maps" / ".sub-0000_lacune_prob.k2j_8x0q.nii.gz").write_bytes(b"")  # what a kill mid-write leaves
     res = bundle_run(cmd, REPO, env)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in done} == done  # the complete subject was skipped, not redone
+    assert {p: p.stat().st_mtime_ns for p in done} == done  # the complete subjects were skipped, not redone
     for name in ("detections.csv", "counts.csv", "failed.csv"):
         assert (res_dir / name).read_text() == (out / name).read_text()
     for m in [*sorted((out / "maps").iterdir()), *sorted((out / "structural" / "maps").iterdir())]:
