@@ -38,10 +38,10 @@ def run_part(part: str, bundle_root: str | os.PathLike, input, output_dir: str |
     main job's ``settings`` (e.g. device, overwrite) overriding its defaults. A detector that has no subject to run
     on, or stops on an error, is logged and returns its exit status (0: it ran, 3: some subjects failed, they are
     in its ``failed.csv``); the main job's own outputs are never lost to it. With a ``shard`` (``i/n``) it runs on
-    the subjects of the main job's share, by their place in the ``plan`` (:func:`bundle.inference.shard`), so both
-    detectors of a subject run in the same process. Not run in a ``torch.distributed`` group (returns 0 with one
-    log line: run the part's config itself there), nor when the ``plan`` (:func:`bundle.data.input_plan`) has no
-    subject for it (in this shard)."""
+    the subjects of the main job's share, by their place in ``settings["subject_order"]`` (the main job's
+    ``subject_order``; :func:`bundle.inference.shard`), so both detectors of a subject run in the same process.
+    Not run in a ``torch.distributed`` group (returns 0 with one log line: run the part's config itself there), nor
+    when the ``plan`` (:func:`bundle.data.input_plan`) has no subject for it (in this shard)."""
     import ignite.distributed as idist
     from monai.bundle import ConfigWorkflow
 
@@ -57,11 +57,10 @@ def run_part(part: str, bundle_root: str | os.PathLike, input, output_dir: str |
         return 0
     overrides = {k: v for k, v in (settings or {}).items() if v is not None}
     if not is_null(shard):
-        order = list(dict.fromkeys(r["subject"] for r in plan or []))
-        if not share([{"subject": s} for s in mine], shard, order):
+        if not share([{"subject": s} for s in mine], shard, overrides.get("subject_order")):
             logger.info("%s detector: no subject of --shard %s has its inputs", part, shard)
             return 0
-        overrides.update(shard=shard, subject_order=order)
+        overrides["shard"] = shard
     files = [str(Path(bundle_root) / "configs" / f) for f in PARTS[part]]
     out = Path(output_dir) / part
     try:
