@@ -41,7 +41,7 @@ __all__ = ["OUTPUTS", "SubjectRecords", "claim_output", "close_run", "match_itk_
 
 #: what a run writes into its folder (files and folders); nothing else is ever removed
 OUTPUTS = ("detections.csv", "counts.csv", "failed.csv", "alignment.csv", "count_predictions.csv", "plan.csv",
-           "index.html", "maps", "report", "subjects", "structural", "run.json")  # fmt: skip
+           "index.html", "logs", "maps", "report", "subjects", "structural", "run.json")  # fmt: skip
 FAILED = "failed"  # the key of a failure in a record (as in a batch item, bundle.inference.isolation)
 #: the temporary files of :func:`bundle.data.io.atomic_path` (``.<stem>.<8 random characters><suffix>``)
 TEMPORARY = re.compile(r"\.[^.]+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)+")

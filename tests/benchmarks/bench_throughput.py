@@ -4,17 +4,16 @@
 
 Simulates ``--n`` subjects with every marker and modality (the demo's simulator, 1 mm, brain masks given), then
 runs the main job (``configs/inference.yaml``, shipped weights, both detectors, B-spline regions) on them once per
-value of ``--workers`` (``--inference_workers``), each as its own process, then once per value of ``--shards``
-(docs/outputs.md#every-marker-of-a-cohort: SHARDS processes ``--shard i/SHARDS`` at once, each on the CPU's
-cores / SHARDS torch and SimpleITK threads, then the same command without ``--shard``, which merges; all of it
-timed; a failed shard fails the run). While it runs, the script samples every 0.5 s the machine's CPU use
-(``/proc/stat``, all cores together) and the resident memory of the job's processes (the job and its DataLoader
-workers or shards; summed, so pages they share count once per process). Per run: wall time,
-subjects per minute, the share of the cores busy over the run, the CPU time, the share of 1-s intervals with the
-cores over 90 % busy together, peak memory (all processes, and the largest one), and how its detections differ
-from the first run's (:func:`differences`). Writes ``throughput.json`` and prints the table::
+value of ``--workers`` (``--inference_workers``), each as its own process, then once per value of ``--processes``
+(docs/outputs.md#every-marker-of-a-cohort: the job starts N shards ``--shard i/N`` at once, each on 1/N of its
+torch and SimpleITK threads, then merges; all of it timed; a failed shard fails the run). While it runs, the
+script samples every 0.5 s the machine's CPU use (``/proc/stat``, all cores together) and the resident memory of
+the job's processes (the job and its DataLoader workers or shards; summed, so pages they share count once per
+process). Per run: wall time, subjects per minute, the share of the cores busy over the run, the CPU time, the
+share of 1-s intervals with the cores over 90 % busy together, peak memory (all processes, and the largest one),
+and how its detections differ from the first run's (:func:`differences`). Writes ``throughput.json`` and prints the table::
 
-    python tests/benchmarks/bench_throughput.py --out /work/bench_throughput --n 20 --workers 0 --shards 2
+    python tests/benchmarks/bench_throughput.py --out /work/bench_throughput --n 20 --workers 0 --processes 2
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -62,20 +60,11 @@ def _tree_rss(root: int) -> tuple[int, int]:
     return sum(mine), max(mine)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def run(datalist: Path, out: Path, workers: int, shards: int = 1) -> dict:
+def run(datalist: Path, out: Path, workers: int, processes: int = 1) -> dict:
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml", "--datalist",
-           str(datalist), "--output_dir", str(out), "--progress", "false", "--inference_workers", str(workers)]
+           str(datalist), "--output_dir", str(out), "--progress", "false", "--inference_workers", str(workers),
+           "--processes", str(processes)]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    if shards > 1:  # the shards at once, each on its share of the cores; then the run that merges
-        threads = max(1, _cores() // shards)
-        each = [f"OMP_NUM_THREADS={threads} ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS={threads} "
-                f"{shlex.join([*cmd, '--shard', f'{i}/{shards}'])} & pids+=($!);" for i in range(shards)]  # fmt: skip
-        cmd = ["bash", "-c", f"pids=(); {' '.join(each)} for p in ${{pids[@]}}; do wait $p || exit 1; done; "
-               f"{shlex.join(cmd)}"]  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     log = open(out.with_suffix(".log"), "w")
     start, (b0, t0) = time.perf_counter(), _cpu()
@@ -96,7 +85,9 @@ def run(datalist: Path, out: Path, workers: int, shards: int = 1) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{out.name}: the main job failed ({proc.returncode}); see {log.name}")
     n = len(json.loads((out / "run.json").read_text())["written"])
-    return {"workers": workers, "shards": shards, "subjects": n, "wall_s": round(wall, 1),
+    if "stopped with status" in out.with_suffix(".log").read_text():
+        raise SystemExit(f"{out.name}: a shard failed; see {log.name}")
+    return {"workers": workers, "processes": processes, "subjects": n, "wall_s": round(wall, 1),
             "per_minute": round(60.0 * n / wall, 2),
             "busy": round((b1 - b0) / max(t1 - t0, 1), 3), "cpu_core_s": round((b1 - b0) / os.sysconf("SC_CLK_TCK")),
             "both_busy_seconds": round(sum(s >= 0.9 for s in samples) / max(len(samples), 1), 3),
@@ -124,28 +115,28 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--workers", default="0,2", help="comma-separated --inference_workers values")
-    ap.add_argument("--shards", default="", help="comma-separated numbers of --shard processes (no workers)")
+    ap.add_argument("--processes", default="", help="comma-separated --processes values (no workers)")
     args = ap.parse_args()
     from bundle.data.synth import demo_input
 
     out = Path(args.out)
     datalist = demo_input(out / "input", n=args.n, seed=args.seed)
     rows = []
-    runs = [(int(w), 1) for w in args.workers.split(",") if w] + [(0, int(r)) for r in args.shards.split(",") if r]
+    runs = [(int(w), 1) for w in args.workers.split(",") if w] + [(0, int(r)) for r in args.processes.split(",") if r]
     for w, r in runs:
-        folder = out / (f"run_w{w}" if r == 1 else f"run_s{r}")
+        folder = out / (f"run_w{w}" if r == 1 else f"run_p{r}")
         row = run(datalist, folder, w, r)
         row["against_first"] = differences(folder, out / (f"run_w{runs[0][0]}" if runs[0][1] == 1 else
-                                                          f"run_s{runs[0][1]}"))  # fmt: skip
+                                                          f"run_p{runs[0][1]}"))  # fmt: skip
         rows.append(row)
         print(row, flush=True)
     (out / "throughput.json").write_text(json.dumps({"n": args.n, "seed": args.seed, "runs": rows}, indent=1))
-    print("| workers | shards | subjects | wall (s) | subjects/min | cores busy | CPU (core-s) | "
+    print("| workers | processes | subjects | wall (s) | subjects/min | cores busy | CPU (core-s) | "
           "1-s intervals >= 90 % busy | peak memory, all processes (MiB) | largest process (MiB) | "
           "detections against the first run's |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['workers']} | {r['shards']} | {r['subjects']} | {r['wall_s']} | {r['per_minute']} | "
+        print(f"| {r['workers']} | {r['processes']} | {r['subjects']} | {r['wall_s']} | {r['per_minute']} | "
               f"{100 * r['busy']:.0f} % | {r['cpu_core_s']} | "
               f"{100 * r['both_busy_seconds']:.0f} % | {r['peak_mib']} | {r['largest_mib']} | "
               f"{r['against_first']} |")

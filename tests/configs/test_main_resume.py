@@ -19,9 +19,9 @@ from conftest import AFFINE, REPO, demo_truth
 def test_a_sharded_run_killed_after_one_subject_resumes_to_the_same_outputs(demo_run, tmp_path):
     """The demo in two shards, as a SLURM array's two tasks (one after the other here): ``--shard 1/2`` runs both
     detectors on its subject only; ``--shard 0/2`` is killed (SIGKILL) once its subject is complete in the EPVS and
-    lacune detector (which runs first); then the command without ``--shard`` skips every complete subject, runs
-    what the kill left, and merges. The tables and maps equal the uninterrupted demo run's, with no temporary file
-    left."""
+    lacune detector (which runs first); then the command without ``--shard``, with ``--processes 2``, runs both
+    shards again at once (they skip every complete subject and run what the kill left) and merges. The tables and
+    maps equal the uninterrupted demo run's, with no temporary file left."""
     import time
 
     out, _ = demo_run
@@ -47,8 +47,16 @@ def test_a_sharded_run_killed_after_one_subject_resumes_to_the_same_outputs(demo
     assert first.exists() and not (res_dir / "subjects" / "sub-0000.json").exists()  # before its microbleeds
     done.update({p: p.stat().st_mtime_ns for p in (first, part / "maps" / "sub-0000_epvs_prob.nii.gz")})
     (part / "maps" / ".sub-0000_lacune_prob.k2j_8x0q.nii.gz").write_bytes(b"")  # what a kill mid-write leaves
-    res = bundle_run(cmd, REPO, env)
+    import torch
+
+    threads = torch.get_num_threads()  # the demo run's: each shard gets half of the job's, so the same sums
+    res = bundle_run([*cmd, "--processes", "2"], REPO, {**env, "OMP_NUM_THREADS": str(2 * threads)})
     assert res.returncode == 0, res.stderr[-3000:]
+    log = res.stdout + res.stderr
+    assert f"2 processes, {threads} thread(s) each" in log and "stopped with status" not in log
+    for i in range(2):  # each shard ran on its own share to the end (its summary printed), on one thread
+        log = (res_dir / "logs" / f"shard_{i}of2.log").read_text()
+        assert f"> shard: '{i}/2'" in log and "> processes: 1" in log and f"QC report: {res_dir}" in log
     assert {p: p.stat().st_mtime_ns for p in done} == done  # the complete subjects were skipped, not redone
     for name in ("detections.csv", "counts.csv", "failed.csv"):
         assert (res_dir / name).read_text() == (out / name).read_text()

@@ -139,3 +139,34 @@ def test_simpleitk_takes_torchs_threads_unless_its_own_variable_is_set(monkeypat
     finally:
         torch.set_num_threads(before[0])
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before[1])
+
+
+def test_processes_start_one_shard_each_on_its_share_of_the_threads(tmp_path, monkeypatch):
+    """``--processes N``: the command line again without the launcher's own options (either spelling), then
+    ``--shard i/N``, one process, no overwrite, no progress bar; each on ``threads // N`` torch and SimpleITK threads.
+    Refused with --shard, under torchrun or outside the command line; nothing to split: nothing started."""
+    import sys
+
+    from bundle.inference import run_shards, shard_commands
+
+    args = ["run", "--config_file", "configs/inference.yaml", "--processes", "2", "--overwrite=true", "--datalist",
+            "in.json", "--shard", "0/3", "--progress=true", "--output_dir", "o"]  # fmt: skip
+    cmds = shard_commands(args, 2, 3)
+    assert [c[:3] for c, _ in cmds] == [[sys.executable, "-m", "monai.bundle"]] * 2
+    assert [c[3:] for c, _ in cmds] == [
+        ["run", "--config_file", "configs/inference.yaml", "--datalist", "in.json", "--output_dir", "o", "--shard",
+         f"{i}/2", "--processes", "1", "--overwrite", "false", "--progress", "false"] for i in range(2)]  # fmt: skip
+    assert all(e == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "3"}
+               for _, e in cmds)  # fmt: skip
+    assert run_shards(1, None, tmp_path, 5) == [] and run_shards("4", None, tmp_path, 1) == []
+    assert not (tmp_path / "logs").exists()
+    for bad in (0, "two", "-1"):
+        with pytest.raises(SystemExit, match=r"^error: --processes .* must be a whole number >= 1"):
+            run_shards(bad, None, tmp_path, 5)
+    with pytest.raises(SystemExit, match=r"^error: --processes and --shard: give one"):
+        run_shards(2, "0/2", tmp_path, 5)
+    with pytest.raises(SystemExit, match=r"^error: --processes starts copies of the command line"):
+        run_shards(2, None, tmp_path, 5)  # pytest is not `python -m monai.bundle`
+    monkeypatch.setattr("ignite.distributed.get_world_size", lambda: 2)
+    with pytest.raises(SystemExit, match=r"^error: --processes under torchrun"):
+        run_shards(2, None, tmp_path, 5)
