@@ -11,7 +11,8 @@ script samples every 0.5 s the machine's CPU use (``/proc/stat``, all cores toge
 the job's processes (the job and its DataLoader workers or shards; summed, so pages they share count once per
 process). Per run: wall time, subjects per minute, the share of the cores busy over the run, the CPU time, the
 share of 1-s intervals with the cores over 90 % busy together, peak memory (all processes, and the largest one),
-and how its detections differ from the first run's (:func:`differences`). Writes ``throughput.json`` and prints the table::
+and how its detections differ from the first run's (:func:`differences`). Writes ``throughput.json`` and prints
+the table::
 
     python tests/benchmarks/bench_throughput.py --out /work/bench_throughput --n 20 --workers 0 --processes 2
 """
