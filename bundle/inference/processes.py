@@ -75,11 +75,12 @@ def run_shards(processes, shard_spec, output_dir, subjects: int) -> list[int]:
     if idist.get_world_size() > 1:
         raise SystemExit("error: --processes under torchrun: torchrun already starts the processes")
     threads = max(1, torch.get_num_threads() // n)
+    commands = shard_commands(_command_line(), n, threads)
     logs = Path(output_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs = []
     try:
-        for i, (cmd, env) in enumerate(shard_commands(_command_line(), n, threads)):
+        for i, (cmd, env) in enumerate(commands):
             with open(logs / f"shard_{i}of{n}.log", "w") as log:
                 procs.append(subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT))
         logger.info("%d processes, %d thread(s) each; their logs: %s", n, threads, logs)
