@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..utils import is_null
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_shards", "shard_commands"]
+__all__ = ["check_processes", "run_shards", "shard_commands"]
 
 #: options the launcher sets for each shard itself (with and without ``=value``)
 _OWN = ("--processes", "--shard", "--overwrite", "--progress")
@@ -35,19 +36,45 @@ def _command_line() -> list[str]:
 def shard_commands(args: list[str], n: int, threads: int) -> list[tuple[list[str], dict]]:
     """The ``n`` shards' commands and environment variables for the command-line ``args`` of a ``monai.bundle`` run:
     the same arguments without ``--processes``, ``--shard``, ``--overwrite`` and ``--progress``, then ``--shard
-    i/n --processes 1 --overwrite false --progress false``; ``threads`` torch (OpenMP, MKL) and SimpleITK threads
-    each."""
+    i/n --processes 1 --overwrite false --progress false``; ``threads`` torch (OpenMP, MKL, OpenBLAS) and SimpleITK
+    threads each."""
     kept, skip = [], False
     for a in args:
-        if skip:
-            skip = False
-        elif a in _OWN:
-            skip = True  # and its value
-        elif not a.startswith(tuple(f"{o}=" for o in _OWN)):
+        if skip and not a.startswith("--"):
+            skip = False  # the value of an option of the launcher's
+            continue
+        skip = a in _OWN  # its value follows, unless it is a bare flag (fire reads it as true)
+        if not skip and not a.startswith(tuple(f"{o}=" for o in _OWN)):
             kept.append(a)
-    env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")}
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+    env = {k: str(threads) for k in names}
     tail = ["--processes", "1", "--overwrite", "false", "--progress", "false"]
     return [([sys.executable, "-m", "monai.bundle", *kept, "--shard", f"{i}/{n}", *tail], env) for i in range(n)]
+
+
+def check_processes(processes, shard_spec=None) -> int:
+    """``processes`` as a whole number; checked before the run writes anything (the main config's ``initialize``).
+
+    Raises:
+        SystemExit: it is not a whole number >= 1; it is > 1 with a ``shard_spec`` (``--shard``), under torchrun, or
+            in a job not started as ``python -m monai.bundle`` (one line each).
+    """
+    import ignite.distributed as idist
+
+    n = int(processes) if str(processes).strip().isdigit() else 0
+    if n < 1:
+        raise SystemExit(f"error: --processes {processes!r} must be a whole number >= 1")
+    if n > 1 and not is_null(shard_spec):
+        raise SystemExit("error: --processes and --shard: give one (--processes starts the shards itself)")
+    if n > 1 and idist.get_world_size() > 1:
+        raise SystemExit("error: --processes under torchrun: torchrun already starts the processes")
+    if n > 1:
+        _command_line()
+    return n
+
+
+def _stop(signum, frame):  # SIGTERM (a scheduler, `kill`) while the shards run: end them too (the finally below)
+    raise SystemExit(128 + signum)
 
 
 def run_shards(processes, shard_spec, output_dir, subjects: int) -> list[int]:
@@ -58,27 +85,20 @@ def run_shards(processes, shard_spec, output_dir, subjects: int) -> list[int]:
     remaining subjects itself). ``[]`` when there is nothing to split.
 
     Raises:
-        SystemExit: ``processes`` is not a positive integer, it comes with ``--shard``, the job is distributed
-            (torchrun), or it was not started as ``python -m monai.bundle`` (one line each).
+        SystemExit: as :func:`check_processes`.
     """
-    import ignite.distributed as idist
     import torch
 
-    n = int(processes) if str(processes).strip().isdigit() else 0
-    if n < 1:
-        raise SystemExit(f"error: --processes {processes!r} must be a whole number >= 1")
-    n = min(n, subjects)
+    from .run_folder import _remove_temporary
+
+    n = min(check_processes(processes, shard_spec), subjects)
     if n <= 1:
         return []
-    if not is_null(shard_spec):
-        raise SystemExit("error: --processes and --shard: give one (--processes starts the shards itself)")
-    if idist.get_world_size() > 1:
-        raise SystemExit("error: --processes under torchrun: torchrun already starts the processes")
     threads = max(1, torch.get_num_threads() // n)
     commands = shard_commands(_command_line(), n, threads)
     logs = Path(output_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    procs = []
+    procs, term = [], _handle_sigterm()
     try:
         for i, (cmd, env) in enumerate(commands):
             with open(logs / f"shard_{i}of{n}.log", "w") as log:
@@ -87,12 +107,29 @@ def run_shards(processes, shard_spec, output_dir, subjects: int) -> list[int]:
         codes = [p.wait() for p in procs]
     finally:
         for p in procs:
-            if p.poll() is None:  # this process stopped (Ctrl-C, an error): so do its shards
+            if p.poll() is None:  # this process stopped (Ctrl-C, SIGTERM, an error): so do its shards
                 p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
                 p.wait()
+        if term is not None:
+            signal.signal(signal.SIGTERM, term)
+        _remove_temporary(Path(output_dir))  # what a shard killed mid-write left
     for i, code in enumerate(codes):
         if code not in (0, 3):
             tail = (logs / f"shard_{i}of{n}.log").read_text(errors="replace").strip().splitlines()[-3:]
             logger.warning("shard %d/%d stopped with status %s (%s); this process runs what it left",
                            i, n, code, " | ".join(tail))  # fmt: skip
     return codes
+
+
+def _handle_sigterm():
+    """SIGTERM raises SystemExit while the shards run (Python's default ends the process without its ``finally``);
+    returns the handler to put back, None off the main thread."""
+    try:
+        return signal.signal(signal.SIGTERM, _stop)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        return None

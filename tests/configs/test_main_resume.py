@@ -54,7 +54,7 @@ def test_a_sharded_run_killed_after_one_subject_resumes_to_the_same_outputs(demo
     assert res.returncode == 0, res.stderr[-3000:]
     log = res.stdout + res.stderr
     assert f"2 processes, {threads} thread(s) each" in log and "stopped with status" not in log
-    for i in range(2):  # each shard ran on its own share to the end (its summary printed), on one thread
+    for i in range(2):  # each shard ran on its own share to the end (its summary printed)
         log = (res_dir / "logs" / f"shard_{i}of2.log").read_text()
         assert f"> shard: '{i}/2'" in log and "> processes: 1" in log and f"QC report: {res_dir}" in log
     assert {p: p.stat().st_mtime_ns for p in done} == done  # the complete subjects were skipped, not redone

@@ -147,7 +147,7 @@ def test_processes_start_one_shard_each_on_its_share_of_the_threads(tmp_path, mo
     Refused with --shard, under torchrun or outside the command line; nothing to split: nothing started."""
     import sys
 
-    from bundle.inference import run_shards, shard_commands
+    from bundle.inference import check_processes, run_shards, shard_commands
 
     args = ["run", "--config_file", "configs/inference.yaml", "--processes", "2", "--overwrite=true", "--datalist",
             "in.json", "--shard", "0/3", "--progress=true", "--output_dir", "o"]  # fmt: skip
@@ -156,10 +156,14 @@ def test_processes_start_one_shard_each_on_its_share_of_the_threads(tmp_path, mo
     assert [c[3:] for c, _ in cmds] == [
         ["run", "--config_file", "configs/inference.yaml", "--datalist", "in.json", "--output_dir", "o", "--shard",
          f"{i}/2", "--processes", "1", "--overwrite", "false", "--progress", "false"] for i in range(2)]  # fmt: skip
-    assert all(e == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "3"}
-               for _, e in cmds)  # fmt: skip
-    assert run_shards(1, None, tmp_path, 5) == [] and run_shards("4", None, tmp_path, 1) == []
-    assert not (tmp_path / "logs").exists()
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+    assert all(e == dict.fromkeys(names, "3") for _, e in cmds)
+    bare = shard_commands(["run", "--overwrite", "--processes", "2", "--datalist", "d", "--progress"], 2, 1)
+    assert bare[1][0][3:7] == ["run", "--datalist", "d", "--shard"]  # a flag without its value (fire: true)
+    assert run_shards(1, None, tmp_path, 5) == [] and check_processes("1", "0/2") == 1
+    monkeypatch.setattr("bundle.inference.processes._command_line", lambda: args)
+    assert run_shards("4", None, tmp_path, 1) == [] and not (tmp_path / "logs").exists()  # one subject: no shards
+    monkeypatch.undo()
     for bad in (0, "two", "-1"):
         with pytest.raises(SystemExit, match=r"^error: --processes .* must be a whole number >= 1"):
             run_shards(bad, None, tmp_path, 5)
@@ -170,3 +174,28 @@ def test_processes_start_one_shard_each_on_its_share_of_the_threads(tmp_path, mo
     monkeypatch.setattr("ignite.distributed.get_world_size", lambda: 2)
     with pytest.raises(SystemExit, match=r"^error: --processes under torchrun"):
         run_shards(2, None, tmp_path, 5)
+
+
+def test_a_shard_that_crashes_is_logged_and_its_temporary_files_removed(tmp_path, monkeypatch, caplog):
+    """Shards that end with 0, 3 (a subject failed: recorded) and 1 (crashed after starting a write): the job gets
+    their statuses, warns once with the end of the crashed shard's log, keeps each shard's output in logs/, and
+    removes the temporary file the crash left, so the merging run that follows starts clean."""
+    import logging
+    import sys
+
+    from bundle.inference import run_shards
+
+    (tmp_path / "maps").mkdir()
+    left = tmp_path / "maps" / ".sub-1_prob.k2j_8x0q.nii.gz"  # an atomic write's temporary file, as a kill leaves
+    scripts = ["print('shard zero done')", "import sys; print('one failed'); sys.exit(3)",
+               f"import sys; open({str(left)!r}, 'w'); print('out of memory'); sys.exit(1)"]  # fmt: skip
+    monkeypatch.setattr("bundle.inference.processes._command_line", lambda: ["run"])
+    monkeypatch.setattr("bundle.inference.processes.shard_commands",
+                        lambda args, n, threads: [([sys.executable, "-c", s], {}) for s in scripts[:n]])  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="bundle.inference.processes"):
+        assert run_shards(3, None, tmp_path, 7) == [0, 3, 1]
+    assert not left.exists()
+    assert [(tmp_path / "logs" / f"shard_{i}of3.log").read_text().strip() for i in range(3)] == [
+        "shard zero done", "one failed", "out of memory"]  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ["shard 2/3 stopped with status 1 (out of memory); this process runs what it left"]
