@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.38.0"
+__version__ = "0.39.0"
 __all__ = ["__version__"]
 
 _SUBPACKAGES = {
