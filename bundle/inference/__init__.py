@@ -47,7 +47,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "TableDetections",
             "instance_map_of_rows",
         ),
-        "processes": ("check_processes", "run_shards", "shard_commands"),
+        "processes": ("auto_processes", "check_processes", "run_shards", "shard_commands"),
         "run_folder": ("SubjectRecords", "claim_output", "close_run", "match_itk_threads", "shard"),
     },
 )

@@ -165,7 +165,7 @@ def test_processes_start_one_shard_each_on_its_share_of_the_threads(tmp_path, mo
     assert run_shards("4", None, tmp_path, 1) == [] and not (tmp_path / "logs").exists()  # one subject: no shards
     monkeypatch.undo()
     for bad in (0, "two", "-1"):
-        with pytest.raises(SystemExit, match=r"^error: --processes .* must be a whole number >= 1"):
+        with pytest.raises(SystemExit, match=r"^error: --processes .* must be auto or a whole number >= 1"):
             run_shards(bad, None, tmp_path, 5)
     with pytest.raises(SystemExit, match=r"^error: --processes and --shard: give one"):
         run_shards(2, "0/2", tmp_path, 5)
@@ -199,3 +199,25 @@ def test_a_shard_that_crashes_is_logged_and_its_temporary_files_removed(tmp_path
         "shard zero done", "one failed", "out of memory"]  # fmt: skip
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == ["shard 2/3 stopped with status 1 (out of memory); this process runs what it left"]
+
+
+def test_processes_auto_takes_one_per_core_within_the_available_memory(monkeypatch, tmp_path):
+    """``--processes auto``: the cores this process may use, at most the available memory over 1.5 GiB, 1 where
+    CUDA is available; 1 with --shard, under torchrun or from Python (nothing to start there)."""
+    import torch
+
+    from bundle.inference import auto_processes, check_processes
+
+    meminfo = tmp_path / "meminfo"
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for avail_gib, want in ((64, 8), (7.6, 5), (1.0, 1)):
+        meminfo.write_text(f"MemTotal: 99999999 kB\nMemAvailable: {int(avail_gib * 2**20)} kB\n")
+        assert auto_processes(meminfo) == want, avail_gib
+    assert auto_processes(tmp_path / "none") == 8  # no meminfo: the cores
+    assert check_processes("auto") == 1  # pytest is not `python -m monai.bundle`
+    monkeypatch.setattr("bundle.inference.processes._main_is_bundle", lambda: True)
+    monkeypatch.setattr("bundle.inference.processes.JOB_MEMORY", 1)  # this machine's memory is not the question
+    assert check_processes("auto") == 8 and check_processes("auto", "0/2") == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert check_processes(" Auto ") == 1
