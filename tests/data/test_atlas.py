@@ -147,7 +147,8 @@ def test_the_atlas_on_a_subjects_grid():
 def test_the_bspline_stage_follows_a_smooth_warp():
     """The template's T1 (2 mm) warped by a known smooth field (5 mm sines of 100 mm wavelength, which no affine
     map follows): with the B-spline stage the registered map must send brain points much closer to where they came
-    from than the affine map alone does."""
+    from than the affine map alone does (median 0.96 against 5.75 mm measured). Registered on a 3 mm grid instead of
+    the default 2 mm: the same code, 3 times faster."""
     from scipy.ndimage import map_coordinates
 
     atlas = A.load_atlas()
@@ -161,7 +162,7 @@ def test_the_bspline_stage_follows_a_smooth_warp():
     image = map_coordinates(t1, vox, order=1).reshape(t1.shape)
     mask = map_coordinates(brain.astype(np.float32), vox, order=1).reshape(t1.shape) > 0.5
     points = np.flatnonzero(mask.ravel())[::40]
-    tmap = A.template_transform(image, aff, mask, deformable=True)  # its affine: the map deformable=False gives
+    tmap = A.template_transform(image, aff, mask, deformable=True, spacing_mm=3.0)  # affine: deformable=False's
     err = {deformable: np.median(np.linalg.norm(A.to_template(world[points], m) - source[points], axis=1))
            for deformable, m in ((False, {**tmap, "bspline": None}), (True, tmap))}  # fmt: skip
     assert tmap["bspline"] and err[True] < 0.5 * err[False] and err[True] < 2.0, err
