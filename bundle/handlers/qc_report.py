@@ -95,6 +95,13 @@ def _outline(ax, outlines: dict | None, shape: tuple, k: int) -> None:
                 ax.contour((vol_o[:, :, k] == value).T, levels=[0.5], colors=[c], linewidths=0.6, origin="lower")
 
 
+def _plan(rows: Sequence[dict], max_panels: int) -> tuple[list, list[int], list[int]]:
+    """A montage's panels (:func:`choose_slices`), the lesion ids they show and those they cannot."""
+    panels = choose_slices(rows, max_panels=max_panels)
+    shown_ids = sorted({int(r["lesion_id"]) for _, rs in panels for r in rs})
+    return panels, shown_ids, sorted({int(r["lesion_id"]) for r in rows} - set(shown_ids))
+
+
 def subject_montage(
     image_path: str | os.PathLike,
     rows: Sequence[dict],
@@ -121,12 +128,10 @@ def subject_montage(
 
     vol, spacing = _volume(image_path)
     lo, hi = _window(vol)
-    panels = choose_slices(rows, max_panels=max_panels)
+    panels, shown_ids, not_shown = _plan(rows, max_panels)
     empty = not rows
     if empty:
         panels = [(int(round(f * (vol.shape[2] - 1))), []) for f in (0.3, 0.5, 0.7)]
-    shown_ids = sorted({int(r["lesion_id"]) for _, rs in panels for r in rs})
-    not_shown = sorted({int(r["lesion_id"]) for r in rows} - set(shown_ids))
     colour = {c: COLOURS[n % len(COLOURS)] for n, c in enumerate(classes)}
     ncol = min(columns, len(panels))
     nrow = int(np.ceil(len(panels) / ncol))
@@ -214,6 +219,15 @@ def _region_groups(codes: np.ndarray) -> np.ndarray:
     return lut[codes]
 
 
+def _drawn_since(png: Path, records, subject: str) -> bool:
+    """Whether ``png`` was written after ``subject``'s record (so from the rows the record holds now)."""
+    try:
+        record = records.path(subject)
+    except ValueError:  # a subject id that names no record file
+        return False
+    return png.is_file() and record.is_file() and png.stat().st_mtime_ns >= record.stat().st_mtime_ns
+
+
 def qc_flags(record: dict) -> list[str]:
     """The QC problems of a subject's record (``subjects/<id>.json``), one line each: its images that do not
     overlap the first after alignment (:class:`bundle.handlers.AlignmentWriter`)."""
@@ -226,7 +240,8 @@ class QCReport:
 
     It reads what the run wrote, not a writer's state: during the run it notes each subject's input image (the file
     in ``image.meta["filename_or_obj"]``); when the run completes it reads ``output_dir/detections.csv`` and
-    ``counts.csv`` and draws each subject's detections on its image, then writes the index with the counts. Attach
+    ``counts.csv`` and draws each subject's detections on its image (unless its montage was drawn after its record
+    was written: by a shard, or by the run this one resumes), then writes the index with the counts. Attach
     it after the table and counts writers (the configs list it after ``writer``), so that the tables exist.
 
     Args:
@@ -283,8 +298,12 @@ class QCReport:
                 continue
             own = rows.get(subject, [])
             png = self.dir / (re.sub(r"[^A-Za-z0-9._-]", "_", subject) + ".png")
-            drawn = subject_montage(image, own, png, subject, classes, self.max_panels,
-                                    outlines=self._outlines(subject))  # fmt: skip
+            if _drawn_since(png, records, subject):  # e.g. by a shard, or the run this one resumes
+                _, shown, hidden = _plan(own, self.max_panels)
+                drawn = {"png": png, "drawn": shown, "not_shown": hidden}
+            else:
+                drawn = subject_montage(image, own, png, subject, classes, self.max_panels,
+                                        outlines=self._outlines(subject))  # fmt: skip
             counts = {c: sum(str(r["label"]) == c for r in own) for c in classes}
             flags = qc_flags(records.load(subject) or {})
             subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts, "flags": flags})

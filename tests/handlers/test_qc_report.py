@@ -106,3 +106,31 @@ def test_montage_outlines_the_brain_mask_and_regions(tmp_path):
     subject_montage(tmp_path / "img.nii.gz", [_row(1, 10, 10, 5, 0.9)], tmp_path / "p.png", "s", ("cmb",))
     assert coloured(tmp_path / "o.png", "green") > 50 and coloured(tmp_path / "o.png", "orange") > 50
     assert coloured(tmp_path / "p.png", "green") == 0 == coloured(tmp_path / "p.png", "orange")
+
+
+def test_a_montage_drawn_after_its_record_is_not_drawn_again(tmp_path):
+    """A run resumed or merged after shards: the montage of a subject whose record is older than its PNG is kept
+    (and the index still lists its detections); a subject written again (a newer record) is drawn again."""
+    import json
+    import os
+
+    run = tmp_path / "run"
+    (run / "subjects").mkdir(parents=True)
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).normal(100, 5, (24, 24, 16)).astype(np.float32), np.eye(4)),
+             tmp_path / "img.nii.gz")  # fmt: skip
+    many = [_row(n + 1, 6, 6, n % 16, 0.9) for n in range(16)]  # 16 slices: 4 lesions beyond max_panels 3
+    (run / "detections.csv").write_text("subject,lesion_id,label,score,i,j,k,diameter_mm\n" + "".join(
+        f"{s},{r['lesion_id']},cmb,0.9,{r['i']},{r['j']},{r['k']},3\n" for s in ("a", "b") for r in many))  # fmt: skip
+    (run / "counts.csv").write_text("subject,cmb,total\na,16,16\nb,16,16\n")
+    for s in ("a", "b"):
+        (run / "subjects" / f"{s}.json").write_text(json.dumps({"subject": s, "image": str(tmp_path / "img.nii.gz")}))
+    report = QCReport(run, classes=("cmb",), max_panels=3)
+    report._report(None)
+    pngs = {s: run / "report" / f"{s}.png" for s in ("a", "b")}
+    first = {s: p.stat().st_mtime_ns for s, p in pngs.items()}
+    page = (run / "report" / "index.html").read_text()
+    os.utime(run / "subjects" / "b.json", ns=(first["b"] + 10**9, first["b"] + 10**9))  # b written again
+    report._report(None)
+    assert pngs["a"].stat().st_mtime_ns == first["a"] and pngs["b"].stat().st_mtime_ns > first["b"]
+    assert (run / "report" / "index.html").read_text() == page  # the same rows, counts and notes
+    assert page.count("detection(s) not shown") == 2
