@@ -293,7 +293,8 @@ class QCReport:
         records = SubjectRecords(self.run_dir)
         subjects = []
         for subject in (line[0] for line in counted[1:]):  # every subject written, by this process or another
-            image = self.images.get(subject) or (records.load(subject) or {}).get("image")
+            record = records.load(subject) or {}
+            image = self.images.get(subject) or record.get("image")
             if not image:
                 continue
             own = rows.get(subject, [])
@@ -305,6 +306,6 @@ class QCReport:
                 drawn = subject_montage(image, own, png, subject, classes, self.max_panels,
                                         outlines=self._outlines(subject))  # fmt: skip
             counts = {c: sum(str(r["label"]) == c for r in own) for c in classes}
-            flags = qc_flags(records.load(subject) or {})
+            flags = qc_flags(record)
             subjects.append({**drawn, "subject": subject, "png": png.name, "counts": counts, "flags": flags})
         write_index(self.dir, subjects, classes, failed=read_failed(self.run_dir))
